@@ -1,0 +1,629 @@
+//! keygate's settings: git config, read once, matched against a URL the
+//! way git matches `http.<url>.*`, with built-in presets underneath.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not run `git config`: {0}; is git installed and on PATH?")]
+    Git(std::io::Error),
+    #[error("`git config` failed: {0}")]
+    GitFailed(String),
+    #[error("invalid value {value:?} for {key}: {expected}")]
+    Invalid {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Every `keygate.*`, `credential.*` and `http.*` entry, in git's order
+/// (later entries win on equal specificity, as in git).
+#[derive(Debug, Default, Clone)]
+pub struct GitConfig {
+    entries: Vec<(String, String)>,
+}
+
+impl GitConfig {
+    /// One `git config` call for everything keygate may need, so a `get`
+    /// for a host keygate does not handle costs one process, not one per key.
+    pub fn load() -> Result<Self, ConfigError> {
+        let output = Command::new("git")
+            .args([
+                "config",
+                "-z",
+                "--get-regexp",
+                r"^(keygate|credential|http)\.",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(ConfigError::Git)?;
+        match output.status.code() {
+            Some(0) => Ok(Self::parse(&output.stdout)),
+            // 1: no matching key at all.
+            Some(1) => Ok(Self::default()),
+            _ => Err(ConfigError::GitFailed(
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            )),
+        }
+    }
+
+    /// Parses `git config -z` output: `key\nvalue\0` per entry, or `key\0`
+    /// for a key with no `=` (a boolean true).
+    pub fn parse(raw: &[u8]) -> Self {
+        let entries = raw
+            .split(|&b| b == 0)
+            .filter(|record| !record.is_empty())
+            .map(|record| {
+                let record = String::from_utf8_lossy(record);
+                match record.split_once('\n') {
+                    Some((key, value)) => (key.to_owned(), value.to_owned()),
+                    None => (record.into_owned(), "true".to_owned()),
+                }
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// The value of `section.variable` with no URL subsection.
+    pub fn plain(&self, section: &str, variable: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(key, _)| {
+                split_key(key).is_some_and(|(s, sub, v)| {
+                    s.eq_ignore_ascii_case(section)
+                        && sub.is_none()
+                        && v.eq_ignore_ascii_case(variable)
+                })
+            })
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every variable of `section` that applies to `url`, each taken from
+    /// the most specific matching `section.<url>.variable`, as
+    /// `git config --get-urlmatch section url` would list them.
+    pub fn for_url(&self, section: &str, url: &Url) -> HashMap<String, String> {
+        let mut best: HashMap<String, (Specificity, String)> = HashMap::new();
+        for (key, value) in &self.entries {
+            let Some((s, subsection, variable)) = split_key(key) else {
+                continue;
+            };
+            if !s.eq_ignore_ascii_case(section) {
+                continue;
+            }
+            let specificity = match subsection {
+                None => Specificity::default(),
+                Some(pattern) => match match_url(pattern, url) {
+                    Some(specificity) => specificity,
+                    None => continue,
+                },
+            };
+            let variable = variable.to_ascii_lowercase();
+            match best.get(&variable) {
+                Some((current, _)) if *current > specificity => {}
+                _ => {
+                    best.insert(variable, (specificity, value.clone()));
+                }
+            }
+        }
+        best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+    }
+
+    /// Whether any `keygate.<url>.*` section could apply to this origin.
+    fn has_section_for(&self, url: &Url) -> bool {
+        self.entries.iter().any(|(key, _)| {
+            split_key(key).is_some_and(|(s, sub, _)| {
+                s.eq_ignore_ascii_case("keygate")
+                    && sub.is_some_and(|pattern| match_url(pattern, url).is_some())
+            })
+        })
+    }
+}
+
+/// `section.sub.section.variable` → (section, Some(sub.section), variable).
+fn split_key(key: &str) -> Option<(&str, Option<&str>, &str)> {
+    let (section, rest) = key.split_once('.')?;
+    match rest.rsplit_once('.') {
+        Some((subsection, variable)) => Some((section, Some(subsection), variable)),
+        None => Some((section, None, rest)),
+    }
+}
+
+/// Ordered as git's urlmatch ranks candidates: host match, then path
+/// length, then whether a user name matched.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Specificity {
+    host_exact: bool,
+    host_len: usize,
+    path_len: usize,
+    user_matched: bool,
+}
+
+/// Matches a config URL (`https://*.example.com:8443/org`) against a
+/// request URL: scheme and port must agree, host exactly or by `*` per
+/// label, path as a prefix at a `/` boundary, user only if given.
+fn match_url(pattern: &str, url: &Url) -> Option<Specificity> {
+    let pattern = Url::parse(pattern).ok()?;
+    if pattern.scheme() != url.scheme() {
+        return None;
+    }
+    if pattern.port_or_known_default() != url.port_or_known_default() {
+        return None;
+    }
+    let user_matched = if pattern.username().is_empty() {
+        false
+    } else if pattern.username() == url.username() {
+        true
+    } else {
+        return None;
+    };
+    let pattern_host = pattern.host_str()?;
+    let host = url.host_str()?;
+    let host_exact = pattern_host.eq_ignore_ascii_case(host);
+    if !host_exact {
+        let pattern_labels: Vec<&str> = pattern_host.split('.').collect();
+        let labels: Vec<&str> = host.split('.').collect();
+        if pattern_labels.len() != labels.len()
+            || !pattern_labels
+                .iter()
+                .zip(&labels)
+                .all(|(p, l)| *p == "*" || p.eq_ignore_ascii_case(l))
+        {
+            return None;
+        }
+    }
+    let pattern_path = pattern.path().trim_end_matches('/');
+    let path = url.path();
+    let path_matches = pattern_path.is_empty()
+        || path == pattern_path
+        || path
+            .strip_prefix(pattern_path)
+            .is_some_and(|rest| rest.starts_with('/'));
+    if !path_matches {
+        return None;
+    }
+    Some(Specificity {
+        host_exact,
+        host_len: pattern_host.len(),
+        path_len: pattern_path.len(),
+        user_matched,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirect {
+    Loopback,
+    Scheme,
+    Device,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Code,
+    ClientCredentials,
+}
+
+/// How the token goes to the server: `Authorization: Basic user:token`
+/// works everywhere git does; `Bearer` needs git ≥ 2.46 and a server that
+/// takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    Basic,
+    Bearer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChoice {
+    Auto,
+    Keychain,
+    File,
+}
+
+/// Everything keygate knows about one OAuth server, for one origin.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The origin the accounts belong to: `https://host[:port]`.
+    pub server: Url,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub auth_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub device_url: Option<Url>,
+    pub revoke_url: Option<Url>,
+    pub scopes: Vec<String>,
+    pub redirect: Redirect,
+    pub redirect_url: Option<String>,
+    /// The user name handed to git with the token.
+    pub username: Option<String>,
+    pub grant: Grant,
+    pub refresh_margin: Duration,
+    pub auth_scheme: AuthScheme,
+    pub login_timeout: Duration,
+}
+
+struct Preset {
+    host: &'static str,
+    auth_url: &'static str,
+    token_url: &'static str,
+    device_url: Option<&'static str>,
+    revoke_url: Option<&'static str>,
+    scopes: &'static str,
+    username: &'static str,
+}
+
+const PRESETS: &[Preset] = &[
+    Preset {
+        host: "bitbucket.org",
+        auth_url: "https://bitbucket.org/site/oauth2/authorize",
+        token_url: "https://bitbucket.org/site/oauth2/access_token",
+        device_url: None,
+        revoke_url: None,
+        scopes: "repository repository:write",
+        username: "x-token-auth",
+    },
+    Preset {
+        host: "github.com",
+        auth_url: "https://github.com/login/oauth/authorize",
+        token_url: "https://github.com/login/oauth/access_token",
+        device_url: Some("https://github.com/login/device/code"),
+        revoke_url: None,
+        scopes: "repo",
+        username: "x-access-token",
+    },
+    Preset {
+        host: "gitlab.com",
+        auth_url: "https://gitlab.com/oauth/authorize",
+        token_url: "https://gitlab.com/oauth/token",
+        device_url: Some("https://gitlab.com/oauth/authorize_device"),
+        revoke_url: Some("https://gitlab.com/oauth/revoke"),
+        scopes: "read_repository write_repository",
+        username: "oauth2",
+    },
+];
+
+static ENV_CLIENT_SECRET: OnceLock<Option<Secret>> = OnceLock::new();
+
+/// Moves `KEYGATE_CLIENT_SECRET` out of the process environment into
+/// memory, so no process keygate starts (git, a browser) inherits it.
+///
+/// # Safety
+///
+/// Changes the environment: call it before any other thread exists.
+pub unsafe fn take_secret_from_env() {
+    let secret = std::env::var("KEYGATE_CLIENT_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new);
+    // SAFETY: the caller guarantees no other thread reads the environment.
+    unsafe { std::env::remove_var("KEYGATE_CLIENT_SECRET") };
+    let _ = ENV_CLIENT_SECRET.set(secret);
+}
+
+fn env_client_secret() -> Option<Secret> {
+    match ENV_CLIENT_SECRET.get() {
+        Some(taken) => taken.clone(),
+        None => std::env::var("KEYGATE_CLIENT_SECRET")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new),
+    }
+}
+
+const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
+const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The origin (`scheme://host[:port]`) of a URL, which accounts are kept under.
+pub fn origin_of(url: &Url) -> Url {
+    let mut origin = url.clone();
+    origin.set_path("");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    // Cannot fail for http(s) URLs, the only ones resolved here.
+    let _ = origin.set_username("");
+    let _ = origin.set_password(None);
+    origin
+}
+
+impl Provider {
+    /// The provider for `url`, or `None` when keygate has neither config
+    /// nor a usable preset for it: git should then try its next helper.
+    pub fn resolve(config: &GitConfig, url: &Url) -> Result<Option<Self>, ConfigError> {
+        if !matches!(url.scheme(), "https" | "http") {
+            return Ok(None);
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let preset = PRESETS
+            .iter()
+            .find(|p| url.scheme() == "https" && p.host == host && url.port().is_none());
+        if preset.is_none() && !config.has_section_for(url) {
+            return Ok(None);
+        }
+        let values = config.for_url("keygate", url);
+        let get = |key: &str| {
+            values
+                .get(key)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+
+        let client_id = get("clientid").map(str::to_owned).or_else(|| {
+            std::env::var("KEYGATE_CLIENT_ID")
+                .ok()
+                .filter(|v| !v.is_empty())
+        });
+        let Some(client_id) = client_id else {
+            tracing::debug!(%url, "no clientId configured; not handling this host");
+            return Ok(None);
+        };
+        let client_secret = get("clientsecret")
+            .map(Secret::new)
+            .or_else(env_client_secret);
+
+        let url_value =
+            |key: &str, preset_value: Option<&'static str>| match get(key).or(preset_value) {
+                Some(raw) => parse_endpoint(key, raw).map(Some),
+                None => Ok(None),
+            };
+        let auth_url = url_value("authurl", preset.map(|p| p.auth_url))?;
+        let token_url = url_value("tokenurl", preset.map(|p| p.token_url))?;
+        let device_url = url_value("deviceurl", preset.and_then(|p| p.device_url))?;
+        let revoke_url = url_value("revokeurl", preset.and_then(|p| p.revoke_url))?;
+
+        let scopes = get("scopes")
+            .or(preset.map(|p| p.scopes))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let redirect = match get("redirect") {
+            None | Some("loopback") => Redirect::Loopback,
+            Some("scheme") => Redirect::Scheme,
+            Some("device") => Redirect::Device,
+            Some(other) => return Err(invalid("redirect", other, "loopback, scheme or device")),
+        };
+        let grant = match get("grant") {
+            Some("code") => Grant::Code,
+            Some("client_credentials") => Grant::ClientCredentials,
+            None if client_secret.is_some() && auth_url.is_none() => Grant::ClientCredentials,
+            None => Grant::Code,
+            Some(other) => return Err(invalid("grant", other, "code or client_credentials")),
+        };
+        let auth_scheme = match get("authtype").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("basic") => AuthScheme::Basic,
+            Some("bearer") => AuthScheme::Bearer,
+            Some(other) => return Err(invalid("authType", other, "basic or bearer")),
+        };
+        let seconds = |key: &str, default: Duration| match get(key) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| invalid(key, raw, "a whole number of seconds")),
+        };
+
+        Ok(Some(Self {
+            server: origin_of(url),
+            client_id,
+            client_secret,
+            auth_url,
+            token_url,
+            device_url,
+            revoke_url,
+            scopes,
+            redirect,
+            redirect_url: get("redirecturl").map(str::to_owned),
+            username: get("username")
+                .map(str::to_owned)
+                .or(preset.map(|p| p.username.to_owned())),
+            grant,
+            refresh_margin: seconds("refreshmargin", DEFAULT_REFRESH_MARGIN)?,
+            auth_scheme,
+            login_timeout: seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?,
+        }))
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("keygate.<url>.{key}"),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+fn parse_endpoint(key: &str, raw: &str) -> Result<Url, ConfigError> {
+    Url::parse(raw).map_err(|_| invalid(key, raw, "an absolute https:// URL"))
+}
+
+/// The CA files git is told to trust for `url` (`http.<url>.sslCAInfo`).
+pub fn ca_files_for(config: &GitConfig, url: &Url) -> Vec<PathBuf> {
+    config
+        .for_url("http", url)
+        .remove("sslcainfo")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect()
+}
+
+/// `keygate.store`, overridden by `KEYGATE_STORE`.
+pub fn store_choice(config: &GitConfig) -> Result<StoreChoice, ConfigError> {
+    let from_env = std::env::var("KEYGATE_STORE")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let raw = from_env.as_deref().or(config.plain("keygate", "store"));
+    match raw {
+        None | Some("auto") => Ok(StoreChoice::Auto),
+        Some("keychain") => Ok(StoreChoice::Keychain),
+        Some("file") => Ok(StoreChoice::File),
+        Some(other) => Err(ConfigError::Invalid {
+            key: "keygate.store".to_owned(),
+            value: other.to_owned(),
+            expected: "auto, keychain or file",
+        }),
+    }
+}
+
+/// git's `credential.interactive` (2.46+): `false` or `never` forbid
+/// asking a person.
+pub fn git_forbids_interaction(config: &GitConfig) -> bool {
+    config.plain("credential", "interactive").is_some_and(|v| {
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "false" | "no" | "off" | "0" | "never"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> GitConfig {
+        let mut raw = Vec::new();
+        for (k, v) in pairs {
+            raw.extend_from_slice(format!("{k}\n{v}\0").as_bytes());
+        }
+        GitConfig::parse(&raw)
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_git_config_z_output() {
+        let c = GitConfig::parse(b"keygate.store\nfile\0credential.interactive\0");
+        assert_eq!(c.plain("keygate", "store"), Some("file"));
+        assert_eq!(c.plain("credential", "interactive"), Some("true"));
+    }
+
+    #[test]
+    fn longer_path_wins_and_port_must_match() {
+        let c = config(&[
+            ("keygate.https://git.example.com/org.clientid", "org"),
+            ("keygate.https://git.example.com.clientid", "host"),
+            ("keygate.https://git.example.com:8443.clientid", "port"),
+        ]);
+        let get = |u: &str| c.for_url("keygate", &url(u)).remove("clientid");
+        assert_eq!(
+            get("https://git.example.com/org/repo.git").as_deref(),
+            Some("org")
+        );
+        assert_eq!(
+            get("https://git.example.com/other").as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            get("https://git.example.com:8443/org").as_deref(),
+            Some("port")
+        );
+        assert_eq!(
+            get("https://git.example.com/organisation").as_deref(),
+            Some("host")
+        );
+        assert_eq!(get("http://git.example.com/org").as_deref(), None);
+    }
+
+    #[test]
+    fn wildcard_host_and_user_match() {
+        let c = config(&[
+            ("keygate.https://*.example.com.clientid", "wild"),
+            ("keygate.https://alice@git.example.com.clientid", "alice"),
+        ]);
+        let get = |u: &str| c.for_url("keygate", &url(u)).remove("clientid");
+        assert_eq!(get("https://git.example.com/").as_deref(), Some("wild"));
+        assert_eq!(
+            get("https://alice@git.example.com/").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(get("https://a.b.example.com/").as_deref(), None);
+    }
+
+    #[test]
+    fn later_entry_wins_on_equal_specificity() {
+        let c = config(&[
+            ("keygate.https://h.example.clientid", "first"),
+            ("keygate.https://h.example.clientid", "second"),
+        ]);
+        let got = c
+            .for_url("keygate", &url("https://h.example/"))
+            .remove("clientid");
+        assert_eq!(got.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn unconfigured_host_is_not_handled() {
+        let c = config(&[("keygate.https://h.example.clientid", "x")]);
+        assert!(
+            Provider::resolve(&c, &url("https://other.example/"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn preset_fills_endpoints_and_username() {
+        let c = config(&[("keygate.https://bitbucket.org.clientid", "abc")]);
+        let p = Provider::resolve(&c, &url("https://bitbucket.org/team/repo.git"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.username.as_deref(), Some("x-token-auth"));
+        assert_eq!(p.server.as_str(), "https://bitbucket.org/");
+        assert!(p.token_url.unwrap().as_str().contains("access_token"));
+        assert_eq!(p.grant, Grant::Code);
+    }
+
+    #[test]
+    fn grant_is_inferred_from_secret_without_auth_endpoint() {
+        let c = config(&[
+            ("keygate.https://ci.example.clientid", "ci"),
+            ("keygate.https://ci.example.clientsecret", "s"),
+            (
+                "keygate.https://ci.example.tokenurl",
+                "https://ci.example/token",
+            ),
+        ]);
+        let p = Provider::resolve(&c, &url("https://ci.example/"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.grant, Grant::ClientCredentials);
+    }
+
+    #[test]
+    fn rejects_bad_values_with_the_key_name() {
+        let c = config(&[
+            ("keygate.https://h.example.clientid", "x"),
+            ("keygate.https://h.example.refreshmargin", "soon"),
+        ]);
+        let err = Provider::resolve(&c, &url("https://h.example/")).unwrap_err();
+        assert!(
+            err.to_string().contains("refreshMargin") || err.to_string().contains("refreshmargin")
+        );
+    }
+
+    #[test]
+    fn interactive_false_or_never() {
+        assert!(git_forbids_interaction(&config(&[(
+            "credential.interactive",
+            "never"
+        )])));
+        assert!(git_forbids_interaction(&config(&[(
+            "credential.interactive",
+            "false"
+        )])));
+        assert!(!git_forbids_interaction(&config(&[(
+            "credential.interactive",
+            "true"
+        )])));
+    }
+}

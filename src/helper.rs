@@ -1,0 +1,124 @@
+//! Being a git credential helper: `get`, `store`, `erase` on one request,
+//! with the I/O passed in so the whole exchange is testable in-process.
+
+use std::io::{BufRead, Write};
+
+use crate::config::{self, AuthScheme, GitConfig, Provider};
+use crate::credential::{Credential, ProtocolError};
+use crate::session::{Interaction, Session, SessionError};
+use crate::store::{self, AccountKey, StoreError, TokenRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Get,
+    Store,
+    Erase,
+}
+
+/// The user name git sends when it has none configured, and what keygate
+/// answers when neither config nor preset names one (GitLab's choice,
+/// accepted by most servers that take a token as password).
+const FALLBACK_USERNAME: &str = "oauth2";
+
+/// Everything a helper call needs besides the request.
+pub struct Context<'a> {
+    pub config: &'a GitConfig,
+    pub interaction: Interaction<'a>,
+}
+
+pub fn serve(
+    operation: Operation,
+    input: impl BufRead,
+    output: impl Write,
+    context: Context<'_>,
+) -> Result<(), HelperError> {
+    let request = Credential::read(input)?;
+    if operation == Operation::Store {
+        // keygate keeps its own tokens; what git hands back is ours anyway.
+        return Ok(());
+    }
+    let Some(url) = request.target_url() else {
+        return Ok(());
+    };
+    let Some(provider) = Provider::resolve(context.config, &url)? else {
+        return Ok(());
+    };
+    let store = store::open(config::store_choice(context.config)?)?;
+    let session = Session {
+        key: AccountKey::new(
+            &provider.server,
+            account_name(&provider, request.username.as_deref()),
+        ),
+        provider: &provider,
+        store: store.as_ref(),
+        ca_files: ca_files(context.config, &provider),
+        interaction: context.interaction,
+    };
+    match operation {
+        Operation::Get => {
+            let record = session.fresh_token()?;
+            answer(&request, &provider, &record).write(output)?;
+        }
+        Operation::Erase => {
+            let password = request.password.as_ref().or(request.credential.as_ref());
+            if let Some(password) = password
+                && session.drop_access_token(password)?
+            {
+                tracing::debug!(account = %session.key.label(), "dropped the access token git rejected");
+            }
+        }
+        Operation::Store => {}
+    }
+    Ok(())
+}
+
+/// The account a request selects: the user name in the URL or request,
+/// unless it is just the name the server wants with tokens
+/// (`x-token-auth`), which every account of the host shares.
+pub fn account_name<'a>(provider: &Provider, username: Option<&'a str>) -> Option<&'a str> {
+    username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref())
+}
+
+/// CA files for the OAuth endpoints: `http.<url>.sslCAInfo` matched
+/// against the token endpoint, as git would for a request there.
+pub fn ca_files(config: &GitConfig, provider: &Provider) -> Vec<std::path::PathBuf> {
+    let target = provider.token_url.as_ref().unwrap_or(&provider.server);
+    config::ca_files_for(config, target)
+}
+
+fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
+    let mut reply = Credential::default();
+    let token = record.access_token.clone();
+    reply.password_expiry_utc = record
+        .stale_at(provider.refresh_margin)
+        .map(|t| t.to_string());
+    if provider.auth_scheme == AuthScheme::Bearer && request.announces("authtype") {
+        reply.capability.push("authtype".to_owned());
+        reply.authtype = Some("Bearer".to_owned());
+        reply.credential = token;
+        // keygate keeps the token; other helpers must not store a copy.
+        reply.ephemeral = Some("1".to_owned());
+    } else {
+        reply.username = Some(
+            provider
+                .username
+                .clone()
+                .or_else(|| request.username.clone())
+                .unwrap_or_else(|| FALLBACK_USERNAME.to_owned()),
+        );
+        reply.password = token;
+    }
+    reply
+}

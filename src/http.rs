@@ -1,0 +1,193 @@
+//! The one HTTP client keygate talks to OAuth servers with: rustls with
+//! the ring provider, explicit trust roots, no redirects, bounded time and
+//! bounded response size.
+//!
+//! Building it reads the system CA store (a few milliseconds), so callers
+//! build it only when a request is actually due.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Token responses are small; anything bigger is a misbehaving server.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot read CA file {path}: {source}")]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no usable trusted CA certificates (system store and configured files are empty)")]
+    NoRoots,
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("building the HTTP client failed: {0}")]
+    Build(reqwest::Error),
+    #[error("request to {host} failed: {reason}")]
+    Transport { host: String, reason: String },
+    #[error("response from {host} is larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge { host: String },
+    #[error("refusing plain http:// endpoint {0}: only https, or http on loopback, is allowed")]
+    InsecureEndpoint(String),
+}
+
+/// Refuses `http://` except on loopback, where TLS buys nothing and test
+/// and development servers live.
+pub fn check_endpoint(url: &Url) -> Result<(), HttpError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        _ => Err(HttpError::InsecureEndpoint(url.to_string())),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Trust anchors: the system store (which honours `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` the way OpenSSL does), `SSL_CERT_FILE` itself, and the
+/// files git is configured to trust.
+pub fn root_store(extra_ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, HttpError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::debug!(%error, "skipping part of the system CA store");
+    }
+    roots.add_parsable_certificates(native.certs);
+
+    let mut files: Vec<PathBuf> = extra_ca_files.to_vec();
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        files.push(PathBuf::from(path));
+    }
+    for path in files {
+        let certs = read_pem_certs(&path)?;
+        roots.add_parsable_certificates(certs);
+    }
+    if roots.is_empty() {
+        return Err(HttpError::NoRoots);
+    }
+    Ok(roots)
+}
+
+fn read_pem_certs(
+    path: &PathBuf,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, HttpError> {
+    use rustls_pki_types::pem::PemObject;
+    let ca_error = |source| HttpError::CaFile {
+        path: path.clone(),
+        source,
+    };
+    let pem = std::fs::read(path).map_err(ca_error)?;
+    Ok(rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect())
+}
+
+/// The client config every TLS connection keygate opens uses.
+pub fn tls_config(extra_ca_files: &[PathBuf]) -> Result<rustls::ClientConfig, HttpError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(root_store(extra_ca_files)?)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+}
+
+impl HttpClient {
+    pub fn new(extra_ca_files: &[PathBuf]) -> Result<Self, HttpError> {
+        let inner = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(extra_ca_files)?)
+            // A token endpoint has no reason to redirect, and following one
+            // could carry a code or client secret to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(HttpError::Build)?;
+        Ok(Self { inner })
+    }
+
+    /// Sends one request and reads the whole (bounded) response; the
+    /// shape oauth2's `AsyncHttpClient` expects.
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let host = request.uri().host().unwrap_or_default().to_owned();
+        let transport = |error: reqwest::Error| HttpError::Transport {
+            host: host.clone(),
+            reason: describe(&error),
+        };
+        let request = reqwest::Request::try_from(request).map_err(transport)?;
+        let mut response = self.inner.execute(request).await.map_err(transport)?;
+        let mut builder = http::Response::builder().status(response.status());
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(HttpError::TooLarge { host });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        builder.body(body).map_err(|e| HttpError::Transport {
+            host,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// reqwest's error chain, without the URL (which is already in the message
+/// around it) and down to the root cause, which is what a user can act on.
+fn describe(error: &reqwest::Error) -> String {
+    let mut reason = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "transport error".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        source = cause.source();
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let ok = |s: &str| check_endpoint(&Url::parse(s).unwrap()).is_ok();
+        assert!(ok("https://auth.example.com/token"));
+        assert!(ok("http://127.0.0.1:8080/token"));
+        assert!(ok("http://[::1]:8080/token"));
+        assert!(ok("http://localhost/token"));
+        assert!(!ok("http://auth.example.com/token"));
+        assert!(!ok("http://127.0.0.1.evil.example/token"));
+    }
+}

@@ -1,0 +1,13 @@
+//! keygate: OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain.
+//!
+//! Layers, top to bottom (nothing imports upward): `session` → `oauth`,
+//! `store`, `config`, `credential` → `secret`, `http`.
+
+pub mod config;
+pub mod credential;
+pub mod helper;
+pub mod http;
+pub mod oauth;
+pub mod secret;
+pub mod session;
+pub mod store;

@@ -1,0 +1,308 @@
+//! keygate's command line: parse, dispatch, print the one error line,
+//! choose the exit code. The work lives in the library.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use keygate::config::{self, GitConfig, Provider};
+use keygate::helper::{self, Context, Operation};
+use keygate::oauth::Browser;
+use keygate::session::{Interaction, Session};
+use keygate::store::{self, AccountKey, TokenRecord, unix_now};
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// git credential protocol: answer a request on stdin
+    Get,
+    /// git credential protocol: accepted and ignored (keygate keeps its own tokens)
+    Store,
+    /// git credential protocol: forget the access token git says was rejected
+    Erase,
+    /// Authorize now, in the browser
+    Login { url: String },
+    /// Forget the tokens kept for a URL
+    Logout { url: String },
+    /// List the accounts keygate holds tokens for (never a secret)
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a fresh access token for a URL on stdout
+    Token { url: String },
+}
+
+fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any thread is started.
+    unsafe { config::take_secret_from_env() };
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("keygate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let Some(filter) = std::env::var("KEYGATE_LOG").ok().filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(true)
+        .init();
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+fn run(command: Command) -> Result<(), AnyError> {
+    let config = GitConfig::load()?;
+    match command {
+        Command::Get => credential(Operation::Get, &config),
+        Command::Store => credential(Operation::Store, &config),
+        Command::Erase => credential(Operation::Erase, &config),
+        Command::Login { url } => login(&config, &url),
+        Command::Logout { url } => logout(&config, &url),
+        Command::Status { json } => status(&config, json),
+        Command::Token { url } => token(&config, &url),
+    }
+}
+
+fn credential(operation: Operation, config: &GitConfig) -> Result<(), AnyError> {
+    let browser = SystemBrowser;
+    let context = Context {
+        config,
+        interaction: interaction(config, &browser),
+    };
+    let stdin = io::stdin().lock();
+    let stdout = io::stdout().lock();
+    helper::serve(operation, stdin, stdout, context)?;
+    Ok(())
+}
+
+/// Opens URLs with `$BROWSER` or the OS default, through the webbrowser
+/// crate; the URL is printed on stderr either way.
+struct SystemBrowser;
+
+impl Browser for SystemBrowser {
+    fn open(&self, url: &url::Url) {
+        if let Err(error) = webbrowser::open(url.as_str()) {
+            eprintln!("keygate: could not open a browser ({error}); open the URL above yourself");
+        }
+    }
+}
+
+/// Whether keygate may send a person to the browser for this git call.
+fn interaction<'a>(config: &GitConfig, browser: &'a dyn Browser) -> Interaction<'a> {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let reason = if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
+        Some("KEYGATE_INTERACTIVE=never forbids interaction")
+    } else if set("CI") {
+        Some("CI is set, so no browser is opened")
+    } else if config::git_forbids_interaction(config) {
+        Some("git's credential.interactive forbids interaction")
+    } else if cfg!(all(unix, not(target_os = "macos")))
+        && !set("BROWSER")
+        && !set("DISPLAY")
+        && !set("WAYLAND_DISPLAY")
+    {
+        Some("there is no browser to open ($BROWSER is unset and there is no display)")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Interaction::Forbidden(reason.to_owned()),
+        None => Interaction::Allowed(browser),
+    }
+}
+
+fn provider_for(config: &GitConfig, raw_url: &str) -> Result<(Provider, url::Url), AnyError> {
+    let url = url::Url::parse(raw_url).map_err(|e| format!("invalid URL {raw_url:?}: {e}"))?;
+    let provider = Provider::resolve(config, &url)?.ok_or_else(|| {
+        format!(
+            "keygate has no configuration for {url}; set at least `git config --global keygate.{}.clientId <id>`",
+            config::origin_of(&url).as_str().trim_end_matches('/')
+        )
+    })?;
+    Ok((provider, url))
+}
+
+fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
+    let (provider, url) = provider_for(config, raw_url)?;
+    let store = store::open(config::store_choice(config)?)?;
+    let browser = SystemBrowser;
+    let interaction = if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
+        Interaction::Forbidden("KEYGATE_INTERACTIVE=never forbids interaction".into())
+    } else {
+        Interaction::Allowed(&browser)
+    };
+    let session = Session {
+        key: account_key(&provider, &url),
+        provider: &provider,
+        store: store.as_ref(),
+        ca_files: helper::ca_files(config, &provider),
+        interaction,
+    };
+    let record = session.login()?;
+    eprintln!(
+        "keygate: logged in to {} ({}), tokens kept in the {} store",
+        session.key.label(),
+        describe_expiry(&record),
+        store.kind()
+    );
+    Ok(())
+}
+
+fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
+    let url = url::Url::parse(raw_url).map_err(|e| format!("invalid URL {raw_url:?}: {e}"))?;
+    let store = store::open(config::store_choice(config)?)?;
+    let server = config::origin_of(&url);
+    let account = Provider::resolve(config, &url)?
+        .map(|provider| account_key(&provider, &url))
+        .unwrap_or_else(|| {
+            AccountKey::new(&server, Some(url.username()).filter(|u| !u.is_empty()))
+        });
+    if store.delete(&account)? {
+        eprintln!("keygate: forgot the tokens for {}", account.label());
+    } else {
+        eprintln!("keygate: no tokens were kept for {}", account.label());
+    }
+    Ok(())
+}
+
+fn token(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
+    let (provider, url) = provider_for(config, raw_url)?;
+    let store = store::open(config::store_choice(config)?)?;
+    let browser = SystemBrowser;
+    let session = Session {
+        key: account_key(&provider, &url),
+        provider: &provider,
+        store: store.as_ref(),
+        ca_files: helper::ca_files(config, &provider),
+        interaction: interaction(config, &browser),
+    };
+    let record = session.fresh_token()?;
+    let token = record
+        .access_token
+        .as_ref()
+        .ok_or("the server returned no access token")?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", token.expose())?;
+    Ok(())
+}
+
+fn account_key(provider: &Provider, url: &url::Url) -> AccountKey {
+    let username = Some(url.username()).filter(|u| !u.is_empty());
+    AccountKey::new(&provider.server, helper::account_name(provider, username))
+}
+
+#[derive(Serialize)]
+struct AccountStatus<'a> {
+    server: &'a str,
+    account: &'a str,
+    store: &'a str,
+    grant: &'a str,
+    token_type: &'a str,
+    access_token_present: bool,
+    expires_at: Option<u64>,
+    expires_in_seconds: Option<i64>,
+    refresh_token_present: bool,
+    scopes: &'a [String],
+}
+
+fn status(config: &GitConfig, json: bool) -> Result<(), AnyError> {
+    let store = store::open(config::store_choice(config)?)?;
+    let mut records = store.list()?;
+    records.sort_by(|a, b| (&a.server, &a.account).cmp(&(&b.server, &b.account)));
+    let now = unix_now();
+    let accounts: Vec<AccountStatus<'_>> = records
+        .iter()
+        .map(|r| AccountStatus {
+            server: &r.server,
+            account: &r.account,
+            store: store.kind(),
+            grant: &r.grant,
+            token_type: &r.token_type,
+            access_token_present: r.access_token.is_some(),
+            expires_at: r.expires_at,
+            expires_in_seconds: r.expires_at.map(|t| t as i64 - now as i64),
+            refresh_token_present: r.refresh_token.is_some(),
+            scopes: &r.scopes,
+        })
+        .collect();
+    let mut stdout = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &accounts)?;
+        writeln!(stdout)?;
+        return Ok(());
+    }
+    if accounts.is_empty() {
+        writeln!(stdout, "no accounts ({} store)", store.kind())?;
+    }
+    for (account, record) in accounts.iter().zip(&records) {
+        let who = if account.account.is_empty() {
+            "(default)"
+        } else {
+            account.account
+        };
+        writeln!(
+            stdout,
+            "{}  {}  store={}  grant={}  {}  refresh token: {}",
+            account.server,
+            who,
+            account.store,
+            account.grant,
+            describe_expiry(record),
+            if account.refresh_token_present {
+                "yes"
+            } else {
+                "no"
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn describe_expiry(record: &TokenRecord) -> String {
+    if record.access_token.is_none() {
+        return "access token dropped".to_owned();
+    }
+    match record.expires_at {
+        None => "access token does not expire".to_owned(),
+        Some(at) => {
+            let left = at as i64 - unix_now() as i64;
+            if left <= 0 {
+                format!("access token expired {} ago", human(-left))
+            } else {
+                format!("access token expires in {}", human(left))
+            }
+        }
+    }
+}
+
+fn human(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}

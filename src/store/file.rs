@@ -1,0 +1,230 @@
+//! The file store: one JSON document, mode 0600 in a 0700 directory,
+//! replaced atomically (temp file, fsync, rename) under an exclusive lock
+//! so concurrent writers for different accounts never lose each other's
+//! records.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccountKey, StoreError, TokenRecord, TokenStore};
+
+const FILE_NAME: &str = "tokens.json";
+const LOCK_NAME: &str = "tokens.lock";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Document {
+    version: u32,
+    accounts: Vec<TokenRecord>,
+}
+
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    fn io_error(&self, path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        let path = path.to_owned();
+        move |source| StoreError::File {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    fn read(&self) -> Result<Document, StoreError> {
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Document::default()),
+            Err(e) => return Err(self.io_error(&path)(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path,
+            // serde_json's message names a line and column, never the content.
+            reason: e.to_string(),
+        })
+    }
+
+    /// Read-modify-write under the store lock.
+    fn update(
+        &self,
+        change: impl FnOnce(&mut Vec<TokenRecord>) -> bool,
+    ) -> Result<bool, StoreError> {
+        create_private_dir(&self.dir).map_err(self.io_error(&self.dir))?;
+        let lock_path = self.dir.join(LOCK_NAME);
+        let lock = open_private(&lock_path, false).map_err(self.io_error(&lock_path))?;
+        lock.lock().map_err(self.io_error(&lock_path))?;
+        let mut document = self.read()?;
+        let changed = change(&mut document.accounts);
+        if changed {
+            document.version = 1;
+            self.write_atomically(&document)?;
+        }
+        Ok(changed)
+    }
+
+    fn write_atomically(&self, document: &Document) -> Result<(), StoreError> {
+        let path = self.path();
+        let temp = self
+            .dir
+            .join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let json = serde_json::to_vec_pretty(document).map_err(std::io::Error::other)?;
+            let mut file = open_private(&temp, true)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            fs::rename(&temp, &path)?;
+            // The rename is durable only once the directory is synced.
+            if let Ok(dir) = File::open(&self.dir) {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            self.io_error(&path)(e)
+        })
+    }
+}
+
+impl TokenStore for FileStore {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.read()?.accounts.into_iter().find(|r| r.key() == *key))
+    }
+
+    fn save(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.update(|accounts| {
+            let key = record.key();
+            match accounts.iter_mut().find(|r| r.key() == key) {
+                Some(existing) => *existing = record.clone(),
+                None => accounts.push(record.clone()),
+            }
+            true
+        })?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &AccountKey) -> Result<bool, StoreError> {
+        if !self.path().exists() {
+            return Ok(false);
+        }
+        self.update(|accounts| {
+            let before = accounts.len();
+            accounts.retain(|r| r.key() != *key);
+            accounts.len() != before
+        })
+    }
+
+    fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(self.read()?.accounts)
+    }
+}
+
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        // An existing directory may have been created looser by someone else.
+        let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
+/// Opens (creating with mode 0600) a file only its owner can read.
+pub(crate) fn open_private(path: &Path, truncate_new: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true);
+    if truncate_new {
+        options.truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn record(server: &str, token: &str) -> TokenRecord {
+        TokenRecord {
+            server: server.into(),
+            account: String::new(),
+            access_token: Some(Secret::new(token)),
+            token_type: "bearer".into(),
+            expires_at: Some(100),
+            obtained_at: 0,
+            refresh_token: Some(Secret::new("r".repeat(4096))),
+            scopes: vec!["repo".into()],
+            grant: "code".into(),
+        }
+    }
+
+    #[test]
+    fn saves_loads_and_deletes_4k_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("keygate"));
+        let big = "t".repeat(4096);
+        store.save(&record("https://a.example", &big)).unwrap();
+        store.save(&record("https://b.example", "b")).unwrap();
+        let key = record("https://a.example", "").key();
+        let loaded = store.load(&key).unwrap().unwrap();
+        assert_eq!(loaded.access_token.unwrap().expose(), big);
+        assert_eq!(store.list().unwrap().len(), 2);
+        assert!(store.delete(&key).unwrap());
+        assert!(!store.delete(&key).unwrap());
+        assert!(store.load(&key).unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_0600_in_a_0700_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("keygate"));
+        store.save(&record("https://a.example", "x")).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.path()), 0o600);
+        assert_eq!(mode(&dir.path().join("keygate")), 0o700);
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_not_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_owned());
+        fs::write(store.path(), b"{not json").unwrap();
+        assert!(matches!(
+            store.load(&record("https://a.example", "").key()),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,225 @@
+//! Where tokens live between git invocations: the OS keychain or a 0600
+//! JSON file. Both keep one [`TokenRecord`] per (server, account).
+
+mod file;
+pub(crate) use file::{create_private_dir, open_private};
+mod keychain;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::StoreChoice;
+use crate::secret::Secret;
+
+pub use file::FileStore;
+pub use keychain::KeychainStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "token file {path} is not valid keygate JSON ({reason}); move it aside and run `keygate login <url>`"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the keychain is not reachable: {0}; set `git config --global keygate.store file` to use the file store"
+    )]
+    KeychainUnreachable(String),
+    #[error("the keychain refused access: {0}; unlock it (or set keygate.store=file) and retry")]
+    KeychainLocked(String),
+    #[error("keychain error: {0}")]
+    Keychain(String),
+    #[error("cannot find a data directory: neither XDG_DATA_HOME nor HOME is set")]
+    NoDataDir,
+}
+
+/// Which account a record belongs to. `account` is the user name a URL or
+/// request selects (`https://alice@host/...`); empty for the default one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountKey {
+    pub server: String,
+    pub account: String,
+}
+
+impl AccountKey {
+    pub fn new(server: &url::Url, account: Option<&str>) -> Self {
+        Self {
+            server: server.as_str().trim_end_matches('/').to_owned(),
+            account: account.unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// A stable name for the account, for keychain entries and lock files.
+    pub fn label(&self) -> String {
+        if self.account.is_empty() {
+            self.server.clone()
+        } else {
+            format!("{}@{}", self.account, self.server)
+        }
+    }
+}
+
+/// What keygate keeps per account. No password, ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub server: String,
+    pub account: String,
+    /// `None` once git reported it rejected (erase): the refresh token stays.
+    pub access_token: Option<Secret>,
+    pub token_type: String,
+    /// Unix seconds at which the server said the access token expires.
+    pub expires_at: Option<u64>,
+    /// Unix seconds at which the access token was issued; with
+    /// `expires_at`, its lifetime.
+    pub obtained_at: u64,
+    pub refresh_token: Option<Secret>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub grant: String,
+}
+
+impl TokenRecord {
+    pub fn key(&self) -> AccountKey {
+        AccountKey {
+            server: self.server.clone(),
+            account: self.account.clone(),
+        }
+    }
+
+    /// The instant the access token stops counting as fresh: the time left
+    /// drops under min(margin, a quarter of its lifetime). A 2-hour token
+    /// with a 5-minute margin is stale 5 minutes early; a 30-second test
+    /// token 7.5 s early.
+    pub fn stale_at(&self, margin: Duration) -> Option<u64> {
+        let expires_at = self.expires_at?;
+        let lifetime = expires_at.saturating_sub(self.obtained_at);
+        let lead = margin.as_secs().min(lifetime / 4);
+        Some(expires_at.saturating_sub(lead))
+    }
+
+    /// The access token, if there is one that is still fresh at `now`.
+    pub fn fresh_token(&self, now: u64, margin: Duration) -> Option<&Secret> {
+        let token = self.access_token.as_ref()?;
+        match self.stale_at(margin) {
+            Some(stale_at) if now >= stale_at => None,
+            _ => Some(token),
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Keeps token records. Implementations write each record atomically: a
+/// crash or a full disk leaves the previous record intact.
+pub trait TokenStore {
+    /// `keychain` or `file`, for `status` and notices.
+    fn kind(&self) -> &'static str;
+    fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError>;
+    fn save(&self, record: &TokenRecord) -> Result<(), StoreError>;
+    /// Returns whether there was anything to delete.
+    fn delete(&self, key: &AccountKey) -> Result<bool, StoreError>;
+    fn list(&self) -> Result<Vec<TokenRecord>, StoreError>;
+}
+
+/// keygate's private directory: `$XDG_DATA_HOME/keygate` or
+/// `~/.local/share/keygate`.
+pub fn data_dir() -> Result<PathBuf, StoreError> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/share"))
+        })
+        .ok_or(StoreError::NoDataDir)?;
+    Ok(base.join("keygate"))
+}
+
+/// How long `auto` waits for the keychain before falling back to the file.
+const KEYCHAIN_PROBE: Duration = Duration::from_secs(2);
+
+/// Opens the store `choice` names. `auto` takes the keychain when it
+/// answers within a short bound, else the file, with a one-line notice.
+pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
+    match choice {
+        StoreChoice::File => Ok(Box::new(FileStore::new(data_dir()?))),
+        StoreChoice::Keychain => Ok(Box::new(KeychainStore::open()?)),
+        StoreChoice::Auto => match KeychainStore::open_within(KEYCHAIN_PROBE) {
+            Ok(store) => Ok(Box::new(store)),
+            Err(error) => {
+                let file = FileStore::new(data_dir()?);
+                eprintln!(
+                    "keygate: keychain unavailable ({}), keeping tokens in {}",
+                    short_reason(&error),
+                    file.path().display()
+                );
+                Ok(Box::new(file))
+            }
+        },
+    }
+}
+
+fn short_reason(error: &StoreError) -> String {
+    match error {
+        StoreError::KeychainUnreachable(reason)
+        | StoreError::KeychainLocked(reason)
+        | StoreError::Keychain(reason) => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(obtained_at: u64, expires_at: Option<u64>) -> TokenRecord {
+        TokenRecord {
+            server: "https://h.example".into(),
+            account: String::new(),
+            access_token: Some(Secret::new("t")),
+            token_type: "bearer".into(),
+            expires_at,
+            obtained_at,
+            refresh_token: None,
+            scopes: vec![],
+            grant: "code".into(),
+        }
+    }
+
+    #[test]
+    fn stale_at_uses_the_smaller_of_margin_and_quarter_lifetime() {
+        let two_hours = record(0, Some(7200));
+        assert_eq!(two_hours.stale_at(Duration::from_secs(300)), Some(6900));
+        let thirty_seconds = record(100, Some(130));
+        // a quarter of 30 s, in whole seconds
+        assert_eq!(thirty_seconds.stale_at(Duration::from_secs(300)), Some(123));
+    }
+
+    #[test]
+    fn fresh_until_the_stale_instant() {
+        let r = record(0, Some(7200));
+        let margin = Duration::from_secs(300);
+        assert!(r.fresh_token(6899, margin).is_some());
+        assert!(r.fresh_token(6900, margin).is_none());
+        assert!(record(0, None).fresh_token(u64::MAX, margin).is_some());
+    }
+
+    #[test]
+    fn erased_token_is_never_fresh() {
+        let mut r = record(0, Some(7200));
+        r.access_token = None;
+        assert!(r.fresh_token(1, Duration::from_secs(300)).is_none());
+    }
+}
