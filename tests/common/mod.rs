@@ -1,0 +1,447 @@
+//! The world an end-to-end test runs in: a temp HOME, a throwaway CA, the
+//! real `oidc-provider` OAuth server, a git smart-HTTP server that accepts
+//! only valid tokens, and optionally gnome-keyring on a private D-Bus. All
+//! processes are killed when the world is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const KEYGATE: &str = env!("CARGO_BIN_EXE_keygate");
+
+pub fn support(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(path)
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Options {
+    pub access_token_ttl: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: 600,
+        }
+    }
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub certs: PathBuf,
+    pub bin: PathBuf,
+    pub oidc: Value,
+    pub git_url: String,
+    pub dbus_address: Option<String>,
+    /// Extra environment for every command this world runs.
+    pub env: Vec<(String, String)>,
+    // Dropped in reverse order of start: git server, OAuth server, keyring.
+    servers: Vec<Guard>,
+}
+
+/// Starts `command` and waits for the one JSON line it prints when ready.
+fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) {
+    let log = std::fs::File::create(log).expect("server log file");
+    command
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .stdin(Stdio::null());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read server line");
+    let guard = Guard(child);
+    let info: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("{what} did not print its JSON line ({e}): {line:?}"));
+    (guard, info)
+}
+
+impl World {
+    pub fn start(options: Options) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        let certs = dir.path().join("certs");
+        let bin = dir.path().join("bin");
+        for d in [&home, &certs, &bin] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // The name git runs for `credential.helper=keygate`.
+        std::os::unix::fs::symlink(KEYGATE, bin.join("git-credential-keygate")).unwrap();
+        std::os::unix::fs::symlink(KEYGATE, bin.join("keygate")).unwrap();
+
+        let status = Command::new(support("mkcerts.sh"))
+            .arg(&certs)
+            .stdout(Stdio::null())
+            .status()
+            .expect("mkcerts.sh");
+        assert!(status.success(), "mkcerts.sh failed");
+
+        let mut oidc_cmd = Command::new("node");
+        oidc_cmd
+            .arg(support("oidc/server.mjs"))
+            .arg("--dir")
+            .arg(&certs)
+            .env("ACCESS_TOKEN_TTL", options.access_token_ttl.to_string());
+        let (oidc_guard, oidc) =
+            start_server(oidc_cmd, "oidc-provider", &dir.path().join("oidc.log"));
+
+        let repos = dir.path().join("repos");
+        let status = Command::new(support("make_repo.sh"))
+            .arg(&repos)
+            .arg("demo")
+            .stdout(Stdio::null())
+            .status()
+            .expect("make_repo.sh");
+        assert!(status.success(), "make_repo.sh failed");
+        let mut git_cmd = Command::new("python3");
+        git_cmd
+            .arg(support("git_server.py"))
+            .arg("--root")
+            .arg(&repos)
+            .arg("--dir")
+            .arg(&certs)
+            .arg("--introspect")
+            .arg(oidc["introspection_endpoint"].as_str().unwrap());
+        let (git_guard, git) =
+            start_server(git_cmd, "git server", &dir.path().join("git-server.log"));
+        let git_url = git["url"].as_str().unwrap().to_owned();
+
+        let world = World {
+            home,
+            certs,
+            bin,
+            oidc,
+            git_url,
+            dbus_address: None,
+            env: Vec::new(),
+            servers: vec![oidc_guard, git_guard],
+            dir,
+        };
+        world.write_gitconfig("");
+        world
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.oidc["issuer"].as_str().unwrap()
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.certs.join("ca.pem")
+    }
+
+    pub fn repo_url(&self) -> String {
+        format!("{}/demo.git", self.git_url)
+    }
+
+    pub fn gitconfig_path(&self) -> PathBuf {
+        self.home.join(".gitconfig")
+    }
+
+    /// The global git config: keygate as the only helper, configured for
+    /// the git server with the test OAuth server's endpoints, plus `extra`.
+    pub fn write_gitconfig(&self, extra: &str) {
+        let config = format!(
+            "[user]\n\tname = Test\n\temail = test@example.com\n\
+             [init]\n\tdefaultBranch = main\n\
+             [credential]\n\thelper = keygate\n\
+             [keygate \"{git}\"]\n\tclientId = keygate-test\n\tauthUrl = {auth}\n\ttokenUrl = {token}\n\
+             \tscopes = git\n\tloginTimeout = 20\n\
+             [http]\n\tsslCAInfo = {ca}\n{extra}",
+            git = self.git_url,
+            auth = self.oidc["authorization_endpoint"].as_str().unwrap(),
+            token = self.oidc["token_endpoint"].as_str().unwrap(),
+            ca = self.ca().display(),
+        );
+        std::fs::write(self.gitconfig_path(), config).unwrap();
+    }
+
+    pub fn browser_log(&self) -> PathBuf {
+        self.dir.path().join("browser.jsonl")
+    }
+
+    /// A command with a clean environment: nothing of the machine's
+    /// (CI, RUST_BACKTRACE, SSL_CERT_FILE...) leaks in.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        command
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", &self.home)
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", self.gitconfig_path())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("SSL_CERT_FILE", self.ca())
+            .env("GIT_SSL_CAINFO", self.ca())
+            .env("CURL_CA_BUNDLE", self.ca())
+            .env("KEYGATE_STORE", "file")
+            .env("BROWSER", support("browser.py"))
+            .env("KEYGATE_TEST_CA", self.ca())
+            .env("KEYGATE_TEST_BROWSER_LOG", self.browser_log())
+            .env("KEYGATE_TEST_SCHEME_HANDLER", format!("{KEYGATE} callback"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        if let Some(address) = &self.dbus_address {
+            command.env("DBUS_SESSION_BUS_ADDRESS", address);
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn git(&self, args: &[&str]) -> Output {
+        let output = self.command("git").args(args).output().expect("run git");
+        output
+    }
+
+    pub fn keygate(&self, args: &[&str]) -> Output {
+        self.command(KEYGATE)
+            .args(args)
+            .output()
+            .expect("run keygate")
+    }
+
+    /// Runs `git credential fill` for the test repo and returns its stdout.
+    pub fn credential_fill(&self) -> Output {
+        self.credential("fill", &format!("url={}\n\n", self.repo_url()))
+    }
+
+    pub fn credential(&self, action: &str, input: &str) -> Output {
+        let mut child = self
+            .command("git")
+            .args(["credential", action])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("git credential");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        read_jsonl(&self.certs.join("events.jsonl"))
+    }
+
+    /// Token-endpoint requests with this grant type.
+    pub fn token_requests(&self, grant_type: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["endpoint"] == "token" && e["grant_type"] == grant_type)
+            .count()
+    }
+
+    pub fn authorization_requests(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["endpoint"] == "authorization")
+            .count()
+    }
+
+    pub fn browser_launches(&self) -> Vec<Value> {
+        read_jsonl(&self.browser_log())
+    }
+
+    /// The file store's document.
+    pub fn token_file(&self) -> Value {
+        let path = self.home.join(".local/share/keygate/tokens.json");
+        serde_json::from_slice(&std::fs::read(&path).expect("token file")).expect("token JSON")
+    }
+
+    pub fn stored_account(&self) -> Value {
+        let file = self.token_file();
+        let accounts = file["accounts"].as_array().expect("accounts");
+        assert_eq!(accounts.len(), 1, "exactly one account: {file}");
+        accounts[0].clone()
+    }
+
+    /// Rewrites the stored record so its access token is already stale.
+    pub fn expire_stored_token(&self) {
+        let path = self.home.join(".local/share/keygate/tokens.json");
+        let mut file = self.token_file();
+        for account in file["accounts"].as_array_mut().unwrap() {
+            account["obtained_at"] = Value::from(1000);
+            account["expires_at"] = Value::from(2000);
+        }
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    }
+
+    pub fn post_admin(&self, path: &str) {
+        let status = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "POST", "--cacert"])
+            .arg(self.ca())
+            .arg(format!("{}{path}", self.issuer()))
+            .env_remove("CURL_CA_BUNDLE")
+            .status()
+            .expect("curl");
+        assert!(status.success(), "POST {path} failed");
+    }
+
+    /// Starts a private D-Bus session with gnome-keyring unlocked in it;
+    /// every later command of this world talks to it.
+    pub fn start_keyring(&mut self) {
+        let mut dbus = Command::new("dbus-daemon");
+        dbus.args(["--session", "--nofork", "--print-address=1"])
+            .env("HOME", &self.home)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = dbus
+            .spawn()
+            .expect("dbus-daemon (install the dbus package)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.servers.push(Guard(child));
+        let address = line.trim().to_owned();
+        assert!(!address.is_empty(), "dbus-daemon printed no address");
+        self.dbus_address = Some(address);
+
+        let mut keyring = self
+            .command("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon (install the gnome-keyring package)");
+        {
+            use std::io::Write;
+            let mut stdin = keyring.stdin.take().unwrap();
+            stdin.write_all(b"test-keyring-password").unwrap();
+        }
+        let stdout = keyring.stdout.take().unwrap();
+        self.servers.push(Guard(keyring));
+        // It prints its environment once it is ready on the bus.
+        let mut reader = BufReader::new(stdout);
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        self.wait_for_secret_service();
+    }
+
+    fn wait_for_secret_service(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = self
+                .command("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .output()
+                .expect("dbus-send");
+            if String::from_utf8_lossy(&output.stdout).contains("boolean true") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gnome-keyring never owned org.freedesktop.secrets"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every regular file under HOME, with its bytes.
+    pub fn files_under_home(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.home.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        found.push((path, bytes));
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the command succeeded, showing its output if not.
+#[track_caller]
+pub fn ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// `key=value` lines of a credential answer.
+pub fn credential_field(output: &Output, key: &str) -> Option<String> {
+    text(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}

@@ -1,0 +1,392 @@
+//! End to end: the built keygate binary under real git, against the real
+//! oidc-provider OAuth server and a git smart-HTTP server that accepts only
+//! valid tokens.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Options, World, credential_field, ok, text};
+
+fn clone(world: &World, dest: &str) -> std::process::Output {
+    world.git(&["clone", "-q", &world.repo_url(), dest])
+}
+
+#[test]
+fn first_clone_logs_in_once_then_uses_the_cache_and_push_works() {
+    let world = World::start(Options::default());
+
+    ok(&clone(&world, "first"));
+    assert_eq!(world.browser_launches().len(), 1, "one browser login");
+    assert_eq!(world.authorization_requests(), 1);
+    assert_eq!(world.token_requests("authorization_code"), 1);
+    let account = world.stored_account();
+    assert!(
+        account["refresh_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let tokens_after_login = world
+        .events()
+        .iter()
+        .filter(|e| e["endpoint"] == "token")
+        .count();
+
+    ok(&clone(&world, "second"));
+    assert_eq!(world.browser_launches().len(), 1, "no second browser login");
+    let tokens_now = world
+        .events()
+        .iter()
+        .filter(|e| e["endpoint"] == "token")
+        .count();
+    assert_eq!(
+        tokens_now, tokens_after_login,
+        "no token request for a cached token"
+    );
+
+    let repo = world.dir.path().join("second");
+    std::fs::write(repo.join("change.txt"), "pushed through keygate\n").unwrap();
+    let repo_arg = repo.to_str().unwrap();
+    ok(&world.git(&["-C", repo_arg, "add", "change.txt"]));
+    ok(&world.git(&["-C", repo_arg, "commit", "-q", "-m", "change"]));
+    ok(&world.git(&["-C", repo_arg, "push", "-q", "origin", "main"]));
+    ok(&world.git(&[
+        "-C",
+        world.dir.path().join("first").to_str().unwrap(),
+        "pull",
+        "-q",
+    ]));
+    assert!(world.dir.path().join("first/change.txt").exists());
+    assert_eq!(world.browser_launches().len(), 1);
+}
+
+#[test]
+fn expired_token_is_refreshed_silently_once_and_rotation_is_saved() {
+    // A 4-second token goes stale a second before it expires.
+    let world = World::start(Options {
+        access_token_ttl: 4,
+    });
+    ok(&clone(&world, "repo"));
+    let first_refresh_token = world.stored_account()["refresh_token"].clone();
+
+    std::thread::sleep(Duration::from_secs(4));
+    let repo = world.dir.path().join("repo");
+    ok(&world.git(&["-C", repo.to_str().unwrap(), "fetch", "-q"]));
+    assert_eq!(
+        world.token_requests("refresh_token"),
+        1,
+        "exactly one refresh"
+    );
+    assert_eq!(world.browser_launches().len(), 1, "no new login");
+    let second_refresh_token = world.stored_account()["refresh_token"].clone();
+    assert_ne!(
+        first_refresh_token, second_refresh_token,
+        "the rotated refresh token was saved"
+    );
+
+    // The rotated token must work: the server revokes the whole grant if
+    // keygate ever sends a used one.
+    world.expire_stored_token();
+    ok(&world.git(&["-C", repo.to_str().unwrap(), "fetch", "-q"]));
+    assert_eq!(world.token_requests("refresh_token"), 2);
+    let refreshes_ok = world
+        .events()
+        .iter()
+        .filter(|e| e["grant_type"] == "refresh_token" && e["status"] == 200)
+        .count();
+    assert_eq!(refreshes_ok, 2);
+}
+
+#[test]
+fn sixty_four_concurrent_fills_at_expiry_cause_one_refresh() {
+    let world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    world.expire_stored_token();
+
+    let input = format!("url={}\n\n", world.repo_url());
+    let children: Vec<_> = (0..64)
+        .map(|_| {
+            let mut child = world
+                .command("git")
+                .args(["credential", "fill"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    let passwords: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            ok(&output);
+            credential_field(&output, "password").expect("a password")
+        })
+        .collect();
+    assert_eq!(
+        world.token_requests("refresh_token"),
+        1,
+        "exactly one refresh request"
+    );
+    assert!(
+        passwords.iter().all(|p| *p == passwords[0]),
+        "all got the same token"
+    );
+    let stored = world.stored_account()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(passwords[0], stored);
+    // And that token is accepted by the git server.
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+}
+
+#[test]
+fn revoked_refresh_token_fails_fast_without_a_person_and_logs_in_again_with_one() {
+    let mut world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    world.post_admin("/__test/revoke-all");
+    world.expire_stored_token();
+    let refresh_token = world.stored_account()["refresh_token"].clone();
+
+    world.set_env("CI", "1");
+    let started = Instant::now();
+    let output = world.git(&["ls-remote", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(20), "nothing hangs");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("keygate: the refresh token for"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("keygate login"),
+        "says what to do: {stderr}"
+    );
+    assert_eq!(world.browser_launches().len(), 1, "no browser in CI");
+    assert_eq!(
+        world.stored_account()["refresh_token"],
+        refresh_token,
+        "record untouched"
+    );
+
+    world.env.clear();
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+    assert_eq!(world.browser_launches().len(), 2, "a new browser login");
+    assert_ne!(world.stored_account()["refresh_token"], refresh_token);
+}
+
+#[test]
+fn erase_drops_only_our_access_token_and_keeps_the_refresh_token() {
+    let world = World::start(Options::default());
+    let first = world.credential_fill();
+    ok(&first);
+    let token = credential_field(&first, "password").unwrap();
+    let username = credential_field(&first, "username").unwrap();
+    let host = world.git_url.trim_start_matches("https://").to_owned();
+
+    // Someone else's password: nothing changes.
+    let other = format!("protocol=https\nhost={host}\nusername={username}\npassword=not-ours\n\n");
+    ok(&world.credential("reject", &other));
+    assert_eq!(
+        world.stored_account()["access_token"].as_str(),
+        Some(token.as_str())
+    );
+
+    let ours = format!("protocol=https\nhost={host}\nusername={username}\npassword={token}\n\n");
+    ok(&world.credential("reject", &ours));
+    let account = world.stored_account();
+    assert!(account["access_token"].is_null(), "access token dropped");
+    assert!(
+        account["refresh_token"].as_str().is_some(),
+        "refresh token kept"
+    );
+
+    let again = world.credential_fill();
+    ok(&again);
+    assert_eq!(
+        world.token_requests("refresh_token"),
+        1,
+        "next get refreshes"
+    );
+    assert_ne!(credential_field(&again, "password").unwrap(), token);
+    assert_eq!(world.browser_launches().len(), 1);
+}
+
+#[test]
+fn get_for_an_unconfigured_host_prints_nothing() {
+    let world = World::start(Options::default());
+    let output = world
+        .command(common::KEYGATE)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"protocol=https\nhost=unrelated.example.org\n\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    ok(&output);
+    assert!(output.stdout.is_empty());
+    assert!(output.stderr.is_empty());
+    assert!(world.browser_launches().is_empty());
+}
+
+fn keygate_get(world: &World, input: &[u8]) -> std::process::Output {
+    let mut child = world
+        .command(common::KEYGATE)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn malformed_requests_are_refused_with_one_line_and_no_credential() {
+    let world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let host = world.git_url.trim_start_matches("https://").to_owned();
+    for bad in [
+        format!("protocol=https\nhost={host}\ngarbage\n\n"),
+        format!("protocol=https\nhost={host}\r\n\n"),
+        format!("protocol=https\nhost={host}\npath=a\0b\n\n"),
+    ] {
+        let output = keygate_get(&world, bad.as_bytes());
+        assert!(!output.status.success(), "{bad:?} accepted");
+        assert!(
+            output.stdout.is_empty(),
+            "no credential printed for {bad:?}"
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.starts_with("keygate: malformed"), "{stderr}");
+    }
+}
+
+#[test]
+fn denied_consent_and_forged_state_end_the_login_clearly() {
+    let mut world = World::start(Options::default());
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "deny");
+    let output = world.keygate(&["login", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("denied"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "forge-state");
+    let output = world.keygate(&["login", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("state"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        world.token_requests("authorization_code"),
+        0,
+        "no code was redeemed"
+    );
+    assert!(!world.home.join(".local/share/keygate/tokens.json").exists());
+}
+
+#[test]
+fn login_times_out_cleanly_when_no_redirect_arrives() {
+    let mut world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tloginTimeout = 2\n",
+        world.git_url
+    ));
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "hang");
+    let started = Instant::now();
+    let output = world.keygate(&["login", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("no authorization arrived"), "{stderr}");
+    assert!(
+        stderr.contains(world.oidc["authorization_endpoint"].as_str().unwrap()),
+        "URL printed: {stderr}"
+    );
+}
+
+#[test]
+fn bearer_auth_when_git_announces_authtype() {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tauthType = bearer\n",
+        world.git_url
+    ));
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+    let requests = common::read_jsonl(&world.certs.join("git-requests.jsonl"));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["auth"] == "bearer" && r["status"] == 200),
+        "{requests:?}"
+    );
+    assert!(!requests.iter().any(|r| r["auth"] == "basic"));
+}
+
+#[test]
+fn status_lists_accounts_without_secrets_and_token_prints_a_fresh_one() {
+    let world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let account = world.stored_account();
+    let access = account["access_token"].as_str().unwrap().to_owned();
+    let refresh = account["refresh_token"].as_str().unwrap().to_owned();
+
+    let output = world.keygate(&["status", "--json"]);
+    ok(&output);
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status[0]["server"], world.git_url.as_str());
+    assert_eq!(status[0]["store"], "file");
+    assert_eq!(status[0]["refresh_token_present"], true);
+    assert!(status[0]["expires_in_seconds"].as_i64().unwrap() > 0);
+    let human = world.keygate(&["status"]);
+    ok(&human);
+    for out in [&output, &human] {
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!all.contains(&access) && !all.contains(&refresh));
+    }
+
+    let token = world.keygate(&["token", &world.repo_url()]);
+    ok(&token);
+    assert_eq!(text(&token.stdout).trim(), access);
+
+    world.expire_stored_token();
+    let token = world.keygate(&["token", &world.repo_url()]);
+    ok(&token);
+    assert_ne!(text(&token.stdout).trim(), access, "refreshed first");
+    assert_eq!(world.token_requests("refresh_token"), 1);
+
+    ok(&world.keygate(&["logout", &world.repo_url()]));
+    let output = world.keygate(&["status", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap(),
+        serde_json::json!([])
+    );
+}
