@@ -249,6 +249,8 @@ pub struct Provider {
     pub refresh_margin: Duration,
     pub auth_scheme: AuthScheme,
     pub login_timeout: Duration,
+    /// Bound on each request to the OAuth server.
+    pub http_timeout: Duration,
 }
 
 struct Preset {
@@ -321,6 +323,7 @@ fn env_client_secret() -> Option<Secret> {
 
 const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The origin (`scheme://host[:port]`) of a URL, which accounts are kept under.
 pub fn origin_of(url: &Url) -> Url {
@@ -429,6 +432,7 @@ impl Provider {
             refresh_margin: seconds("refreshmargin", DEFAULT_REFRESH_MARGIN)?,
             auth_scheme,
             login_timeout: seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?,
+            http_timeout: seconds("timeout", DEFAULT_HTTP_TIMEOUT)?,
         }))
     }
 }

@@ -13,7 +13,6 @@ use std::time::Duration;
 use url::Url;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Token responses are small; anything bigger is a misbehaving server.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
@@ -112,14 +111,15 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(extra_ca_files: &[PathBuf]) -> Result<Self, HttpError> {
+    /// `timeout` bounds each whole request, connection included.
+    pub fn new(extra_ca_files: &[PathBuf], timeout: Duration) -> Result<Self, HttpError> {
         let inner = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config(extra_ca_files)?)
             // A token endpoint has no reason to redirect, and following one
             // could carry a code or client secret to another host.
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
             .no_proxy()
             .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -196,7 +196,7 @@ impl Session<'_> {
     }
 
     fn http(&self) -> Result<HttpClient, HttpError> {
-        HttpClient::new(&self.ca_files)
+        HttpClient::new(&self.ca_files, self.provider.http_timeout)
     }
 
     fn block_on<T>(&self, work: impl Future<Output = T>) -> Result<T, SessionError> {

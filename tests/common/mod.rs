@@ -142,6 +142,48 @@ impl World {
         world
     }
 
+    /// A world with no servers: for tests that bring their own fake one.
+    pub fn offline() -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        let certs = dir.path().join("certs");
+        let bin = dir.path().join("bin");
+        for d in [&home, &certs, &bin] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::os::unix::fs::symlink(KEYGATE, bin.join("git-credential-keygate")).unwrap();
+        std::fs::write(home.join(".gitconfig"), "").unwrap();
+        let status = Command::new(support("mkcerts.sh"))
+            .arg(&certs)
+            .stdout(Stdio::null())
+            .status()
+            .expect("mkcerts.sh");
+        assert!(status.success(), "mkcerts.sh failed");
+        World {
+            home,
+            certs,
+            bin,
+            oidc: Value::Null,
+            git_url: String::new(),
+            dbus_address: None,
+            env: Vec::new(),
+            servers: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Writes a token file with one record, as a previous login would have.
+    pub fn seed_token_file(&self, record: Value) {
+        let dir = self.home.join(".local/share/keygate");
+        std::fs::create_dir_all(&dir).unwrap();
+        let document = serde_json::json!({"version": 1, "accounts": [record]});
+        std::fs::write(
+            dir.join("tokens.json"),
+            serde_json::to_vec(&document).unwrap(),
+        )
+        .unwrap();
+    }
+
     pub fn issuer(&self) -> &str {
         self.oidc["issuer"].as_str().unwrap()
     }

@@ -1,0 +1,225 @@
+//! Faults a real OAuth server cannot be made to produce on demand: an
+//! in-tree fake token endpoint answers 500, hangs, sends garbage or
+//! rejects the grant. Each must give one clear error and keep the stored
+//! refresh token.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{World, ok, text};
+use serde_json::json;
+
+/// A one-route HTTP server on loopback answering every request with
+/// `response`, after `delay`. Counts the requests it got.
+struct FakeTokenServer {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FakeTokenServer {
+    fn start(response: String, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let response = response.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    std::thread::sleep(delay);
+                    let _ = stream.write_all(response.as_bytes());
+                });
+            }
+        });
+        Self { url, requests }
+    }
+}
+
+const SERVER: &str = "https://git.example.test";
+
+fn world_with(token_url: &str) -> World {
+    let world = World::offline();
+    std::fs::write(
+        world.gitconfig_path(),
+        format!(
+            "[keygate \"{SERVER}\"]\n\tclientId = fault-test\n\tauthUrl = https://auth.example.test/auth\n\
+             \ttokenUrl = {token_url}\n\ttimeout = 2\n"
+        ),
+    )
+    .unwrap();
+    world.seed_token_file(json!({
+        "server": SERVER,
+        "account": "",
+        "access_token": "stale-access-token",
+        "token_type": "bearer",
+        "expires_at": 2000,
+        "obtained_at": 1000,
+        "refresh_token": "refresh-token-to-keep",
+        "scopes": ["git"],
+        "grant": "code",
+    }));
+    world
+}
+
+fn run_token(world: &World) -> std::process::Output {
+    let mut command = world.command(common::KEYGATE);
+    command
+        .args(["token", &format!("{SERVER}/org/repo.git")])
+        .env("CI", "1");
+    command.output().unwrap()
+}
+
+#[track_caller]
+fn assert_failed_and_kept(world: &World, output: &std::process::Output, expected: &str) {
+    assert!(!output.status.success(), "must fail");
+    assert!(output.stdout.is_empty(), "no token printed");
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("keygate: "), "{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in {stderr}"
+    );
+    assert!(!stderr.contains("refresh-token-to-keep"));
+    let account = world.stored_account();
+    assert_eq!(
+        account["refresh_token"], "refresh-token-to-keep",
+        "refresh token kept"
+    );
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn http_500() -> String {
+    response(
+        "500 Internal Server Error",
+        "text/html",
+        "<h1>it broke</h1>",
+    )
+}
+
+fn bad_json() -> String {
+    response(
+        "200 OK",
+        "application/json",
+        "{\"access_token\": \"half-a-t",
+    )
+}
+
+fn invalid_grant() -> String {
+    response(
+        "400 Bad Request",
+        "application/json",
+        "{\"error\":\"invalid_grant\",\"error_description\":\"grant is revoked.\"}",
+    )
+}
+
+#[test]
+fn token_endpoint_500_keeps_the_refresh_token() {
+    let server = FakeTokenServer::start(http_500(), Duration::ZERO);
+    let world = world_with(&server.url);
+    let output = run_token(&world);
+    assert_failed_and_kept(&world, &output, "HTTP 500");
+    assert!(text(&output.stderr).contains("refresh token is kept"));
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn token_endpoint_timeout_keeps_the_refresh_token() {
+    let server = FakeTokenServer::start(http_500(), Duration::from_secs(30));
+    let world = world_with(&server.url);
+    let started = Instant::now();
+    let output = run_token(&world);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded by keygate.<url>.timeout"
+    );
+    assert_failed_and_kept(&world, &output, "timed out");
+}
+
+#[test]
+fn invalid_json_keeps_the_refresh_token_and_shows_no_body() {
+    let server = FakeTokenServer::start(bad_json(), Duration::ZERO);
+    let world = world_with(&server.url);
+    let output = run_token(&world);
+    assert_failed_and_kept(&world, &output, "cannot read");
+    assert!(
+        !text(&output.stderr).contains("half-a-t"),
+        "the body may hold a token"
+    );
+}
+
+#[test]
+fn invalid_grant_without_a_person_keeps_the_refresh_token() {
+    let server = FakeTokenServer::start(invalid_grant(), Duration::ZERO);
+    let world = world_with(&server.url);
+    let output = run_token(&world);
+    assert_failed_and_kept(&world, &output, "invalid_grant");
+    assert!(text(&output.stderr).contains("keygate login"));
+}
+
+#[test]
+fn plain_http_token_endpoint_off_loopback_is_refused() {
+    let world = world_with("http://auth.example.test/token");
+    let output = run_token(&world);
+    assert_failed_and_kept(&world, &output, "refusing plain http://");
+}
+
+#[test]
+fn corrupt_token_file_is_reported_and_left_alone() {
+    let server = FakeTokenServer::start(http_500(), Duration::ZERO);
+    let world = world_with(&server.url);
+    let path = world.home.join(".local/share/keygate/tokens.json");
+    std::fs::write(&path, b"{\"version\":1,\"accounts\":[{\"truncated").unwrap();
+    let output = run_token(&world);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("not valid keygate JSON"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"{\"version\":1,\"accounts\":[{\"truncated"
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+    ok(&world.keygate(&["status"]).with_status_ignored());
+}
+
+trait IgnoreStatus {
+    fn with_status_ignored(self) -> Self;
+}
+
+impl IgnoreStatus for std::process::Output {
+    /// `status` on a corrupt file must fail, but cleanly: turn the exit
+    /// code into success so `ok` only checks it did not crash.
+    fn with_status_ignored(mut self) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        if self.status.code() == Some(1) {
+            self.status = std::process::ExitStatus::from_raw(0);
+        }
+        self
+    }
+}
