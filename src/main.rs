@@ -1,7 +1,7 @@
 //! keygate's command line: parse, dispatch, print the one error line,
 //! choose the exit code. The work lives in the library.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +68,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_target(true)
         .init();
 }

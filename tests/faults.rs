@@ -5,55 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{World, ok, text};
+use common::{FakeTokenServer, World, ok, response, text};
 use serde_json::json;
-
-/// A one-route HTTP server on loopback answering every request with
-/// `response`, after `delay`. Counts the requests it got.
-struct FakeTokenServer {
-    url: String,
-    requests: Arc<AtomicUsize>,
-}
-
-impl FakeTokenServer {
-    fn start(response: String, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/token", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let response = response.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut length = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    let _ = reader.read_exact(&mut body);
-                    std::thread::sleep(delay);
-                    let _ = stream.write_all(response.as_bytes());
-                });
-            }
-        });
-        Self { url, requests }
-    }
-}
 
 const SERVER: &str = "https://git.example.test";
 
@@ -106,13 +62,6 @@ fn assert_failed_and_kept(world: &World, output: &std::process::Output, expected
         account["refresh_token"], "refresh-token-to-keep",
         "refresh token kept"
     );
-}
-
-fn response(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 fn http_500() -> String {
