@@ -268,8 +268,7 @@ impl World {
     }
 
     pub fn git(&self, args: &[&str]) -> Output {
-        let output = self.command("git").args(args).output().expect("run git");
-        output
+        self.command("git").args(args).output().expect("run git")
     }
 
     pub fn keygate(&self, args: &[&str]) -> Output {
@@ -448,10 +447,10 @@ impl World {
                 };
                 if kind.is_dir() {
                     stack.push(path);
-                } else if kind.is_file() {
-                    if let Ok(bytes) = std::fs::read(&path) {
-                        found.push((path, bytes));
-                    }
+                } else if kind.is_file()
+                    && let Ok(bytes) = std::fs::read(&path)
+                {
+                    found.push((path, bytes));
                 }
             }
         }
