@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs keygate's whole test suite: unit tests, and end-to-end tests against
+# the real oidc-provider OAuth server, a git smart-HTTP server, real git and
+# gnome-keyring on a private D-Bus. On a fresh Debian machine, run as root,
+# it first installs what those tests need.
+#
+#   ./test.sh [cargo test arguments...]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+missing=()
+for tool_and_package in \
+  gnome-keyring-daemon:gnome-keyring dbus-daemon:dbus-daemon dbus-send:dbus \
+  secret-tool:libsecret-tools openssl:openssl curl:curl python3:python3 git:git; do
+  command -v "${tool_and_package%%:*}" >/dev/null || missing+=("${tool_and_package#*:}")
+done
+# A Node.js from elsewhere ships its own npm; only a machine with neither
+# takes Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: missing packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "test.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+oidc=tests/support/oidc
+if [ ! -f "$oidc/node_modules/.package-lock.json" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
+  echo "test.sh: installing the pinned oidc-provider (npm ci)"
+  (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The machine's own settings must not leak into what the tests start.
+unset RUST_BACKTRACE SSL_CERT_FILE GIT_SSL_CAINFO CURL_CA_BUNDLE CI
+exec cargo test --locked "$@"
