@@ -5,7 +5,8 @@
 #
 #   ./install.sh [--prefix DIR] [--no-register]
 #
-# DIR defaults to ~/.local (binaries go to DIR/bin).
+# DIR defaults to ~/.local (binaries go to DIR/bin). KEYGATE_BIN=path
+# installs that binary instead of building one.
 set -euo pipefail
 
 prefix="${HOME}/.local"
@@ -15,19 +16,24 @@ while [ $# -gt 0 ]; do
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --prefix=*) prefix="${1#--prefix=}"; shift ;;
     --no-register) register=0; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
 cd "$(dirname "$0")"
-command -v cargo >/dev/null || { echo "install.sh: cargo is needed; install Rust from your distribution or rustup" >&2; exit 1; }
+[ -n "${KEYGATE_BIN:-}" ] || command -v cargo >/dev/null || { echo "install.sh: cargo is needed; install Rust from your distribution or rustup" >&2; exit 1; }
 command -v git >/dev/null || { echo "install.sh: git is needed" >&2; exit 1; }
 
-echo "building keygate (release)..."
-cargo build --release --locked --quiet
-target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-built="${target_dir}/release/keygate"
+if [ -n "${KEYGATE_BIN:-}" ]; then
+  # A binary built elsewhere (packaging, tests).
+  built="$KEYGATE_BIN"
+else
+  echo "building keygate (release)..."
+  cargo build --release --locked --quiet
+  target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+  built="${target_dir}/release/keygate"
+fi
 
 bin="${prefix}/bin"
 mkdir -p "$bin"

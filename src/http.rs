@@ -67,13 +67,19 @@ pub fn root_store(extra_ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, H
     }
     roots.add_parsable_certificates(native.certs);
 
-    let mut files: Vec<PathBuf> = extra_ca_files.to_vec();
+    // A stale SSL_CERT_FILE in the environment should not break keygate
+    // when the system store or git's own setting suffices; a CA file git
+    // is configured with must exist, as git itself insists.
     if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
-        files.push(PathBuf::from(path));
+        match read_pem_certs(&PathBuf::from(path)) {
+            Ok(certs) => {
+                roots.add_parsable_certificates(certs);
+            }
+            Err(error) => tracing::debug!(%error, "ignoring SSL_CERT_FILE"),
+        }
     }
-    for path in files {
-        let certs = read_pem_certs(&path)?;
-        roots.add_parsable_certificates(certs);
+    for path in extra_ca_files {
+        roots.add_parsable_certificates(read_pem_certs(path)?);
     }
     if roots.is_empty() {
         return Err(HttpError::NoRoots);
@@ -82,11 +88,11 @@ pub fn root_store(extra_ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, H
 }
 
 fn read_pem_certs(
-    path: &PathBuf,
+    path: &std::path::Path,
 ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, HttpError> {
     use rustls_pki_types::pem::PemObject;
     let ca_error = |source| HttpError::CaFile {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
     let pem = std::fs::read(path).map_err(ca_error)?;

@@ -390,3 +390,115 @@ fn status_lists_accounts_without_secrets_and_token_prints_a_fresh_one() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn a_user_name_in_the_url_selects_the_account() {
+    let mut world = World::start(Options::default());
+    let url_for = |user: &str| {
+        world
+            .repo_url()
+            .replacen("https://", &format!("https://{user}@"), 1)
+    };
+    let (alice_url, bob_url) = (url_for("alice"), url_for("bob"));
+    world.set_env("KEYGATE_TEST_BROWSER_USER", "alice");
+    ok(&world.keygate(&["login", &alice_url]));
+    world.set_env("KEYGATE_TEST_BROWSER_USER", "bob");
+    ok(&world.git(&["clone", "-q", &bob_url, "bob-repo"]));
+    assert_eq!(world.browser_launches().len(), 2);
+
+    let status = world.keygate(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let accounts: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(accounts, ["alice", "bob"]);
+    let file = world.token_file();
+    let tokens: Vec<&str> = file["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["access_token"].as_str().unwrap())
+        .collect();
+    assert_ne!(tokens[0], tokens[1], "separate logins, separate tokens");
+
+    // Each account answers with its own token, from the cache.
+    ok(&world.git(&["clone", "-q", &alice_url, "alice-repo"]));
+    assert_eq!(world.browser_launches().len(), 2);
+    let requests = common::read_jsonl(&world.certs.join("git-requests.jsonl"));
+    let users: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .filter(|r| r["status"] == 200)
+        .filter_map(|r| r["user"].as_str())
+        .collect();
+    assert!(
+        users.contains("alice") && users.contains("bob"),
+        "{users:?}"
+    );
+}
+
+#[test]
+fn trusts_git_ssl_cainfo_without_ssl_cert_file() {
+    let mut world = World::start(Options::default());
+    // Only http.sslCAInfo (in the test gitconfig) names the test CA.
+    world.set_env("SSL_CERT_FILE", "/nonexistent/ca.pem");
+    world.set_env("SSL_CERT_DIR", "/nonexistent");
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    assert_eq!(world.token_requests("authorization_code"), 1);
+}
+
+#[test]
+fn auto_store_falls_back_to_the_file_with_one_notice() {
+    let mut world = World::start(Options::default());
+    world.set_env("KEYGATE_STORE", "auto");
+    let login = world.keygate(&["login", &world.repo_url()]);
+    ok(&login);
+    let stderr = text(&login.stderr);
+    assert_eq!(
+        stderr.matches("keychain unavailable").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(world.stored_account()["refresh_token"].is_string());
+}
+
+#[test]
+fn install_script_is_idempotent_and_registers_the_helper() {
+    let world = World::offline();
+    let prefix = world.dir.path().join("prefix");
+    let install = |world: &World| {
+        world
+            .command(common::support("../../install.sh"))
+            .arg("--prefix")
+            .arg(&prefix)
+            .env("KEYGATE_BIN", common::KEYGATE)
+            .output()
+            .unwrap()
+    };
+    let first = install(&world);
+    ok(&first);
+    let said = text(&first.stdout);
+    assert!(
+        said.contains("installed:") && said.contains("linked:") && said.contains("registered:"),
+        "{said}"
+    );
+    let second = install(&world);
+    ok(&second);
+    let said = text(&second.stdout);
+    assert!(
+        !said.contains("installed:") && !said.contains("registered:"),
+        "{said}"
+    );
+    assert_eq!(said.matches("unchanged:").count(), 3, "{said}");
+
+    let helpers = world.git(&["config", "--global", "--get-all", "credential.helper"]);
+    assert_eq!(text(&helpers.stdout).lines().count(), 1);
+    let version = world
+        .command(prefix.join("bin/git-credential-keygate"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    ok(&version);
+}
