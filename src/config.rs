@@ -234,6 +234,7 @@ pub enum StoreChoice {
 pub struct Provider {
     /// The origin the accounts belong to: `https://host[:port]`.
     pub server: Url,
+    /// Empty when only `tokenEnv` is configured.
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub auth_url: Option<Url>,
@@ -241,7 +242,9 @@ pub struct Provider {
     pub device_url: Option<Url>,
     pub revoke_url: Option<Url>,
     pub scopes: Vec<String>,
-    pub redirect: Redirect,
+    /// `None` when not configured: keygate then picks loopback, or the
+    /// device grant on a machine without a display.
+    pub redirect: Option<Redirect>,
     pub redirect_url: Option<String>,
     /// The user name handed to git with the token.
     pub username: Option<String>,
@@ -251,6 +254,19 @@ pub struct Provider {
     pub login_timeout: Duration,
     /// Bound on each request to the OAuth server.
     pub http_timeout: Duration,
+    /// How a confidential client authenticates at the token endpoint.
+    pub client_auth: ClientAuth,
+    /// An environment variable that holds a ready token (CI systems that
+    /// mint their own): used as is, never stored.
+    pub token_env: Option<String>,
+}
+
+/// RFC 6749 §2.3.1: HTTP Basic is the one servers must support; some
+/// want the secret in the form body instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
 }
 
 struct Preset {
@@ -364,10 +380,12 @@ impl Provider {
                 .ok()
                 .filter(|v| !v.is_empty())
         });
-        let Some(client_id) = client_id else {
-            tracing::debug!(%url, "no clientId configured; not handling this host");
+        let token_env = get("tokenenv").map(str::to_owned);
+        if client_id.is_none() && token_env.is_none() {
+            tracing::debug!(%url, "no clientId or tokenEnv configured; not handling this host");
             return Ok(None);
-        };
+        }
+        let client_id = client_id.unwrap_or_default();
         let client_secret = get("clientsecret")
             .map(Secret::new)
             .or_else(env_client_secret);
@@ -389,9 +407,10 @@ impl Provider {
             .map(str::to_owned)
             .collect();
         let redirect = match get("redirect") {
-            None | Some("loopback") => Redirect::Loopback,
-            Some("scheme") => Redirect::Scheme,
-            Some("device") => Redirect::Device,
+            None => None,
+            Some("loopback") => Some(Redirect::Loopback),
+            Some("scheme") => Some(Redirect::Scheme),
+            Some("device") => Some(Redirect::Device),
             Some(other) => return Err(invalid("redirect", other, "loopback, scheme or device")),
         };
         let grant = match get("grant") {
@@ -433,6 +452,12 @@ impl Provider {
             auth_scheme,
             login_timeout: seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?,
             http_timeout: seconds("timeout", DEFAULT_HTTP_TIMEOUT)?,
+            client_auth: match get("clientauth").map(str::to_ascii_lowercase).as_deref() {
+                None | Some("basic") => ClientAuth::Basic,
+                Some("post") => ClientAuth::Post,
+                Some(other) => return Err(invalid("clientAuth", other, "basic or post")),
+            },
+            token_env,
         }))
     }
 }

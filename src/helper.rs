@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 
 use crate::config::{self, AuthScheme, GitConfig, Provider};
 use crate::credential::{Credential, ProtocolError};
-use crate::session::{Interaction, Session, SessionError};
+use crate::session::{self, Interaction, Session, SessionError};
 use crate::store::{self, AccountKey, StoreError, TokenRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,12 @@ pub fn serve(
     let Some(provider) = Provider::resolve(context.config, &url)? else {
         return Ok(());
     };
+    if operation == Operation::Get
+        && let Some(record) = session::token_from_env(&provider)
+    {
+        answer(&request, &provider, &record).write(output)?;
+        return Ok(());
+    }
     let store = store::open(config::store_choice(context.config)?)?;
     let session = Session {
         key: AccountKey::new(
@@ -98,6 +104,17 @@ pub fn ca_files(config: &GitConfig, provider: &Provider) -> Vec<std::path::PathB
     config::ca_files_for(config, target)
 }
 
+/// The user name that goes with the token: the server's fixed one
+/// (`x-token-auth`), else the one asked for, else a common default.
+pub fn wire_username(provider: &Provider, requested: Option<&str>) -> String {
+    provider
+        .username
+        .as_deref()
+        .or(requested.filter(|u| !u.is_empty()))
+        .unwrap_or(FALLBACK_USERNAME)
+        .to_owned()
+}
+
 fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
     let mut reply = Credential::default();
     let token = record.access_token.clone();
@@ -111,13 +128,7 @@ fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Cr
         // keygate keeps the token; other helpers must not store a copy.
         reply.ephemeral = Some("1".to_owned());
     } else {
-        reply.username = Some(
-            provider
-                .username
-                .clone()
-                .or_else(|| request.username.clone())
-                .unwrap_or_else(|| FALLBACK_USERNAME.to_owned()),
-        );
+        reply.username = Some(wire_username(provider, request.username.as_deref()));
         reply.password = token;
     }
     reply

@@ -3,6 +3,7 @@
 //! Layers, top to bottom (nothing imports upward): `session` → `oauth`,
 //! `store`, `config`, `credential` → `secret`, `http`.
 
+pub mod composer;
 pub mod config;
 pub mod credential;
 pub mod helper;

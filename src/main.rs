@@ -10,7 +10,7 @@ use serde::Serialize;
 use keygate::config::{self, GitConfig, Provider};
 use keygate::helper::{self, Context, Operation};
 use keygate::oauth::Browser;
-use keygate::session::{Interaction, Session};
+use keygate::session::{self, Interaction, Revocation, Session};
 use keygate::store::{self, AccountKey, TokenRecord, unix_now};
 
 #[derive(Parser)]
@@ -43,6 +43,20 @@ enum Command {
     },
     /// Print a fresh access token for a URL on stdout
     Token { url: String },
+    /// Print environment settings for a tool, e.g. `keygate env composer <url>`
+    Env {
+        #[arg(value_enum)]
+        tool: Tool,
+        url: String,
+    },
+    /// Hand a custom-scheme redirect to the login waiting for it (run by the OS)
+    Callback { url: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Tool {
+    /// a COMPOSER_AUTH value (JSON)
+    Composer,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +99,11 @@ fn run(command: Command) -> Result<(), AnyError> {
         Command::Logout { url } => logout(&config, &url),
         Command::Status { json } => status(&config, json),
         Command::Token { url } => token(&config, &url),
+        Command::Env {
+            tool: Tool::Composer,
+            url,
+        } => composer_env(&config, &url),
+        Command::Callback { url } => callback(&url),
     }
 }
 
@@ -112,27 +131,53 @@ impl Browser for SystemBrowser {
     }
 }
 
-/// Whether keygate may send a person to the browser for this git call.
+/// Whether keygate may ask a person, and how it can reach one.
 fn interaction<'a>(config: &GitConfig, browser: &'a dyn Browser) -> Interaction<'a> {
-    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    let reason = if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
+    if let Some(reason) = interaction_forbidden(config) {
+        return Interaction::Forbidden(reason.to_owned());
+    }
+    reach_a_person(browser).unwrap_or_else(|| {
+        Interaction::Forbidden("there is no browser, display or terminal to reach a person".into())
+    })
+}
+
+/// What the person or the environment said: no interaction at all.
+fn interaction_forbidden(config: &GitConfig) -> Option<&'static str> {
+    if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
         Some("KEYGATE_INTERACTIVE=never forbids interaction")
-    } else if set("CI") {
+    } else if is_set("CI") {
         Some("CI is set, so no browser is opened")
     } else if config::git_forbids_interaction(config) {
         Some("git's credential.interactive forbids interaction")
-    } else if cfg!(all(unix, not(target_os = "macos")))
-        && !set("BROWSER")
-        && !set("DISPLAY")
-        && !set("WAYLAND_DISPLAY")
-    {
-        Some("there is no browser to open ($BROWSER is unset and there is no display)")
     } else {
         None
+    }
+}
+
+fn is_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// A browser when one can be opened here; else the terminal (device grant);
+/// else nothing. Over SSH a display may be forwarded, but the browser
+/// would open on the wrong machine unless `$BROWSER` says otherwise.
+fn reach_a_person(browser: &dyn Browser) -> Option<Interaction<'_>> {
+    let over_ssh = is_set("SSH_CONNECTION") || is_set("SSH_TTY");
+    let has_display = if cfg!(all(unix, not(target_os = "macos"))) {
+        is_set("DISPLAY") || is_set("WAYLAND_DISPLAY")
+    } else {
+        true
     };
-    match reason {
-        Some(reason) => Interaction::Forbidden(reason.to_owned()),
-        None => Interaction::Allowed(browser),
+    if is_set("BROWSER") || (has_display && !over_ssh) {
+        Some(Interaction::Browser(browser))
+    } else if std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
+    {
+        Some(Interaction::Terminal(browser))
+    } else {
+        None
     }
 }
 
@@ -151,10 +196,12 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
     let (provider, url) = provider_for(config, raw_url)?;
     let store = store::open(config::store_choice(config)?)?;
     let browser = SystemBrowser;
+    // Asked for explicitly: only KEYGATE_INTERACTIVE=never says no. With
+    // no browser and no terminal the URL is still printed to open by hand.
     let interaction = if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
         Interaction::Forbidden("KEYGATE_INTERACTIVE=never forbids interaction".into())
     } else {
-        Interaction::Allowed(&browser)
+        reach_a_person(&browser).unwrap_or(Interaction::Browser(&browser))
     };
     let session = Session {
         key: account_key(&provider, &url),
@@ -174,40 +221,83 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
 }
 
 fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
-    let url = url::Url::parse(raw_url).map_err(|e| format!("invalid URL {raw_url:?}: {e}"))?;
+    let (provider, url) = provider_for(config, raw_url)?;
     let store = store::open(config::store_choice(config)?)?;
-    let server = config::origin_of(&url);
-    let account = Provider::resolve(config, &url)?
-        .map(|provider| account_key(&provider, &url))
-        .unwrap_or_else(|| {
-            AccountKey::new(&server, Some(url.username()).filter(|u| !u.is_empty()))
-        });
-    if store.delete(&account)? {
-        eprintln!("keygate: forgot the tokens for {}", account.label());
-    } else {
-        eprintln!("keygate: no tokens were kept for {}", account.label());
+    let session = Session {
+        key: account_key(&provider, &url),
+        provider: &provider,
+        store: store.as_ref(),
+        ca_files: helper::ca_files(config, &provider),
+        interaction: Interaction::Forbidden("logging out".into()),
+    };
+    let label = session.key.label();
+    match session.logout()? {
+        (_, false) => eprintln!("keygate: no tokens were kept for {label}"),
+        (Revocation::Revoked, true) => {
+            eprintln!("keygate: revoked the tokens for {label} at the server and forgot them")
+        }
+        (Revocation::NotAttempted, true) => eprintln!(
+            "keygate: forgot the tokens for {label} (the server has no revocation endpoint configured)"
+        ),
+        (Revocation::Failed(error), true) => eprintln!(
+            "keygate: forgot the tokens for {label}, but the server did not revoke them: {error}"
+        ),
     }
     Ok(())
 }
 
 fn token(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
     let (provider, url) = provider_for(config, raw_url)?;
-    let store = store::open(config::store_choice(config)?)?;
-    let browser = SystemBrowser;
-    let session = Session {
-        key: account_key(&provider, &url),
-        provider: &provider,
-        store: store.as_ref(),
-        ca_files: helper::ca_files(config, &provider),
-        interaction: interaction(config, &browser),
-    };
-    let record = session.fresh_token()?;
+    let record = fresh_record(config, &provider, &url)?;
     let token = record
         .access_token
         .as_ref()
         .ok_or("the server returned no access token")?;
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{}", token.expose())?;
+    Ok(())
+}
+
+/// A fresh token for `url`: from the environment when configured so,
+/// else from the store, refreshing or authorizing first if needed.
+fn fresh_record(
+    config: &GitConfig,
+    provider: &Provider,
+    url: &url::Url,
+) -> Result<TokenRecord, AnyError> {
+    if let Some(record) = session::token_from_env(provider) {
+        return Ok(record);
+    }
+    let store = store::open(config::store_choice(config)?)?;
+    let browser = SystemBrowser;
+    let session = Session {
+        key: account_key(&provider, url),
+        provider,
+        store: store.as_ref(),
+        ca_files: helper::ca_files(config, provider),
+        interaction: interaction(config, &browser),
+    };
+    Ok(session.fresh_token()?)
+}
+
+fn composer_env(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
+    let (provider, url) = provider_for(config, raw_url)?;
+    let record = fresh_record(config, &provider, &url)?;
+    let token = record
+        .access_token
+        .as_ref()
+        .ok_or("the server returned no access token")?;
+    let username = helper::wire_username(&provider, Some(url.username()));
+    let auth = keygate::composer::auth_json(&provider, &username, token.expose());
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{auth}")?;
+    Ok(())
+}
+
+fn callback(url: &str) -> Result<(), AnyError> {
+    let dir = store::runtime_dir()?.join("callbacks");
+    keygate::oauth::handoff::deliver(&dir, url)?;
+    eprintln!("keygate: authorization handed to the waiting login");
     Ok(())
 }
 

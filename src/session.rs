@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Grant, Provider};
+use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
 use crate::oauth::{self, Browser, OAuthError, TokenSet};
 use crate::secret::Secret;
@@ -42,9 +42,13 @@ pub enum SessionError {
     Runtime(std::io::Error),
 }
 
-/// Whether keygate may ask a person (open a browser) to get a token.
+/// Whether and how keygate may ask a person to authorize.
 pub enum Interaction<'a> {
-    Allowed(&'a dyn Browser),
+    /// A browser can be opened (or the URL is shown to open by hand).
+    Browser(&'a dyn Browser),
+    /// A person is at a terminal but no browser can be opened here: the
+    /// device grant, when the provider has one.
+    Terminal(&'a dyn Browser),
     /// Why not, in words that finish "and ...": `CI is set`.
     Forbidden(String),
 }
@@ -58,7 +62,66 @@ pub struct Session<'a> {
     pub interaction: Interaction<'a>,
 }
 
+/// A token a CI system minted and put in the environment variable named
+/// by `keygate.<url>.tokenEnv`: served as is, never stored.
+pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {
+    let name = provider.token_env.as_deref()?;
+    let token = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+    Some(TokenRecord {
+        server: provider.server.as_str().trim_end_matches('/').to_owned(),
+        account: String::new(),
+        access_token: Some(Secret::new(token)),
+        token_type: "bearer".to_owned(),
+        expires_at: None,
+        obtained_at: unix_now(),
+        refresh_token: None,
+        scopes: Vec::new(),
+        grant: format!("env:{name}"),
+    })
+}
+
+/// What `logout` did at the server.
+#[derive(Debug)]
+pub enum Revocation {
+    /// Nothing was stored, or the server has no revocation endpoint.
+    NotAttempted,
+    Revoked,
+    /// The server refused or failed; the local copies are gone anyway.
+    Failed(OAuthError),
+}
+
 impl Session<'_> {
+    /// Revokes the account's tokens where the server allows it (RFC 7009),
+    /// then deletes the local copies whatever the server answered.
+    /// Returns what happened at the server and whether anything was stored.
+    pub fn logout(&self) -> Result<(Revocation, bool), SessionError> {
+        let _lock = self.lock()?;
+        let Some(record) = self.store.load(&self.key)? else {
+            return Ok((Revocation::NotAttempted, false));
+        };
+        let revocation = if self.provider.revoke_url.is_none() {
+            Revocation::NotAttempted
+        } else {
+            let outcome = self.block_on(async {
+                let http = self.http().map_err(OAuthError::from)?;
+                oauth::revoke(
+                    self.provider,
+                    &http,
+                    record.refresh_token.as_ref(),
+                    record.access_token.as_ref(),
+                )
+                .await
+            })?;
+            match outcome {
+                Ok(true) => Revocation::Revoked,
+                Ok(false) => Revocation::NotAttempted,
+                Err(error) => Revocation::Failed(error),
+            }
+        };
+        let deleted = self.store.delete(&self.key)?;
+        Ok((revocation, deleted))
+    }
+
     /// A record holding an access token that is fresh now, refreshing or
     /// logging in first if needed.
     pub fn fresh_token(&self) -> Result<TokenRecord, SessionError> {
@@ -104,15 +167,17 @@ impl Session<'_> {
             match oauth::refresh(self.provider, &http, &refresh_token).await {
                 Ok(tokens) => Ok(tokens),
                 Err(cause) if cause.is_grant_rejected() => match &self.interaction {
-                    Interaction::Allowed(_) => {
-                        eprintln!("keygate: the refresh token for {server} was rejected ({cause}); logging in again");
+                    Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
+                        Err(SessionError::RefreshRejected {
+                            server: server.clone(),
+                            cause,
+                            reason: reason.clone(),
+                        })
+                    }
+                    _ => {
+                        eprintln!("keygate: the refresh token for {server} was rejected ({cause}); authorizing again");
                         self.first_grant(&http).await
                     }
-                    Interaction::Forbidden(reason) => Err(SessionError::RefreshRejected {
-                        server: server.clone(),
-                        cause,
-                        reason: reason.clone(),
-                    }),
                 },
                 // The stored refresh token may still be good: keep it.
                 Err(cause) => Err(SessionError::RefreshFailed {
@@ -128,15 +193,31 @@ impl Session<'_> {
     async fn first_grant(&self, http: &HttpClient) -> Result<TokenSet, SessionError> {
         match self.provider.grant {
             Grant::ClientCredentials => Ok(oauth::client_credentials(self.provider, http).await?),
-            Grant::Code => match &self.interaction {
-                Interaction::Allowed(browser) => {
-                    Ok(oauth::authorize(self.provider, http, *browser).await?)
+            Grant::Code => {
+                let browser = match &self.interaction {
+                    Interaction::Forbidden(reason) => {
+                        return Err(SessionError::LoginRequired {
+                            server: self.server_name(),
+                            reason: reason.clone(),
+                        });
+                    }
+                    Interaction::Browser(browser) | Interaction::Terminal(browser) => *browser,
+                };
+                let device = match self.provider.redirect {
+                    Some(Redirect::Device) => true,
+                    Some(_) => false,
+                    None => {
+                        matches!(self.interaction, Interaction::Terminal(_))
+                            && self.provider.device_url.is_some()
+                    }
+                };
+                if device {
+                    Ok(oauth::authorize_device(self.provider, http).await?)
+                } else {
+                    let handoff_dir = store::runtime_dir()?.join("callbacks");
+                    Ok(oauth::authorize(self.provider, http, browser, &handoff_dir).await?)
                 }
-                Interaction::Forbidden(reason) => Err(SessionError::LoginRequired {
-                    server: self.server_name(),
-                    reason: reason.clone(),
-                }),
-            },
+            }
         }
     }
 

@@ -3,22 +3,26 @@
 //! Each returns a [`TokenSet`]; nothing here touches the store.
 
 mod code;
+mod device;
+pub mod handoff;
 mod loopback;
 
 use std::time::Duration;
 
-use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
+use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
-    ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError, Scope,
+    AccessToken, AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken,
+    RequestTokenError, RevocationUrl, Scope, StandardErrorResponse, StandardRevocableToken,
     TokenResponse, TokenUrl,
 };
 use url::Url;
 
-use crate::config::Provider;
+use crate::config::{ClientAuth, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
 
 pub use code::{Browser, authorize};
+pub use device::authorize_device;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
@@ -112,6 +116,13 @@ fn endpoint(
 }
 
 fn token_client(provider: &Provider) -> Result<TokenClient, OAuthError> {
+    if provider.client_id.is_empty() {
+        return Err(OAuthError::MissingEndpoint {
+            what: "client id",
+            key: "clientId",
+            server: provider.server.as_str().trim_end_matches('/').to_owned(),
+        });
+    }
     let token_url = endpoint(
         provider.token_url.as_ref(),
         provider,
@@ -122,6 +133,9 @@ fn token_client(provider: &Provider) -> Result<TokenClient, OAuthError> {
         .set_token_uri(TokenUrl::from_url(token_url));
     if let Some(secret) = &provider.client_secret {
         client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+    }
+    if provider.client_auth == ClientAuth::Post {
+        client = client.set_auth_type(AuthType::RequestBody);
     }
     Ok(client)
 }
@@ -157,7 +171,10 @@ enum HttpOrStatus {
     Status { host: String, status: u16 },
 }
 
-fn classify(error: RequestTokenError<HttpOrStatus, BasicErrorResponse>) -> OAuthError {
+fn classify<T>(error: RequestTokenError<HttpOrStatus, StandardErrorResponse<T>>) -> OAuthError
+where
+    T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + Send + Sync + 'static,
+{
     match error {
         RequestTokenError::ServerResponse(response) => OAuthError::Rejected {
             code: response.error().as_ref().to_owned(),
@@ -208,4 +225,39 @@ pub async fn client_credentials(
         .await
         .map(TokenSet::from)
         .map_err(classify)
+}
+
+/// Revokes the refresh token, then the access token (RFC 7009), at the
+/// provider's revocation endpoint. Returns whether there was one to ask.
+pub async fn revoke(
+    provider: &Provider,
+    http: &HttpClient,
+    refresh_token: Option<&Secret>,
+    access_token: Option<&Secret>,
+) -> Result<bool, OAuthError> {
+    let Some(revoke_url) = provider.revoke_url.as_ref() else {
+        return Ok(false);
+    };
+    check_endpoint(revoke_url)?;
+    let client =
+        token_client(provider)?.set_revocation_url(RevocationUrl::from_url(revoke_url.clone()));
+    // The refresh token first: revoking it usually takes the access tokens
+    // of the grant with it, and it is the one worth stealing.
+    let tokens = [
+        refresh_token.map(|t| {
+            StandardRevocableToken::RefreshToken(RefreshToken::new(t.expose().to_owned()))
+        }),
+        access_token
+            .map(|t| StandardRevocableToken::AccessToken(AccessToken::new(t.expose().to_owned()))),
+    ];
+    for token in tokens.into_iter().flatten() {
+        let request = client
+            .revoke_token(token)
+            .map_err(|e| OAuthError::BadResponse(format!("cannot revoke: {e}")))?;
+        request
+            .request_async(&|request| send(http, request))
+            .await
+            .map_err(classify)?;
+    }
+    Ok(true)
 }

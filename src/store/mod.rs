@@ -147,6 +147,15 @@ pub fn data_dir() -> Result<PathBuf, StoreError> {
     Ok(base.join("keygate"))
 }
 
+/// Where short-lived sockets go: `$XDG_RUNTIME_DIR/keygate` (a per-user
+/// 0700 tmpfs), else `run/` in the data directory.
+pub fn runtime_dir() -> Result<PathBuf, StoreError> {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir).join("keygate")),
+        None => Ok(data_dir()?.join("run")),
+    }
+}
+
 /// How long `auto` waits for the keychain before falling back to the file.
 const KEYCHAIN_PROBE: Duration = Duration::from_secs(2);
 
