@@ -271,7 +271,7 @@ fn fresh_record(
     let store = store::open(config::store_choice(config)?)?;
     let browser = SystemBrowser;
     let session = Session {
-        key: account_key(&provider, url),
+        key: account_key(provider, url),
         provider,
         store: store.as_ref(),
         ca_files: helper::ca_files(config, provider),

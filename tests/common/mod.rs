@@ -23,13 +23,27 @@ pub fn support(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A child process killed (and reaped) on drop.
-pub struct Guard(pub Child);
+/// A child process killed (and reaped) on drop, unless waited for.
+pub struct Guard(Option<Child>);
+
+impl Guard {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// Lets the process finish and collects what it printed.
+    pub fn wait_with_output(mut self) -> Output {
+        let child = self.0.take().expect("a guarded child");
+        child.wait_with_output().expect("wait for child")
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -74,7 +88,7 @@ fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) 
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("read server line");
-    let guard = Guard(child);
+    let guard = Guard::new(child);
     let info: Value = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("{what} did not print its JSON line ({e}): {line:?}"));
     (guard, info)
@@ -375,7 +389,7 @@ impl World {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        self.servers.push(Guard(child));
+        self.servers.push(Guard::new(child));
         let address = line.trim().to_owned();
         assert!(!address.is_empty(), "dbus-daemon printed no address");
         self.dbus_address = Some(address);
@@ -394,7 +408,7 @@ impl World {
             stdin.write_all(b"test-keyring-password").unwrap();
         }
         let stdout = keyring.stdout.take().unwrap();
-        self.servers.push(Guard(keyring));
+        self.servers.push(Guard::new(keyring));
         // It prints its environment once it is ready on the bus.
         let mut reader = BufReader::new(stdout);
         let mut first = String::new();

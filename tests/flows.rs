@@ -1,0 +1,404 @@
+//! Every way to authorize, end to end against oidc-provider and real git:
+//! custom-scheme redirect handed over by `keygate callback`, the device
+//! grant, CI without a person, client credentials, tokens from the
+//! environment, and revocation on logout.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Options, World, ok, support, text};
+
+const SCHEME_REDIRECT: &str = "com.example.keygate:/callback";
+
+fn scheme_world() -> World {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tredirect = scheme\n\tredirectUrl = {SCHEME_REDIRECT}\n",
+        world.git_url
+    ));
+    world
+}
+
+#[test]
+fn scheme_redirect_is_handed_to_the_waiting_clone() {
+    let world = scheme_world();
+    ok(&world.git(&["clone", "-q", &world.repo_url(), "repo"]));
+    assert_eq!(world.token_requests("authorization_code"), 1);
+    let resume = world
+        .events()
+        .into_iter()
+        .filter(|e| e["endpoint"] == "authorization_resume")
+        .last()
+        .unwrap();
+    assert_eq!(
+        resume["redirect"], SCHEME_REDIRECT,
+        "the server redirected to the scheme"
+    );
+    let launch = &world.browser_launches()[0];
+    assert!(
+        launch["argv"][1]
+            .as_str()
+            .unwrap()
+            .contains("redirect_uri=com.example.keygate")
+    );
+}
+
+/// Waits until a login has registered its hand-off socket and sent the
+/// person to the browser.
+fn wait_for_login(world: &World) {
+    let dir = world.home.join(".local/share/keygate/run/callbacks");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some())
+        || world.browser_launches().is_empty()
+    {
+        assert!(Instant::now() < deadline, "no login started waiting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn forged_or_orphan_callbacks_are_refused_and_the_real_one_still_works() {
+    let mut world = scheme_world();
+    let callback = |world: &World, url: &str| world.keygate(&["callback", url]);
+
+    let orphan = callback(
+        &world,
+        &format!("{SCHEME_REDIRECT}?code=abc&state=nobody-waits"),
+    );
+    assert!(!orphan.status.success());
+    assert!(
+        text(&orphan.stderr).contains("no keygate login is waiting"),
+        "{}",
+        text(&orphan.stderr)
+    );
+
+    // The browser only records the authorization URL; the test plays the
+    // person later.
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "hang");
+    let login = world
+        .command(common::KEYGATE)
+        .args(["login", &world.repo_url()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let login = common::Guard::new(login);
+    wait_for_login(&world);
+
+    let forged = callback(
+        &world,
+        &format!("{SCHEME_REDIRECT}?code=stolen&state=forged-state"),
+    );
+    assert!(!forged.status.success());
+    let said = text(&forged.stderr);
+    assert!(said.contains("state"), "{said}");
+    assert_eq!(world.token_requests("authorization_code"), 0);
+
+    let launches = world.browser_launches();
+    let auth_url = launches[0]["argv"][1].as_str().unwrap().to_owned();
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "approve");
+    let person = world
+        .command(support("browser.py"))
+        .arg(&auth_url)
+        .output()
+        .unwrap();
+    ok(&person);
+    ok(&login.wait_with_output());
+    assert_eq!(world.token_requests("authorization_code"), 1);
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+}
+
+fn device_world() -> World {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tredirect = device\n\tdeviceUrl = {}\n",
+        world.git_url,
+        world.oidc["device_authorization_endpoint"]
+            .as_str()
+            .unwrap()
+    ));
+    world
+}
+
+/// A `keygate login` running the device grant.
+struct DeviceLogin {
+    child: std::process::Child,
+    user_code: String,
+    complete_url: String,
+    rest_of_stderr: std::thread::JoinHandle<String>,
+}
+
+impl DeviceLogin {
+    /// Waits for the login to end: its status and what it said after the code.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        (status, self.rest_of_stderr.join().unwrap())
+    }
+}
+
+/// Starts `keygate login` and reads the user code and the verification
+/// URL (the complete one) it prints.
+fn start_device_login(world: &World) -> DeviceLogin {
+    let mut child = world
+        .command(common::KEYGATE)
+        .args(["login", &world.repo_url()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut user_code = None;
+    let mut complete = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(code) = line.strip_prefix("keygate: and enter the code ") {
+            user_code = Some(code.to_owned());
+        }
+        if let Some(url) = line.strip_prefix("keygate: or open ") {
+            complete = Some(url.to_owned());
+            break;
+        }
+    }
+    let rest_of_stderr =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    DeviceLogin {
+        child,
+        user_code: user_code.expect("a user code"),
+        complete_url: complete.expect("verification_uri_complete"),
+        rest_of_stderr,
+    }
+}
+
+#[test]
+fn device_grant_prints_the_code_and_polls_until_approved() {
+    let world = device_world();
+    let login = start_device_login(&world);
+    assert!(
+        login.complete_url.contains("user_code="),
+        "{}",
+        login.complete_url
+    );
+    // The person approves on another device, through the real pages.
+    let person = world
+        .command(support("browser.py"))
+        .arg(&login.complete_url)
+        .output()
+        .unwrap();
+    ok(&person);
+    let (status, said) = login.finish();
+    assert!(status.success(), "{said}");
+    assert!(
+        world.browser_launches().len() == 1,
+        "only the person's browser ran"
+    );
+    let polls = world
+        .events()
+        .iter()
+        .filter(|e| e["grant_type"] == "urn:ietf:params:oauth:grant-type:device_code")
+        .count();
+    assert!(polls >= 1);
+    assert!(world.stored_account()["refresh_token"].is_string());
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+}
+
+#[test]
+fn device_grant_stops_on_access_denied() {
+    let world = device_world();
+    let login = start_device_login(&world);
+    let user_code = login.user_code.clone();
+    let status = std::process::Command::new("curl")
+        .args(["-sS", "-f", "--cacert"])
+        .arg(world.ca())
+        .args(["-d", &format!("user_code={user_code}")])
+        .arg(
+            world.oidc["test_approve_device"]
+                .as_str()
+                .unwrap()
+                .replace("approve", "deny"),
+        )
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, said) = login.finish();
+    assert!(!status.success());
+    assert!(said.contains("denied"), "{said}");
+}
+
+#[test]
+fn ci_with_only_a_public_client_fails_at_once_without_a_browser() {
+    let mut world = World::start(Options::default());
+    world.set_env("CI", "1");
+    let started = Instant::now();
+    let output = world.git(&["ls-remote", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("keygate: no token for"), "{stderr}");
+    assert!(stderr.contains("CI is set"), "{stderr}");
+    assert!(
+        stderr.contains("keygate login"),
+        "says what to do: {stderr}"
+    );
+    assert!(world.browser_launches().is_empty());
+    assert_eq!(world.authorization_requests(), 0);
+
+    // Git's own switch does the same.
+    world.env.clear();
+    world.set_env("KEYGATE_INTERACTIVE", "never");
+    let output = world.git(&["ls-remote", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert!(world.browser_launches().is_empty());
+    world.env.clear();
+    let output = world.git(&[
+        "-c",
+        "credential.interactive=false",
+        "ls-remote",
+        &world.repo_url(),
+    ]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("credential.interactive"));
+    assert!(world.browser_launches().is_empty());
+}
+
+#[test]
+fn client_secret_in_the_form_body_when_configured() {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tclientId = keygate-ci-post\n\tclientSecret = ci-secret-do-not-leak\n\
+         \tclientAuth = post\n\tauthUrl =\n",
+        world.git_url
+    ));
+    // An empty authUrl and a secret: the grant is inferred.
+    let mut command = world.command("git");
+    command
+        .args(["clone", "-q", &world.repo_url(), "repo"])
+        .env("CI", "1");
+    ok(&command.output().unwrap());
+    assert_eq!(world.token_requests("client_credentials"), 1);
+    assert_eq!(world.authorization_requests(), 0);
+}
+
+#[test]
+fn token_from_the_environment_is_served_and_never_stored() {
+    let mut world = World::start(Options::default());
+    let minted = std::process::Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(world.ca())
+        .args([
+            "-u",
+            "keygate-ci:ci-secret-do-not-leak",
+            "-d",
+            "grant_type=client_credentials",
+        ])
+        .arg(world.oidc["token_endpoint"].as_str().unwrap())
+        .output()
+        .unwrap();
+    ok(&minted);
+    let minted: serde_json::Value = serde_json::from_slice(&minted.stdout).unwrap();
+    let token = minted["access_token"].as_str().unwrap().to_owned();
+    std::fs::write(
+        world.gitconfig_path(),
+        format!(
+            "[credential]\n\thelper = keygate\n[keygate \"{}\"]\n\ttokenEnv = CI_JOB_TOKEN\n\tusername = gitlab-ci-token\n",
+            world.git_url
+        ),
+    )
+    .unwrap();
+    world.set_env("CI", "true");
+    world.set_env("CI_JOB_TOKEN", &token);
+    ok(&world.git(&["clone", "-q", &world.repo_url(), "repo"]));
+    let fill = world.credential_fill();
+    ok(&fill);
+    assert_eq!(
+        common::credential_field(&fill, "username").as_deref(),
+        Some("gitlab-ci-token")
+    );
+    assert_eq!(
+        common::credential_field(&fill, "password").as_deref(),
+        Some(token.as_str())
+    );
+    let printed = world.keygate(&["token", &world.repo_url()]);
+    ok(&printed);
+    assert_eq!(text(&printed.stdout).trim(), token);
+    assert!(
+        !world.home.join(".local/share/keygate/tokens.json").exists(),
+        "never stored"
+    );
+    let requests = common::read_jsonl(&world.certs.join("git-requests.jsonl"));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["user"] == "gitlab-ci-token" && r["status"] == 200)
+    );
+}
+
+#[test]
+fn composer_auth_for_a_host() {
+    let world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let output = world.keygate(&["env", "composer", &world.repo_url()]);
+    ok(&output);
+    let auth: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let host = world.git_url.trim_start_matches("https://");
+    let token = world.stored_account()["access_token"].clone();
+    assert_eq!(auth["http-basic"][host]["password"], token);
+    assert_eq!(auth["http-basic"][host]["username"], "oauth2");
+}
+
+#[test]
+fn logout_revokes_at_the_server_then_forgets() {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\trevokeUrl = {}\n",
+        world.git_url,
+        world.oidc["revocation_endpoint"].as_str().unwrap()
+    ));
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let kept = world.token_file();
+
+    let logout = world.keygate(&["logout", &world.repo_url()]);
+    ok(&logout);
+    assert!(
+        text(&logout.stderr).contains("revoked"),
+        "{}",
+        text(&logout.stderr)
+    );
+    let revocations: Vec<_> = world
+        .events()
+        .into_iter()
+        .filter(|e| e["endpoint"] == "revocation")
+        .collect();
+    assert_eq!(
+        revocations.len(),
+        2,
+        "refresh token, then access token: {revocations:?}"
+    );
+    assert_eq!(revocations[0]["token_type_hint"], "refresh_token");
+    assert!(revocations.iter().all(|e| e["status"] == 200));
+    assert!(!text(&world.keygate(&["status"]).stdout).contains(&world.git_url));
+
+    // The server now rejects the old refresh token.
+    world.seed_token_file(kept["accounts"][0].clone());
+    world.expire_stored_token();
+    let mut command = world.command(common::KEYGATE);
+    command.args(["token", &world.repo_url()]).env("CI", "1");
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("invalid_grant"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn logout_without_a_revocation_endpoint_still_forgets() {
+    let world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let logout = world.keygate(&["logout", &world.repo_url()]);
+    ok(&logout);
+    assert!(text(&logout.stderr).contains("no revocation endpoint"));
+    let status = world.keygate(&["status", "--json"]);
+    assert_eq!(text(&status.stdout).trim(), "[]");
+}
