@@ -30,8 +30,7 @@ fn scheme_redirect_is_handed_to_the_waiting_clone() {
     let resume = world
         .events()
         .into_iter()
-        .filter(|e| e["endpoint"] == "authorization_resume")
-        .last()
+        .rfind(|e| e["endpoint"] == "authorization_resume")
         .unwrap();
     assert_eq!(
         resume["redirect"], SCHEME_REDIRECT,
