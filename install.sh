@@ -3,20 +3,25 @@
 # registers it as a git credential helper. Safe to run again: it says what
 # it changed and leaves alone what is already in place.
 #
-#   ./install.sh [--prefix DIR] [--no-register]
+#   ./install.sh [--prefix DIR] [--no-register] [--scheme NAME]
 #
 # DIR defaults to ~/.local (binaries go to DIR/bin). KEYGATE_BIN=path
-# installs that binary instead of building one.
+# installs that binary instead of building one. --scheme NAME registers
+# keygate with the desktop (xdg-mime) as the handler of NAME: redirects,
+# the private-use scheme your OAuth client uses (default io.github.keygate).
 set -euo pipefail
 
 prefix="${HOME}/.local"
 register=1
+scheme=io.github.keygate
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --prefix=*) prefix="${1#--prefix=}"; shift ;;
     --no-register) register=0; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --scheme) scheme="${2:?--scheme needs a name}"; shift 2 ;;
+    --scheme=*) scheme="${1#--scheme=}"; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +64,34 @@ if [ "$register" = 1 ]; then
   else
     git config --global --add credential.helper "$helper"
     echo "registered: git config --global credential.helper $helper"
+  fi
+fi
+
+if [ "$register" = 1 ]; then
+  # Desktop hand-off of custom-scheme redirects (`keygate callback`).
+  if command -v xdg-mime >/dev/null 2>&1; then
+    apps="${XDG_DATA_HOME:-$HOME/.local/share}/applications"
+    desktop="$apps/keygate-callback.desktop"
+    mkdir -p "$apps"
+    sed -e "s|@KEYGATE@|$bin/keygate|" -e "s|@SCHEME@|$scheme|" \
+      contrib/linux/keygate-callback.desktop > "$desktop.new"
+    if [ -f "$desktop" ] && cmp -s "$desktop.new" "$desktop"; then
+      rm -f "$desktop.new"
+      echo "unchanged: $desktop"
+    else
+      mv -f "$desktop.new" "$desktop"
+      echo "installed: $desktop"
+    fi
+    mimeapps="${XDG_CONFIG_HOME:-$HOME/.config}/mimeapps.list"
+    if grep -qs "^x-scheme-handler/$scheme=keygate-callback.desktop" "$mimeapps"; then
+      echo "unchanged: $scheme: redirects go to keygate callback"
+    else
+      xdg-mime default keygate-callback.desktop "x-scheme-handler/$scheme"
+      echo "registered: $scheme: redirects go to keygate callback (xdg-mime)"
+    fi
+    command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$apps" || true
+  else
+    echo "skipped: no xdg-mime here, so no desktop handler for $scheme: redirects (not needed for loopback or device logins)"
   fi
 fi
 

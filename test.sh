@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 missing=()
 for tool_and_package in \
   gnome-keyring-daemon:gnome-keyring dbus-daemon:dbus-daemon dbus-send:dbus \
-  secret-tool:libsecret-tools openssl:openssl curl:curl python3:python3 git:git; do
+  secret-tool:libsecret-tools xdg-mime:xdg-utils openssl:openssl curl:curl python3:python3 git:git; do
   command -v "${tool_and_package%%:*}" >/dev/null || missing+=("${tool_and_package#*:}")
 done
 # A Node.js from elsewhere ships its own npm; only a machine with neither

@@ -473,6 +473,7 @@ fn install_script_is_idempotent_and_registers_the_helper() {
             .command(common::support("../../install.sh"))
             .arg("--prefix")
             .arg(&prefix)
+            .args(["--scheme", "com.example.keygate"])
             .env("KEYGATE_BIN", common::KEYGATE)
             .output()
             .unwrap()
@@ -491,7 +492,19 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         !said.contains("installed:") && !said.contains("registered:"),
         "{said}"
     );
-    assert_eq!(said.matches("unchanged:").count(), 3, "{said}");
+    assert_eq!(said.matches("unchanged:").count(), 5, "{said}");
+
+    // The desktop hands com.example.keygate: redirects to keygate callback.
+    let mimeapps = std::fs::read_to_string(world.home.join(".config/mimeapps.list")).unwrap();
+    assert!(mimeapps.contains("x-scheme-handler/com.example.keygate=keygate-callback.desktop"));
+    let desktop = world
+        .home
+        .join(".local/share/applications/keygate-callback.desktop");
+    let desktop = std::fs::read_to_string(desktop).unwrap();
+    assert!(desktop.contains(&format!(
+        "Exec={}/bin/keygate callback %u",
+        prefix.display()
+    )));
 
     let helpers = world.git(&["config", "--global", "--get-all", "credential.helper"]);
     assert_eq!(text(&helpers.stdout).lines().count(), 1);

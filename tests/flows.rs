@@ -401,3 +401,79 @@ fn logout_without_a_revocation_endpoint_still_forgets() {
     let status = world.keygate(&["status", "--json"]);
     assert_eq!(text(&status.stdout).trim(), "[]");
 }
+
+#[test]
+fn on_a_terminal_without_a_display_the_device_grant_is_chosen() {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tdeviceUrl = {}\n",
+        world.git_url,
+        world.oidc["device_authorization_endpoint"]
+            .as_str()
+            .unwrap()
+    ));
+    // `script` gives keygate a terminal, as over SSH; no $BROWSER, no display.
+    let mut child = world
+        .command("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("{} login {}", common::KEYGATE, world.repo_url()),
+            "/dev/null",
+        ])
+        .env_remove("BROWSER")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let user_code = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix("keygate: and enter the code ")
+                .map(str::to_owned)
+        })
+        .expect("the device grant's user code on the terminal");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let approve = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-o", "/dev/null", "--cacert"])
+        .arg(world.ca())
+        .args(["-d", &format!("user_code={user_code}")])
+        .arg(world.oidc["test_approve_device"].as_str().unwrap())
+        .status()
+        .unwrap();
+    assert!(approve.success());
+    let status = child.wait().unwrap();
+    let rest = drain.join().unwrap().join("\n");
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("logged in"), "{rest}");
+    assert_eq!(
+        world.authorization_requests(),
+        0,
+        "no browser flow was started"
+    );
+    assert!(world.browser_launches().is_empty());
+}
+
+#[test]
+fn with_no_browser_display_or_terminal_nobody_is_waited_for() {
+    let world = World::start(Options::default());
+    let started = Instant::now();
+    // setsid: no controlling terminal, as under a service manager.
+    let output = world
+        .command("setsid")
+        .args(["-w", "git", "ls-remote", &world.repo_url()])
+        .env_remove("BROWSER")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("no browser, display or terminal"),
+        "{stderr}"
+    );
+    assert_eq!(world.authorization_requests(), 0);
+}
