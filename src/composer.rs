@@ -33,7 +33,7 @@ mod tests {
 
     fn provider(url: &str, extra: &str) -> Provider {
         let raw = format!("keygate.{url}.clientid\nx\0{extra}");
-        let config = GitConfig::parse(raw.as_bytes());
+        let config = GitConfig::parse_z(raw.as_bytes());
         Provider::resolve(&config, &url::Url::parse(url).unwrap())
             .unwrap()
             .unwrap()

@@ -3,20 +3,18 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use url::Url;
 
+use crate::gitconfig::split_key;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("could not run `git config`: {0}; is git installed and on PATH?")]
-    Git(std::io::Error),
-    #[error("`git config` failed: {0}")]
-    GitFailed(String),
+    #[error(transparent)]
+    Git(#[from] crate::gitconfig::GitConfigError),
     #[error("invalid value {value:?} for {key}: {expected}")]
     Invalid {
         key: String,
@@ -25,70 +23,10 @@ pub enum ConfigError {
     },
 }
 
-/// Every `keygate.*`, `credential.*` and `http.*` entry, in git's order
-/// (later entries win on equal specificity, as in git).
-#[derive(Debug, Default, Clone)]
-pub struct GitConfig {
-    entries: Vec<(String, String)>,
-}
+pub use crate::gitconfig::GitConfig;
 
+/// URL-matched reading, the way `git config --get-urlmatch` works.
 impl GitConfig {
-    /// One `git config` call for everything keygate may need, so a `get`
-    /// for a host keygate does not handle costs one process, not one per key.
-    pub fn load() -> Result<Self, ConfigError> {
-        let output = Command::new("git")
-            .args([
-                "config",
-                "-z",
-                "--get-regexp",
-                r"^(keygate|credential|http)\.",
-            ])
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(ConfigError::Git)?;
-        match output.status.code() {
-            Some(0) => Ok(Self::parse(&output.stdout)),
-            // 1: no matching key at all.
-            Some(1) => Ok(Self::default()),
-            _ => Err(ConfigError::GitFailed(
-                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            )),
-        }
-    }
-
-    /// Parses `git config -z` output: `key\nvalue\0` per entry, or `key\0`
-    /// for a key with no `=` (a boolean true).
-    pub fn parse(raw: &[u8]) -> Self {
-        let entries = raw
-            .split(|&b| b == 0)
-            .filter(|record| !record.is_empty())
-            .map(|record| {
-                let record = String::from_utf8_lossy(record);
-                match record.split_once('\n') {
-                    Some((key, value)) => (key.to_owned(), value.to_owned()),
-                    None => (record.into_owned(), "true".to_owned()),
-                }
-            })
-            .collect();
-        Self { entries }
-    }
-
-    /// The value of `section.variable` with no URL subsection.
-    pub fn plain(&self, section: &str, variable: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(key, _)| {
-                split_key(key).is_some_and(|(s, sub, v)| {
-                    s.eq_ignore_ascii_case(section)
-                        && sub.is_none()
-                        && v.eq_ignore_ascii_case(variable)
-                })
-            })
-            .map(|(_, value)| value.as_str())
-    }
-
     /// Every variable of `section` that applies to `url`, each taken from
     /// the most specific matching `section.<url>.variable`, as
     /// `git config --get-urlmatch section url` would list them.
@@ -127,15 +65,6 @@ impl GitConfig {
                     && sub.is_some_and(|pattern| match_url(pattern, url).is_some())
             })
         })
-    }
-}
-
-/// `section.sub.section.variable` → (section, Some(sub.section), variable).
-fn split_key(key: &str) -> Option<(&str, Option<&str>, &str)> {
-    let (section, rest) = key.split_once('.')?;
-    match rest.rsplit_once('.') {
-        Some((subsection, variable)) => Some((section, Some(subsection), variable)),
-        None => Some((section, None, rest)),
     }
 }
 
@@ -522,7 +451,7 @@ mod tests {
         for (k, v) in pairs {
             raw.extend_from_slice(format!("{k}\n{v}\0").as_bytes());
         }
-        GitConfig::parse(&raw)
+        GitConfig::parse_z(&raw)
     }
 
     fn url(s: &str) -> Url {
@@ -531,7 +460,7 @@ mod tests {
 
     #[test]
     fn parses_git_config_z_output() {
-        let c = GitConfig::parse(b"keygate.store\nfile\0credential.interactive\0");
+        let c = GitConfig::parse_z(b"keygate.store\nfile\0credential.interactive\0");
         assert_eq!(c.plain("keygate", "store"), Some("file"));
         assert_eq!(c.plain("credential", "interactive"), Some("true"));
     }

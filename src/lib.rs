@@ -6,6 +6,7 @@
 pub mod composer;
 pub mod config;
 pub mod credential;
+pub mod gitconfig;
 pub mod helper;
 pub mod http;
 pub mod oauth;

@@ -515,3 +515,49 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         .unwrap();
     ok(&version);
 }
+
+/// keygate reads git's config itself; these are the sources git has
+/// beyond the global file: `git -c`, the repository's config, includes.
+#[test]
+fn config_from_git_c_the_repository_and_includes_is_honoured() {
+    let world = World::start(Options::default());
+    let requests = |scheme: &str| {
+        common::read_jsonl(&world.certs.join("git-requests.jsonl"))
+            .iter()
+            .filter(|r| r["auth"] == scheme && r["status"] == 200)
+            .count()
+    };
+    let bearer = format!("keygate.{}.authType=bearer", world.git_url);
+
+    ok(&world.git(&["clone", "-q", &world.repo_url(), "repo"]));
+    assert_eq!(requests("bearer"), 0);
+
+    ok(&world.git(&["-c", &bearer, "ls-remote", &world.repo_url()]));
+    let after_c = requests("bearer");
+    assert!(after_c > 0, "git -c reached keygate");
+
+    let repo = world.dir.path().join("repo");
+    let repo = repo.to_str().unwrap();
+    let (key, value) = bearer.split_once('=').unwrap();
+    ok(&world.git(&["-C", repo, "config", key, value]));
+    ok(&world.git(&["-C", repo, "fetch", "-q"]));
+    let after_local = requests("bearer");
+    assert!(
+        after_local > after_c,
+        "the repository's config reached keygate"
+    );
+
+    ok(&world.git(&["-C", repo, "config", "--unset", key]));
+    let included = world.dir.path().join("included.gitconfig");
+    std::fs::write(
+        &included,
+        format!("[keygate \"{}\"]\n\tauthType = bearer\n", world.git_url),
+    )
+    .unwrap();
+    world.write_gitconfig(&format!("[include]\n\tpath = {}\n", included.display()));
+    ok(&world.git(&["-C", repo, "fetch", "-q"]));
+    assert!(
+        requests("bearer") > after_local,
+        "an included file reached keygate"
+    );
+}
