@@ -3,11 +3,14 @@
 //! so concurrent writers for different accounts never lose each other's
 //! records.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
 
 use super::{AccountKey, StoreError, TokenRecord, TokenStore};
 
@@ -18,6 +21,8 @@ const LOCK_NAME: &str = "tokens.lock";
 struct Document {
     version: u32,
     accounts: Vec<TokenRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    secrets: BTreeMap<String, Secret>,
 }
 
 pub struct FileStore {
@@ -58,14 +63,14 @@ impl FileStore {
     /// Read-modify-write under the store lock.
     fn update(
         &self,
-        change: impl FnOnce(&mut Vec<TokenRecord>) -> bool,
+        change: impl FnOnce(&mut Document) -> bool,
     ) -> Result<bool, StoreError> {
         create_private_dir(&self.dir).map_err(self.io_error(&self.dir))?;
         let lock_path = self.dir.join(LOCK_NAME);
         let lock = open_private(&lock_path, false).map_err(self.io_error(&lock_path))?;
         lock.lock().map_err(self.io_error(&lock_path))?;
         let mut document = self.read()?;
-        let changed = change(&mut document.accounts);
+        let changed = change(&mut document);
         if changed {
             document.version = 1;
             self.write_atomically(&document)?;
@@ -107,11 +112,11 @@ impl TokenStore for FileStore {
     }
 
     fn save(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.update(|accounts| {
+        self.update(|document| {
             let key = record.key();
-            match accounts.iter_mut().find(|r| r.key() == key) {
+            match document.accounts.iter_mut().find(|r| r.key() == key) {
                 Some(existing) => *existing = record.clone(),
-                None => accounts.push(record.clone()),
+                None => document.accounts.push(record.clone()),
             }
             true
         })?;
@@ -122,15 +127,27 @@ impl TokenStore for FileStore {
         if !self.path().exists() {
             return Ok(false);
         }
-        self.update(|accounts| {
-            let before = accounts.len();
-            accounts.retain(|r| r.key() != *key);
-            accounts.len() != before
+        self.update(|document| {
+            let before = document.accounts.len();
+            document.accounts.retain(|r| r.key() != *key);
+            document.accounts.len() != before
         })
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
         Ok(self.read()?.accounts)
+    }
+
+    fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.read()?.secrets.remove(name))
+    }
+
+    fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
+        self.update(|document| {
+            document.secrets.insert(name.to_owned(), value.clone());
+            true
+        })?;
+        Ok(())
     }
 }
 

@@ -130,6 +130,10 @@ pub trait TokenStore {
     /// Returns whether there was anything to delete.
     fn delete(&self, key: &AccountKey) -> Result<bool, StoreError>;
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// A secret of keygate's own (the proxy's CA key and password), kept
+    /// beside the tokens and as safely.
+    fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError>;
+    fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError>;
 }
 
 /// keygate's private directory: `$XDG_DATA_HOME/keygate` or

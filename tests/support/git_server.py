@@ -16,6 +16,12 @@ otherwise 401 with
     WWW-Authenticate: Basic realm="keygate-test"
     WWW-Authenticate: Bearer realm="keygate-test"
 
+Extra token-protected routes (same check; GET only):
+    /composer/packages.json            Composer repository (acme/private-lib)
+    /composer/dist/acme-private-lib-V.zip
+    /big/N[?rate=BYTES_PER_SECOND]     exactly N bytes, streamed
+    /echo-auth                         JSON about the Authorization header(s)
+
 Prints one JSON line {"url": "https://127.0.0.1:PORT", "port": PORT} on stdout
 once listening; logs go to stderr; one JSON line per request is appended to
 DIR/git-requests.jsonl. Exits 0 on SIGTERM/SIGINT. Python stdlib only.
@@ -23,6 +29,8 @@ DIR/git-requests.jsonl. Exits 0 on SIGTERM/SIGINT. Python stdlib only.
 
 import argparse
 import base64
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,6 +44,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,6 +88,79 @@ def introspect(token):
     return bool(info.get("active")), info, None
 
 
+# -- Composer test repository ----------------------------------------------
+COMPOSER_PACKAGE = "acme/private-lib"
+COMPOSER_VERSIONS = ("1.0.0", "1.1.0")
+COMPOSER_AUTOLOAD = {"psr-4": {"Acme\\PrivateLib\\": "src/"}}
+COMPOSER_DISTS = {}  # "acme-private-lib-V.zip" -> (version, bytes, sha1 hex)
+
+HELLO_PHP = """<?php
+
+declare(strict_types=1);
+
+namespace Acme\\PrivateLib;
+
+final class Hello
+{
+    public static function greet(): string
+    {
+        return 'hello from private-lib %s';
+    }
+}
+"""
+
+
+def build_composer_dists():
+    """Builds the dist zips in memory (deterministic: fixed timestamps)."""
+    for version in COMPOSER_VERSIONS:
+        manifest = {
+            "name": COMPOSER_PACKAGE,
+            "description": "keygate test package",
+            "type": "library",
+            "license": "MIT",
+            "autoload": COMPOSER_AUTOLOAD,
+        }
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, text in (
+                ("composer.json", json.dumps(manifest, indent=4) + "\n"),
+                ("src/Hello.php", HELLO_PHP % version),
+            ):
+                zi = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+                zi.compress_type = zipfile.ZIP_DEFLATED
+                zi.external_attr = 0o644 << 16
+                z.writestr(zi, text)
+        data = buf.getvalue()
+        COMPOSER_DISTS["acme-private-lib-%s.zip" % version] = (version, data, hashlib.sha1(data).hexdigest())
+
+
+def composer_packages_json(base):
+    versions = {}
+    for fname, (version, _, sha1) in sorted(COMPOSER_DISTS.items()):
+        versions[version] = {
+            "name": COMPOSER_PACKAGE,
+            "version": version,
+            "version_normalized": version + ".0",
+            "description": "keygate test package",
+            "type": "library",
+            "license": ["MIT"],
+            "autoload": COMPOSER_AUTOLOAD,
+            "dist": {
+                "type": "zip",
+                "url": "%s/composer/dist/%s" % (base, fname),
+                "shasum": sha1,
+            },
+            "time": "2024-01-01T00:00:00+00:00",
+        }
+    return {"packages": {COMPOSER_PACKAGE: versions}}
+
+
+# -- /big --------------------------------------------------------------------
+BIG_CHUNK = 256 * 1024
+BIG_BUF = memoryview((bytes(range(256)) * (BIG_CHUNK // 256)))
+BIG_MAX = 1 << 40
+
+
 class Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 with keep-alive; CGI output without a Content-Length is
     # streamed with chunked transfer encoding (never delimited by closing
@@ -107,7 +189,11 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(line)
 
     def do_GET(self):
-        self.handle_git()
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/composer/") or path == "/echo-auth" or path.startswith("/big/"):
+            self.handle_extra(path)
+        else:
+            self.handle_git()
 
     def do_POST(self):
         self.handle_git()
@@ -190,23 +276,136 @@ class Handler(BaseHTTPRequestHandler):
             yield data
 
     # -- git ----------------------------------------------------------------
-    def handle_git(self):
+    def authenticate(self):
+        """Checks the token. Returns (kind, remote_user, info), or None after
+        answering 401/503 itself."""
         # One handler instance serves all requests of a keep-alive connection.
         self._body_consumed = False
         kind, user, token = self.credentials()
         if kind in ("none", "other") or not token:
             self.deny(kind if kind != "other" else "none", "authentication required")
-            return
+            return None
         active, info, err = introspect(token)
         if err:
             log(err)
             self.deny(kind, err, status=503)
-            return
+            return None
         if not active:
             self.deny(kind, "token not active")
-            return
+            return None
         remote_user = user or (info or {}).get("sub") or (info or {}).get("client_id") or "token"
-        self.run_backend(kind, remote_user, info or {})
+        return kind, remote_user, info or {}
+
+    def handle_git(self):
+        auth = self.authenticate()
+        if auth is None:
+            return
+        kind, remote_user, info = auth
+        self.run_backend(kind, remote_user, info)
+
+    # -- extra routes: /composer/, /big/N, /echo-auth -------------------------
+    def handle_extra(self, path):
+        auth = self.authenticate()
+        if auth is None:
+            return
+        kind, remote_user, info = auth
+        extra = {"user": remote_user}
+        if info.get("client_id"):
+            extra["client_id"] = info["client_id"]
+        self.drain_body()
+        try:
+            if path == "/echo-auth":
+                self.send_json(200, self.describe_auth(info), kind, extra)
+            elif path == "/composer/packages.json":
+                host = self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_address[1]
+                self.send_json(200, composer_packages_json("https://" + host), kind, extra)
+            elif path.startswith("/composer/dist/") and path[len("/composer/dist/"):] in COMPOSER_DISTS:
+                _, data, _ = COMPOSER_DISTS[path[len("/composer/dist/"):]]
+                self.send_bytes(200, data, "application/zip", kind, extra)
+            elif path.startswith("/big/"):
+                self.send_big(path, kind, extra)
+            else:
+                extra["reason"] = "not found"
+                self.send_bytes(404, b"not found\n", "text/plain", kind, extra)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
+            log("client went away: %s" % e)
+            self.close_connection = True
+
+    def describe_auth(self, info):
+        values = self.headers.get_all("Authorization") or []
+        kinds, users = [], []
+        for v in values:
+            scheme, _, rest = v.strip().partition(" ")
+            k = scheme.lower() if scheme.lower() in ("basic", "bearer") else "other"
+            kinds.append(k)
+            if k == "basic":
+                try:
+                    users.append(base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")[0])
+                except Exception:
+                    users.append(None)
+        return {
+            "auth": kinds[0] if kinds else "none",
+            "basic_user": users[0] if users else None,
+            "authorization_count": len(values),
+            "duplicated": len(values) > 1,
+            "kinds": kinds,
+            "basic_users": users,
+            "proxy_authorization": self.headers.get("Proxy-Authorization") is not None,
+            "host": self.headers.get("Host"),
+            "host_count": len(self.headers.get_all("Host") or []),
+            "client_id": info.get("client_id"),
+            "sub": info.get("sub"),
+            "user_agent": self.headers.get("User-Agent"),
+        }
+
+    def send_json(self, status, obj, kind, extra):
+        body = (json.dumps(obj, indent=2) + "\n").encode()
+        self.send_bytes(status, body, "application/json", kind, extra)
+
+    def send_bytes(self, status, body, ctype, kind, extra):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.record(status, kind, extra)
+
+    def send_big(self, path, kind, extra):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        try:
+            n = int(path[len("/big/"):])
+            rate = int(q["rate"][0]) if "rate" in q else 0
+            if not 0 <= n <= BIG_MAX or rate < 0:
+                raise ValueError
+        except ValueError:
+            extra["reason"] = "bad size or rate"
+            self.send_bytes(400, b"usage: /big/N[?rate=BYTES_PER_SECOND]\n", "text/plain", kind, extra)
+            return
+        # throttled: about 20 writes per second
+        chunk = min(BIG_CHUNK, max(1, rate // 20)) if rate else BIG_CHUNK
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        sent, start, err = 0, time.monotonic(), None
+        write = self.wfile.write
+        try:
+            while sent < n:
+                m = min(chunk, n - sent)
+                write(BIG_BUF[:m])
+                sent += m
+                if rate:
+                    delay = start + sent / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError) as e:
+            err = str(e) or type(e).__name__
+            log("client went away after %d of %d bytes: %s" % (sent, n, err))
+            self.close_connection = True
+        extra.update({"bytes": sent, "complete": sent == n, "seconds": round(time.monotonic() - start, 3)})
+        if err:
+            extra["error"] = err
+        self.record(200, kind, extra)
 
     def run_backend(self, kind, remote_user, info):
         parsed = urllib.parse.urlsplit(self.path)
@@ -367,6 +566,7 @@ def main():
     if not all(os.path.exists(os.path.join(Config.dir, f)) for f in ("ca.pem", "server.pem", "server-key.pem")):
         subprocess.run([os.path.join(HERE, "mkcerts.sh"), Config.dir], check=True, stdout=sys.stderr)
     Config.ssl_client_ctx = ssl.create_default_context(cafile=os.path.join(Config.dir, "ca.pem"))
+    build_composer_dists()
 
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     sctx.load_cert_chain(os.path.join(Config.dir, "server.pem"), os.path.join(Config.dir, "server-key.pem"))

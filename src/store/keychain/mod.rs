@@ -10,17 +10,21 @@ mod secret_service;
 use std::time::Duration;
 
 use super::{AccountKey, StoreError, TokenRecord, TokenStore};
+use crate::secret::Secret;
 
-const SERVICE: &str = "keygate";
+/// Token records, one entry per account.
+const TOKENS: &str = "keygate";
+/// keygate's own secrets, apart so listing accounts never meets them.
+const OWN_SECRETS: &str = "keygate-secrets";
 
-/// What each platform's keychain provides: secrets by account label.
+/// What each platform's keychain provides: secrets by service and label.
 trait Backend: Send {
-    fn get(&self, label: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces the entry in one step: the old value stays until the new
     /// one is in.
-    fn set(&self, label: &str, secret: &[u8]) -> Result<(), StoreError>;
-    fn delete(&self, label: &str) -> Result<bool, StoreError>;
-    fn all(&self) -> Result<Vec<Vec<u8>>, StoreError>;
+    fn set(&self, service: &str, label: &str, secret: &[u8]) -> Result<(), StoreError>;
+    fn delete(&self, service: &str, label: &str) -> Result<bool, StoreError>;
+    fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError>;
 }
 
 pub struct KeychainStore {
@@ -55,7 +59,7 @@ impl TokenStore for KeychainStore {
 
     fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
         self.backend
-            .get(&key.label())?
+            .get(TOKENS, &key.label())?
             .map(|bytes| parse(&bytes))
             .transpose()
     }
@@ -63,19 +67,30 @@ impl TokenStore for KeychainStore {
     fn save(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let json = serde_json::to_vec(record)
             .map_err(|e| StoreError::Keychain(format!("cannot encode the record: {e}")))?;
-        self.backend.set(&record.key().label(), &json)
+        self.backend.set(TOKENS, &record.key().label(), &json)
     }
 
     fn delete(&self, key: &AccountKey) -> Result<bool, StoreError> {
-        self.backend.delete(&key.label())
+        self.backend.delete(TOKENS, &key.label())
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.backend
-            .all()?
-            .iter()
-            .map(|bytes| parse(bytes))
-            .collect()
+        self.backend.all(TOKENS)?.iter().map(|bytes| parse(bytes)).collect()
+    }
+
+    fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let bytes = self.backend.get(OWN_SECRETS, name)?;
+        bytes
+            .map(|b| {
+                String::from_utf8(b).map(Secret::new).map_err(|_| {
+                    StoreError::Keychain(format!("keygate's secret {name:?} is not text"))
+                })
+            })
+            .transpose()
+    }
+
+    fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
+        self.backend.set(OWN_SECRETS, name, value.expose().as_bytes())
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 
-use super::{Backend, SERVICE};
+use super::Backend;
 use crate::store::StoreError;
 
 pub struct NativeBackend {
@@ -22,34 +22,34 @@ impl NativeBackend {
         Ok(Self { store })
     }
 
-    fn entry(&self, label: &str) -> Result<Entry, StoreError> {
-        Entry::new_in_store(&self.store, SERVICE, label).map_err(describe)
+    fn entry(&self, service: &str, label: &str) -> Result<Entry, StoreError> {
+        Entry::new_in_store(&self.store, service, label).map_err(describe)
     }
 }
 
 impl Backend for NativeBackend {
-    fn get(&self, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.entry(label)?.get_secret() {
+    fn get(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.entry(service, label)?.get_secret() {
             Ok(bytes) => Ok(Some(bytes)),
             Err(KeyringError::NoEntry) => Ok(None),
             Err(e) => Err(describe(e)),
         }
     }
 
-    fn set(&self, label: &str, secret: &[u8]) -> Result<(), StoreError> {
-        self.entry(label)?.set_secret(secret).map_err(describe)
+    fn set(&self, service: &str, label: &str, secret: &[u8]) -> Result<(), StoreError> {
+        self.entry(service, label)?.set_secret(secret).map_err(describe)
     }
 
-    fn delete(&self, label: &str) -> Result<bool, StoreError> {
-        match self.entry(label)?.delete_credential() {
+    fn delete(&self, service: &str, label: &str) -> Result<bool, StoreError> {
+        match self.entry(service, label)?.delete_credential() {
             Ok(()) => Ok(true),
             Err(KeyringError::NoEntry) => Ok(false),
             Err(e) => Err(describe(e)),
         }
     }
 
-    fn all(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let spec = HashMap::from([("service", SERVICE)]);
+    fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let spec = HashMap::from([("service", service)]);
         let entries = Entry::search_in_store(&self.store, &spec).map_err(describe)?;
         let mut secrets = Vec::new();
         for entry in entries {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use secret_service::blocking::{Item, SecretService};
 use secret_service::{EncryptionType, Error};
 
-use super::{Backend, SERVICE};
+use super::Backend;
 use crate::store::StoreError;
 
 const CONTENT_TYPE: &str = "application/json";
@@ -52,15 +52,15 @@ impl SecretServiceBackend {
 }
 
 impl Backend for SecretServiceBackend {
-    fn get(&self, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let items = self.find(HashMap::from([("service", SERVICE), ("username", label)]))?;
+    fn get(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let items = self.find(HashMap::from([("service", service), ("username", label)]))?;
         match items.first() {
             Some(item) => item.get_secret().map(Some).map_err(describe),
             None => Ok(None),
         }
     }
 
-    fn set(&self, label: &str, secret: &[u8]) -> Result<(), StoreError> {
+    fn set(&self, service: &str, label: &str, secret: &[u8]) -> Result<(), StoreError> {
         let collection = self.service.get_default_collection().map_err(describe)?;
         if collection.is_locked().map_err(describe)? {
             return Err(StoreError::KeychainLocked(
@@ -69,8 +69,8 @@ impl Backend for SecretServiceBackend {
         }
         collection
             .create_item(
-                &format!("keygate: {label}"),
-                HashMap::from([("service", SERVICE), ("username", label)]),
+                &format!("{service}: {label}"),
+                HashMap::from([("service", service), ("username", label)]),
                 secret,
                 true,
                 CONTENT_TYPE,
@@ -79,16 +79,16 @@ impl Backend for SecretServiceBackend {
         Ok(())
     }
 
-    fn delete(&self, label: &str) -> Result<bool, StoreError> {
-        let items = self.find(HashMap::from([("service", SERVICE), ("username", label)]))?;
+    fn delete(&self, service: &str, label: &str) -> Result<bool, StoreError> {
+        let items = self.find(HashMap::from([("service", service), ("username", label)]))?;
         for item in &items {
             item.delete().map_err(describe)?;
         }
         Ok(!items.is_empty())
     }
 
-    fn all(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.find(HashMap::from([("service", SERVICE)]))?
+    fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.find(HashMap::from([("service", service)]))?
             .iter()
             .map(|item| item.get_secret().map_err(describe))
             .collect()
