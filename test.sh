@@ -11,9 +11,14 @@ cd "$(dirname "$0")"
 missing=()
 for tool_and_package in \
   gnome-keyring-daemon:gnome-keyring dbus-daemon:dbus-daemon dbus-send:dbus \
-  secret-tool:libsecret-tools xdg-mime:xdg-utils openssl:openssl curl:curl python3:python3 git:git; do
+  secret-tool:libsecret-tools xdg-mime:xdg-utils openssl:openssl curl:curl python3:python3 git:git \
+  script:bsdutils setsid:util-linux php:php-cli composer:composer unzip:unzip; do
   command -v "${tool_and_package%%:*}" >/dev/null || missing+=("${tool_and_package#*:}")
 done
+# Composer behind a proxy needs PHP's curl and zip extensions.
+if ! php -r 'exit(extension_loaded("curl") && extension_loaded("zip") ? 0 : 1);' 2>/dev/null; then
+  missing+=(php-curl php-zip)
+fi
 # A Node.js from elsewhere ships its own npm; only a machine with neither
 # takes Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -403,6 +403,36 @@ fn parse_endpoint(key: &str, raw: &str) -> Result<Url, ConfigError> {
     Url::parse(raw).map_err(|_| invalid(key, raw, "an absolute https:// URL"))
 }
 
+/// A provider for every https origin keygate can serve: those with a
+/// `keygate.<url>` section (resolved for that URL), and the preset hosts
+/// once they have a client id. Wildcard hosts name no origin of their own.
+pub fn configured_providers(config: &GitConfig) -> Vec<Provider> {
+    let mut providers: Vec<Provider> = Vec::new();
+    let configured = config.entries.iter().filter_map(|(key, _)| {
+        let (section, subsection, _) = split_key(key)?;
+        if !section.eq_ignore_ascii_case("keygate") {
+            return None;
+        }
+        Url::parse(subsection?).ok()
+    });
+    let presets = PRESETS
+        .iter()
+        .filter_map(|p| Url::parse(&format!("https://{}/", p.host)).ok());
+    for url in configured.chain(presets) {
+        let host = url.host_str().unwrap_or_default();
+        if url.scheme() != "https" || host.contains('*') {
+            continue;
+        }
+        if providers.iter().any(|p| p.server == origin_of(&url)) {
+            continue;
+        }
+        if let Ok(Some(provider)) = Provider::resolve(config, &url) {
+            providers.push(provider);
+        }
+    }
+    providers
+}
+
 /// The CA files git is told to trust for `url` (`http.<url>.sslCAInfo`).
 pub fn ca_files_for(config: &GitConfig, url: &Url) -> Vec<PathBuf> {
     config
@@ -566,6 +596,24 @@ mod tests {
         let err = Provider::resolve(&c, &url("https://h.example/")).unwrap_err();
         assert!(
             err.to_string().contains("refreshMargin") || err.to_string().contains("refreshmargin")
+        );
+    }
+
+    #[test]
+    fn configured_origins_are_https_hosts_with_a_client() {
+        let c = config(&[
+            ("keygate.https://git.example.com:8443/org.clientid", "a"),
+            ("keygate.https://*.example.net.clientid", "w"),
+            ("keygate.http://plain.example.com.clientid", "p"),
+            ("keygate.https://github.com.clientid", "g"),
+        ]);
+        let origins: Vec<String> = configured_providers(&c)
+            .iter()
+            .map(|p| p.server.to_string())
+            .collect();
+        assert_eq!(
+            origins,
+            ["https://git.example.com:8443/", "https://github.com/"]
         );
     }
 

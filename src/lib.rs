@@ -1,7 +1,8 @@
 //! keygate: OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain.
 //!
-//! Layers, top to bottom (nothing imports upward): `session` → `oauth`,
-//! `store`, `config`, `credential` → `secret`, `http`.
+//! Layers, top to bottom (nothing imports upward): `proxy` → `helper` →
+//! `session` → `oauth`, `store`, `config`, `credential`, `composer` →
+//! `gitconfig`, `secret`, `http`.
 
 pub mod composer;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod gitconfig;
 pub mod helper;
 pub mod http;
 pub mod oauth;
+pub mod proxy;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -51,6 +51,14 @@ enum Command {
     },
     /// Hand a custom-scheme redirect to the login waiting for it (run by the OS)
     Callback { url: String },
+    /// Run a local HTTPS proxy that adds fresh tokens for configured hosts
+    Proxy {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Listen on a non-loopback address (the proxy password is still required)
+        #[arg(long)]
+        danger_allow_non_loopback: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -104,6 +112,16 @@ fn run(command: Command) -> Result<(), AnyError> {
             url,
         } => composer_env(&config, &url),
         Command::Callback { url } => callback(&url),
+        Command::Proxy {
+            listen,
+            danger_allow_non_loopback,
+        } => Ok(keygate::proxy::run(
+            keygate::proxy::Options {
+                listen,
+                danger_allow_non_loopback,
+            },
+            &config,
+        )?),
     }
 }
 

@@ -61,10 +61,7 @@ impl FileStore {
     }
 
     /// Read-modify-write under the store lock.
-    fn update(
-        &self,
-        change: impl FnOnce(&mut Document) -> bool,
-    ) -> Result<bool, StoreError> {
+    fn update(&self, change: impl FnOnce(&mut Document) -> bool) -> Result<bool, StoreError> {
         create_private_dir(&self.dir).map_err(self.io_error(&self.dir))?;
         let lock_path = self.dir.join(LOCK_NAME);
         let lock = open_private(&lock_path, false).map_err(self.io_error(&lock_path))?;

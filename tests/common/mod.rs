@@ -31,6 +31,11 @@ impl Guard {
         Self(Some(child))
     }
 
+    /// Takes the process out of the guard: the caller now owns it.
+    pub fn take(&mut self) -> Child {
+        self.0.take().expect("a guarded child")
+    }
+
     /// Lets the process finish and collects what it printed.
     pub fn wait_with_output(mut self) -> Output {
         let child = self.0.take().expect("a guarded child");

@@ -75,7 +75,11 @@ impl TokenStore for KeychainStore {
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.backend.all(TOKENS)?.iter().map(|bytes| parse(bytes)).collect()
+        self.backend
+            .all(TOKENS)?
+            .iter()
+            .map(|bytes| parse(bytes))
+            .collect()
     }
 
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
@@ -90,7 +94,8 @@ impl TokenStore for KeychainStore {
     }
 
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
-        self.backend.set(OWN_SECRETS, name, value.expose().as_bytes())
+        self.backend
+            .set(OWN_SECRETS, name, value.expose().as_bytes())
     }
 }
 

@@ -37,7 +37,9 @@ impl Backend for NativeBackend {
     }
 
     fn set(&self, service: &str, label: &str, secret: &[u8]) -> Result<(), StoreError> {
-        self.entry(service, label)?.set_secret(secret).map_err(describe)
+        self.entry(service, label)?
+            .set_secret(secret)
+            .map_err(describe)
     }
 
     fn delete(&self, service: &str, label: &str) -> Result<bool, StoreError> {

@@ -1,0 +1,602 @@
+//! `keygate proxy`: a local HTTP/1.1 forward proxy that puts a fresh token
+//! on requests to configured origins, for clients that never ask a git
+//! credential helper (Composer, curl, package managers).
+//!
+//! # Security
+//!
+//! It listens on loopback only (unless told otherwise with a `danger_`
+//! switch) and answers only requests carrying the per-user proxy password.
+//! `CONNECT` to a configured origin (scheme, host and port, as git matches
+//! URLs) is intercepted with a leaf from the local CA, whose name
+//! constraints admit only the configured hosts; the token is added only
+//! there, replacing any `Authorization` the client sent. Every other
+//! `CONNECT` is tunnelled byte for byte, never decrypted. Redirects are
+//! passed to the client, so a token never follows one to another host.
+
+mod ca;
+mod tokens;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::{self, AuthScheme, GitConfig};
+use crate::helper;
+use crate::secret::Secret;
+use crate::store::{self, StoreError};
+
+use ca::LocalCa;
+use tokens::TokenSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(
+        "refusing to listen on {0}: not a loopback address; the proxy holds your tokens (pass --danger-allow-non-loopback to insist)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "no host is configured for keygate, so the proxy would have nothing to do; configure one (see `keygate.<url>.clientId`)"
+    )]
+    NothingConfigured,
+    #[error("local CA: {0}")]
+    Ca(String),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Listen on a non-loopback address (the password is still required).
+    pub danger_allow_non_loopback: bool,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
+
+/// One configured origin: how to reach it and where its token comes from.
+struct Origin {
+    host: String,
+    port: u16,
+    tokens: Arc<TokenSource>,
+    upstream: Upstream,
+}
+
+struct Proxy {
+    password: Secret,
+    origins: Vec<Origin>,
+    ca: LocalCa,
+    plain: Client<HttpConnector, Incoming>,
+}
+
+/// Runs the proxy until SIGTERM or SIGINT, then lets open connections
+/// finish.
+pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
+    if !options.listen.ip().is_loopback() && !options.danger_allow_non_loopback {
+        return Err(ProxyError::NotLoopback(options.listen));
+    }
+    let providers = config::configured_providers(config);
+    if providers.is_empty() {
+        return Err(ProxyError::NothingConfigured);
+    }
+    let store_choice = config::store_choice(config)?;
+    let store = store::open(store_choice)?;
+    let password = match store.load_secret("proxy-password")? {
+        Some(password) => password,
+        None => {
+            let password = random_password()?;
+            store.save_secret("proxy-password", &password)?;
+            password
+        }
+    };
+    let hosts: Vec<String> = providers
+        .iter()
+        .filter_map(|p| {
+            p.server
+                .host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_owned())
+        })
+        .collect();
+    let ca = LocalCa::load_or_create(store.as_ref(), &hosts)?;
+    let (ca_path, bundle_path) = ca.write_files(&store::data_dir()?.join("proxy"))?;
+    drop(store);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ProxyError::Runtime)?;
+    runtime.block_on(async move {
+        let mut origins = Vec::new();
+        for provider in providers {
+            let ca_files = helper::ca_files(config, &provider);
+            let tls = crate::http::tls_config(&config::ca_files_for(config, &provider.server))?;
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only()
+                .enable_http1()
+                .build();
+            let host = provider
+                .server
+                .host_str()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned();
+            let port = provider.server.port_or_known_default().unwrap_or(443);
+            let tokens = Arc::new(TokenSource::new(provider, ca_files, store_choice));
+            tokio::spawn(tokens.clone().refresh_in_background());
+            origins.push(Origin {
+                host,
+                port,
+                tokens,
+                upstream: Client::builder(TokioExecutor::new()).build(connector),
+            });
+        }
+        let proxy = Arc::new(Proxy {
+            password,
+            origins,
+            ca,
+            plain: Client::builder(TokioExecutor::new()).build_http(),
+        });
+        serve(proxy, options.listen, &ca_path, &bundle_path).await
+    })
+}
+
+async fn serve(
+    proxy: Arc<Proxy>,
+    listen: SocketAddr,
+    ca_path: &std::path::Path,
+    bundle_path: &std::path::Path,
+) -> Result<(), ProxyError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ProxyError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ProxyError::Listen {
+        addr: listen,
+        source,
+    })?;
+    announce(&proxy.password, addr, ca_path, bundle_path);
+
+    // Each connection holds a sender: when all are gone, all are done.
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+                });
+                let mut stop_seen = stop_seen.clone();
+                let alive = alive.clone();
+                tokio::spawn(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = stop_seen.changed() => {
+                            // Finish the request in flight, take no more.
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                    drop(alive);
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    note("proxy stopping; letting open requests finish");
+    let _ = stopping.send(true);
+    drop(alive);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all_done.recv()).await;
+    Ok(())
+}
+
+/// What a user needs to point tools at the proxy, printed once listening.
+/// The first two lines are for scripts: the URL and the CA path.
+fn announce(password: &Secret, addr: SocketAddr, ca: &std::path::Path, bundle: &std::path::Path) {
+    use std::io::Write;
+    let url = format!("http://keygate:{}@{addr}", password.expose());
+    let text = format!(
+        "proxy: {url}\n\
+         ca: {ca}\n\
+         \n\
+         # shells, curl, Composer, npm, pip:\n\
+         export HTTPS_PROXY={url} https_proxy={url}\n\
+         export SSL_CERT_FILE={bundle}   # the proxy CA plus the system CAs\n\
+         # git:\n\
+         git config --global http.proxy {url}\n\
+         git config --global http.sslCAInfo {bundle}\n\
+         # Composer (or COMPOSER_CAFILE={bundle}):\n\
+         composer config --global cafile {bundle}\n",
+        ca = ca.display(),
+        bundle = bundle.display(),
+    );
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A line on stderr that never panics: a long-running proxy may outlive
+/// the terminal it was started from.
+fn note(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "keygate: {message}");
+}
+
+fn random_password() -> Result<Secret, ProxyError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| ProxyError::Ca("no randomness for the proxy password".into()))?;
+    Ok(Secret::new(
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    ))
+}
+
+impl Proxy {
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        if !self.authorized(request.headers()) {
+            let mut response = text(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "keygate proxy: password required\n",
+            );
+            response.headers_mut().insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"keygate\""),
+            );
+            return response;
+        }
+        if request.method() == Method::CONNECT {
+            return self.connect(request).await;
+        }
+        self.forward_plain(request).await
+    }
+
+    /// `Proxy-Authorization: Basic base64(any-user:password)`.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers
+            .get(header::PROXY_AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(encoded) = value
+            .strip_prefix("Basic ")
+            .or_else(|| value.strip_prefix("basic "))
+        else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let Some(given) = decoded.splitn(2, |&b| b == b':').nth(1) else {
+            return false;
+        };
+        constant_time_eq(given, self.password.expose().as_bytes())
+    }
+
+    fn origin(&self, host: &str, port: u16) -> Option<&Origin> {
+        self.origins
+            .iter()
+            .find(|o| o.port == port && o.host.eq_ignore_ascii_case(host))
+    }
+
+    async fn connect(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let Some(authority) = request.uri().authority().cloned() else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "keygate proxy: CONNECT needs host:port\n",
+            );
+        };
+        let host = authority.host().trim_matches(['[', ']']).to_owned();
+        let Some(port) = authority.port_u16() else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "keygate proxy: CONNECT needs host:port\n",
+            );
+        };
+        if self.origin(&host, port).is_some() {
+            let config = match self.ca.server_config(&host) {
+                Ok(config) => config,
+                Err(error) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("keygate proxy: {error}\n"),
+                    );
+                }
+            };
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let Ok(upgraded) = hyper::upgrade::on(request).await else {
+                    return;
+                };
+                proxy
+                    .intercept(TokioIo::new(upgraded), config, host, port)
+                    .await;
+            });
+        } else {
+            let upstream = match TcpStream::connect((host.as_str(), port)).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("keygate proxy: cannot reach {authority}: {error}\n"),
+                    );
+                }
+            };
+            let _ = upstream.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(upgraded) = hyper::upgrade::on(request).await else {
+                    return;
+                };
+                let mut client = TokioIo::new(upgraded);
+                let mut upstream = upstream;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+        Response::new(empty())
+    }
+
+    /// Terminates TLS for a configured origin and forwards each request on
+    /// the connection with the token added.
+    async fn intercept(
+        self: Arc<Self>,
+        client: TokioIo<hyper::upgrade::Upgraded>,
+        config: Arc<rustls::ServerConfig>,
+        host: String,
+        port: u16,
+    ) {
+        let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(client).await else {
+            return;
+        };
+        let service = hyper::service::service_fn(move |request| {
+            let proxy = self.clone();
+            let host = host.clone();
+            async move { Ok::<_, Infallible>(proxy.forward_with_token(request, &host, port).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tls), service)
+            .await;
+    }
+
+    async fn forward_with_token(
+        &self,
+        request: Request<Incoming>,
+        host: &str,
+        port: u16,
+    ) -> Response<Body> {
+        let Some(origin) = self.origin(host, port) else {
+            return text(StatusCode::BAD_GATEWAY, "keygate proxy: origin vanished\n");
+        };
+        let token = match origin.tokens.token().await {
+            Ok(token) => token,
+            Err(reason) => {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("keygate proxy: no fresh token for {host}:{port}: {reason}\n"),
+                );
+            }
+        };
+        let provider = origin.tokens.provider();
+        let authorization = match provider.auth_scheme {
+            AuthScheme::Bearer => format!("Bearer {}", token.expose()),
+            AuthScheme::Basic => {
+                let user = helper::wire_username(provider, None);
+                let pair = format!("{user}:{}", token.expose());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+        };
+        let Ok(mut authorization) = HeaderValue::from_str(&authorization) else {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "keygate proxy: the token is not a valid header value\n",
+            );
+        };
+        authorization.set_sensitive(true);
+
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let authority = if port == 443 {
+            host.to_owned()
+        } else {
+            format!("{}:{port}", bracket(host))
+        };
+        let Ok(uri) = format!("https://{authority}{path}").parse::<Uri>() else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "keygate proxy: bad request target\n",
+            );
+        };
+        parts.uri = uri;
+        strip_hop_by_hop(&mut parts.headers);
+        // Replaced, never forwarded alongside: the server sees one identity.
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.headers.insert(header::AUTHORIZATION, authorization);
+        relay(
+            origin
+                .upstream
+                .request(Request::from_parts(parts, body))
+                .await,
+            host,
+        )
+    }
+
+    /// Absolute-form `http://` requests: passed on as they are, no token.
+    async fn forward_plain(&self, request: Request<Incoming>) -> Response<Body> {
+        if request.uri().scheme_str() != Some("http") || request.uri().authority().is_none() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "keygate proxy: expected CONNECT or an absolute http:// URL\n",
+            );
+        }
+        let host = request.uri().host().unwrap_or_default().to_owned();
+        let (mut parts, body) = request.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        relay(
+            self.plain.request(Request::from_parts(parts, body)).await,
+            &host,
+        )
+    }
+}
+
+/// Compares without an early exit, so timing tells nothing of the prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn relay(
+    result: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    host: &str,
+) -> Response<Body> {
+    match result {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.boxed())
+        }
+        Err(error) => text(
+            StatusCode::BAD_GATEWAY,
+            &format!("keygate proxy: upstream {host} failed: {error}\n"),
+        ),
+    }
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(message.to_owned()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_those_connection_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+}
