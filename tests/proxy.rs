@@ -114,6 +114,43 @@ fn curl_without_the_password_gets_407_and_with_it_the_token_is_added() {
         0,
         "served from the stored token"
     );
+
+    // For services: the URL in a file only its owner can read.
+    let url_file = world.home.join(".local/share/keygate/proxy/url");
+    assert_eq!(
+        std::fs::read_to_string(&url_file).unwrap().trim(),
+        proxy.url
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&url_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn a_half_gigabyte_download_streams_through_in_bounded_memory() {
+    let world = logged_in_world(600);
+    let proxy = start_proxy(&world);
+    const SIZE: u64 = 512 * 1024 * 1024;
+    let answer = curl(
+        &world,
+        &proxy.url,
+        &proxy.ca,
+        &format!("{}/big/{SIZE}", world.git_url),
+        &["-o", "/dev/null", "-w", "%{http_code} %{size_download}"],
+    );
+    ok(&answer);
+    assert_eq!(text(&answer.stdout), format!("200 {SIZE}"));
+    let pid = proxy.process.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    // Buffering the body would take 512 MiB; streaming takes a few.
+    assert!(peak_kib < 64 * 1024, "peak resident memory {peak_kib} KiB");
 }
 
 #[test]

@@ -122,7 +122,8 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
         })
         .collect();
     let ca = LocalCa::load_or_create(store.as_ref(), &hosts)?;
-    let (ca_path, bundle_path) = ca.write_files(&store::data_dir()?.join("proxy"))?;
+    let proxy_dir = store::data_dir()?.join("proxy");
+    let (ca_path, bundle_path) = ca.write_files(&proxy_dir)?;
     drop(store);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -161,13 +162,14 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
             ca,
             plain: Client::builder(TokioExecutor::new()).build_http(),
         });
-        serve(proxy, options.listen, &ca_path, &bundle_path).await
+        serve(proxy, options.listen, &proxy_dir, &ca_path, &bundle_path).await
     })
 }
 
 async fn serve(
     proxy: Arc<Proxy>,
     listen: SocketAddr,
+    proxy_dir: &std::path::Path,
     ca_path: &std::path::Path,
     bundle_path: &std::path::Path,
 ) -> Result<(), ProxyError> {
@@ -181,7 +183,10 @@ async fn serve(
         addr: listen,
         source,
     })?;
-    announce(&proxy.password, addr, ca_path, bundle_path);
+    let url = format!("http://keygate:{}@{addr}", proxy.password.expose());
+    // For services, whose stdout may end up in a log: the URL, 0600.
+    ca::write_atomically(&proxy_dir.join("url"), format!("{url}\n").as_bytes())?;
+    announce(&url, ca_path, bundle_path);
 
     // Each connection holds a sender: when all are gone, all are done.
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
@@ -229,9 +234,8 @@ async fn serve(
 
 /// What a user needs to point tools at the proxy, printed once listening.
 /// The first two lines are for scripts: the URL and the CA path.
-fn announce(password: &Secret, addr: SocketAddr, ca: &std::path::Path, bundle: &std::path::Path) {
+fn announce(url: &str, ca: &std::path::Path, bundle: &std::path::Path) {
     use std::io::Write;
-    let url = format!("http://keygate:{}@{addr}", password.expose());
     let text = format!(
         "proxy: {url}\n\
          ca: {ca}\n\

@@ -31,6 +31,10 @@ impl Guard {
         Self(Some(child))
     }
 
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
     /// Takes the process out of the guard: the caller now owns it.
     pub fn take(&mut self) -> Child {
         self.0.take().expect("a guarded child")
