@@ -433,6 +433,30 @@ pub fn configured_providers(config: &GitConfig) -> Vec<Provider> {
     providers
 }
 
+/// The user name keygate answers when neither config nor preset names one
+/// (GitLab's choice, accepted by most servers that take a token as
+/// password).
+const FALLBACK_USERNAME: &str = "oauth2";
+
+impl Provider {
+    /// The user name that goes with the token: the server's fixed one
+    /// (`x-token-auth`), else the one asked for, else a common default.
+    pub fn wire_username(&self, requested: Option<&str>) -> String {
+        self.username
+            .as_deref()
+            .or(requested.filter(|u| !u.is_empty()))
+            .unwrap_or(FALLBACK_USERNAME)
+            .to_owned()
+    }
+}
+
+/// CA files for the OAuth endpoints: `http.<url>.sslCAInfo` matched
+/// against the token endpoint, as git would for a request there.
+pub fn oauth_ca_files(config: &GitConfig, provider: &Provider) -> Vec<PathBuf> {
+    let target = provider.token_url.as_ref().unwrap_or(&provider.server);
+    ca_files_for(config, target)
+}
+
 /// The CA files git is told to trust for `url` (`http.<url>.sslCAInfo`).
 pub fn ca_files_for(config: &GitConfig, url: &Url) -> Vec<PathBuf> {
     config

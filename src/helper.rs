@@ -27,11 +27,6 @@ pub enum Operation {
     Erase,
 }
 
-/// The user name git sends when it has none configured, and what keygate
-/// answers when neither config nor preset names one (GitLab's choice,
-/// accepted by most servers that take a token as password).
-const FALLBACK_USERNAME: &str = "oauth2";
-
 /// Everything a helper call needs besides the request.
 pub struct Context<'a> {
     pub config: &'a GitConfig,
@@ -69,7 +64,7 @@ pub fn serve(
         ),
         provider: &provider,
         store: store.as_ref(),
-        ca_files: ca_files(context.config, &provider),
+        ca_files: config::oauth_ca_files(context.config, &provider),
         interaction: context.interaction,
     };
     match operation {
@@ -97,24 +92,6 @@ pub fn account_name<'a>(provider: &Provider, username: Option<&'a str>) -> Optio
     username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref())
 }
 
-/// CA files for the OAuth endpoints: `http.<url>.sslCAInfo` matched
-/// against the token endpoint, as git would for a request there.
-pub fn ca_files(config: &GitConfig, provider: &Provider) -> Vec<std::path::PathBuf> {
-    let target = provider.token_url.as_ref().unwrap_or(&provider.server);
-    config::ca_files_for(config, target)
-}
-
-/// The user name that goes with the token: the server's fixed one
-/// (`x-token-auth`), else the one asked for, else a common default.
-pub fn wire_username(provider: &Provider, requested: Option<&str>) -> String {
-    provider
-        .username
-        .as_deref()
-        .or(requested.filter(|u| !u.is_empty()))
-        .unwrap_or(FALLBACK_USERNAME)
-        .to_owned()
-}
-
 fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
     let mut reply = Credential::default();
     let token = record.access_token.clone();
@@ -128,7 +105,7 @@ fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Cr
         // keygate keeps the token; other helpers must not store a copy.
         reply.ephemeral = Some("1".to_owned());
     } else {
-        reply.username = Some(wire_username(provider, request.username.as_deref()));
+        reply.username = Some(provider.wire_username(request.username.as_deref()));
         reply.password = token;
     }
     reply

@@ -225,7 +225,7 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         key: account_key(&provider, &url),
         provider: &provider,
         store: store.as_ref(),
-        ca_files: helper::ca_files(config, &provider),
+        ca_files: config::oauth_ca_files(config, &provider),
         interaction,
     };
     let record = session.login()?;
@@ -245,7 +245,7 @@ fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         key: account_key(&provider, &url),
         provider: &provider,
         store: store.as_ref(),
-        ca_files: helper::ca_files(config, &provider),
+        ca_files: config::oauth_ca_files(config, &provider),
         interaction: Interaction::Forbidden("logging out".into()),
     };
     let label = session.key.label();
@@ -292,7 +292,7 @@ fn fresh_record(
         key: account_key(provider, url),
         provider,
         store: store.as_ref(),
-        ca_files: helper::ca_files(config, provider),
+        ca_files: config::oauth_ca_files(config, provider),
         interaction: interaction(config, &browser),
     };
     Ok(session.fresh_token()?)
@@ -305,7 +305,7 @@ fn composer_env(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         .access_token
         .as_ref()
         .ok_or("the server returned no access token")?;
-    let username = helper::wire_username(&provider, Some(url.username()));
+    let username = provider.wire_username(Some(url.username()));
     let auth = keygate::composer::auth_json(&provider, &username, token.expose());
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{auth}")?;

@@ -33,7 +33,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{self, AuthScheme, GitConfig};
-use crate::helper;
 use crate::secret::Secret;
 use crate::store::{self, StoreError};
 
@@ -133,7 +132,7 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
     runtime.block_on(async move {
         let mut origins = Vec::new();
         for provider in providers {
-            let ca_files = helper::ca_files(config, &provider);
+            let ca_files = config::oauth_ca_files(config, &provider);
             let tls = crate::http::tls_config(&config::ca_files_for(config, &provider.server))?;
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls)
@@ -444,7 +443,7 @@ impl Proxy {
         let authorization = match provider.auth_scheme {
             AuthScheme::Bearer => format!("Bearer {}", token.expose()),
             AuthScheme::Basic => {
-                let user = helper::wire_username(provider, None);
+                let user = provider.wire_username(None);
                 let pair = format!("{user}:{}", token.expose());
                 format!(
                     "Basic {}",
