@@ -226,23 +226,7 @@ fn erase_drops_only_our_access_token_and_keeps_the_refresh_token() {
 #[test]
 fn get_for_an_unconfigured_host_prints_nothing() {
     let world = World::start(Options::default());
-    let output = world
-        .command(common::KEYGATE)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"protocol=https\nhost=unrelated.example.org\n\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let output = keygate_get(&world, b"protocol=https\nhost=unrelated.example.org\n\n");
     ok(&output);
     assert!(output.stdout.is_empty());
     assert!(output.stderr.is_empty());
@@ -250,17 +234,9 @@ fn get_for_an_unconfigured_host_prints_nothing() {
 }
 
 fn keygate_get(world: &World, input: &[u8]) -> std::process::Output {
-    let mut child = world
-        .command(common::KEYGATE)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = world.command(common::KEYGATE);
+    command.arg("get");
+    common::run_with_input(command, input)
 }
 
 #[test]

@@ -82,6 +82,45 @@ pub struct World {
     servers: Vec<Guard>,
 }
 
+/// A temp dir with a HOME, the test CA and a bin dir where the keygate
+/// binary also answers as `git-credential-keygate`.
+fn layout() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home");
+    let certs = dir.path().join("certs");
+    let bin = dir.path().join("bin");
+    for d in [&home, &certs, &bin] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // The name git runs for `credential.helper=keygate`.
+    std::os::unix::fs::symlink(KEYGATE, bin.join("git-credential-keygate")).unwrap();
+    std::os::unix::fs::symlink(KEYGATE, bin.join("keygate")).unwrap();
+    let status = Command::new(support("mkcerts.sh"))
+        .arg(&certs)
+        .stdout(Stdio::null())
+        .status()
+        .expect("mkcerts.sh");
+    assert!(status.success(), "mkcerts.sh failed");
+    (dir, home, certs, bin)
+}
+
+/// Runs `command` with `input` on its stdin and collects its output.
+pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 /// Starts `command` and waits for the one JSON line it prints when ready.
 fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) {
     let log = std::fs::File::create(log).expect("server log file");
@@ -105,24 +144,7 @@ fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) 
 
 impl World {
     pub fn start(options: Options) -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let home = dir.path().join("home");
-        let certs = dir.path().join("certs");
-        let bin = dir.path().join("bin");
-        for d in [&home, &certs, &bin] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        // The name git runs for `credential.helper=keygate`.
-        std::os::unix::fs::symlink(KEYGATE, bin.join("git-credential-keygate")).unwrap();
-        std::os::unix::fs::symlink(KEYGATE, bin.join("keygate")).unwrap();
-
-        let status = Command::new(support("mkcerts.sh"))
-            .arg(&certs)
-            .stdout(Stdio::null())
-            .status()
-            .expect("mkcerts.sh");
-        assert!(status.success(), "mkcerts.sh failed");
-
+        let (dir, home, certs, bin) = layout();
         let mut oidc_cmd = Command::new("node");
         oidc_cmd
             .arg(support("oidc/server.mjs"))
@@ -170,21 +192,8 @@ impl World {
 
     /// A world with no servers: for tests that bring their own fake one.
     pub fn offline() -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let home = dir.path().join("home");
-        let certs = dir.path().join("certs");
-        let bin = dir.path().join("bin");
-        for d in [&home, &certs, &bin] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::os::unix::fs::symlink(KEYGATE, bin.join("git-credential-keygate")).unwrap();
+        let (dir, home, certs, bin) = layout();
         std::fs::write(home.join(".gitconfig"), "").unwrap();
-        let status = Command::new(support("mkcerts.sh"))
-            .arg(&certs)
-            .stdout(Stdio::null())
-            .status()
-            .expect("mkcerts.sh");
-        assert!(status.success(), "mkcerts.sh failed");
         World {
             home,
             certs,
@@ -307,22 +316,9 @@ impl World {
     }
 
     pub fn credential(&self, action: &str, input: &str) -> Output {
-        let mut child = self
-            .command("git")
-            .args(["credential", action])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("git credential");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut command = self.command("git");
+        command.args(["credential", action]);
+        run_with_input(command, input.as_bytes())
     }
 
     pub fn events(&self) -> Vec<Value> {
