@@ -239,8 +239,20 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
 }
 
 fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
-    let (provider, url) = provider_for(config, raw_url)?;
+    let url = url::Url::parse(raw_url).map_err(|e| format!("invalid URL {raw_url:?}: {e}"))?;
     let store = store::open(config::store_choice(config)?)?;
+    let Some(provider) = Provider::resolve(config, &url)? else {
+        // Configuration gone: still forget what is stored (nothing to revoke with).
+        let user = Some(url.username()).filter(|u| !u.is_empty());
+        let key = AccountKey::new(&config::origin_of(&url), user);
+        let said = if store.delete(&key)? {
+            "forgot the tokens"
+        } else {
+            "no tokens were kept"
+        };
+        eprintln!("keygate: {said} for {}", key.label());
+        return Ok(());
+    };
     let session = Session {
         key: account_key(&provider, &url),
         provider: &provider,

@@ -93,6 +93,8 @@ impl Waiting {
         let receive = async {
             loop {
                 let Ok((stream, _)) = self.listener.accept().await else {
+                    // Out of descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let (read_half, mut write_half) = stream.into_split();

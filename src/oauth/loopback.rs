@@ -83,6 +83,8 @@ impl Loopback {
         let accept_loop = async {
             loop {
                 let Ok((stream, _)) = self.listener.accept().await else {
+                    // Out of descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let gate = gate.clone();
