@@ -477,3 +477,14 @@ fn with_no_browser_display_or_terminal_nobody_is_waited_for() {
     );
     assert_eq!(world.authorization_requests(), 0);
 }
+
+#[test]
+fn logout_forgets_even_after_the_host_config_is_gone() {
+    let world = World::start(Options::default());
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    std::fs::write(world.gitconfig_path(), "").unwrap();
+    let logout = world.keygate(&["logout", &world.repo_url()]);
+    ok(&logout);
+    assert!(text(&logout.stderr).contains("forgot the tokens"), "{}", text(&logout.stderr));
+    assert_eq!(text(&world.keygate(&["status", "--json"]).stdout).trim(), "[]");
+}
