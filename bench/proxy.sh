@@ -123,6 +123,8 @@ BASE_ENV=(
   GIT_CONFIG_GLOBAL="$T/gitconfig"
   GIT_TERMINAL_PROMPT=0
 )
+# (Never background `clean ...`: that forks a subshell, and $! would be the
+# subshell, not the server. Background processes use `env -i` directly.)
 clean() { env -i "${BASE_ENV[@]}" "$@"; }
 # node and the pyenv python3 live outside the minimal PATH: link them in.
 ln -s "$(command -v node)" "$T/bin/node"
@@ -150,7 +152,7 @@ wait_port() { # wait_port PORT WHAT PID
 wait_line() { # wait_line FILE N WHAT PID: until FILE has N lines
   local i
   for ((i = 0; i < 300; i++)); do
-    [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+    [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
     kill -0 "$4" 2>/dev/null || die "$3 exited early (logs in $T)"
     sleep 0.05
   done
@@ -162,13 +164,13 @@ json_get() { "$PYTHON" -c 'import json, sys; print(json.loads(open(sys.argv[1]).
 say "starting the OAuth server and the git server"
 "$SUPPORT/mkcerts.sh" "$T/certs" >/dev/null
 CA="$T/certs/ca.pem"
-clean ACCESS_TOKEN_TTL=7200 node "$SUPPORT/oidc/server.mjs" --dir "$T/certs" >"$T/oidc.json" 2>"$T/oidc.log" &
+env -i "${BASE_ENV[@]}" ACCESS_TOKEN_TTL=7200 node "$SUPPORT/oidc/server.mjs" --dir "$T/certs" >"$T/oidc.json" 2>"$T/oidc.log" &
 PIDS+=($!)
 wait_line "$T/oidc.json" 1 "the OAuth server" "${PIDS[-1]}"
 TOKEN_URL=$(json_get "$T/oidc.json" token_endpoint)
 INTROSPECT=$(json_get "$T/oidc.json" introspection_endpoint)
 clean "$SUPPORT/make_repo.sh" "$T/repos" demo >/dev/null
-clean python3 "$SUPPORT/git_server.py" --root "$T/repos" --dir "$T/certs" --introspect "$INTROSPECT" \
+env -i "${BASE_ENV[@]}" python3 "$SUPPORT/git_server.py" --root "$T/repos" --dir "$T/certs" --introspect "$INTROSPECT" \
   >"$T/git.json" 2>"$T/git.log" &
 PIDS+=($!)
 wait_line "$T/git.json" 1 "the git server" "${PIDS[-1]}"
@@ -229,6 +231,7 @@ nginx_http_common() {
   uwsgi_temp_path $T/nginx/tmp/uwsgi;
   scgi_temp_path $T/nginx/tmp/scgi;
   keepalive_requests 100000;
+  map_hash_bucket_size 256;
   keepalive_timeout 120s;
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_certificate $T/certs/server.pem;
@@ -341,7 +344,7 @@ EOF
 fi
 
 start_keygate() { # start_keygate NAME: sets KG_PID, KG_URL, KG_CA, KG_PORT
-  kg proxy >"$T/$1.out" 2>"$T/$1.err" &
+  env -i "${BASE_ENV[@]}" KEYGATE_CLIENT_SECRET="$CLIENT_SECRET" "$KEYGATE_BIN" proxy >"$T/$1.out" 2>"$T/$1.err" &
   PIDS+=($!)
   KG_PID=$!
   wait_line "$T/$1.out" 2 "keygate proxy" "$KG_PID"
@@ -349,6 +352,7 @@ start_keygate() { # start_keygate NAME: sets KG_PID, KG_URL, KG_CA, KG_PORT
   KG_CA=$(sed -n '2s/^ca: //p' "$T/$1.out")
   [ -n "$KG_URL" ] && [ -s "$KG_CA" ] || die "unexpected keygate proxy output: $(head -2 "$T/$1.out")"
   KG_PORT=${KG_URL##*:}
+  [ "$(readlink "/proc/$KG_PID/exe")" = "$KEYGATE_BIN" ] || die "pid $KG_PID is not keygate"
   # The password stays out of `ps`: curl reads the proxy URL from a file.
   printf 'proxy = "%s"\n' "$KG_URL" >"$T/secret/$1.curlrc"
 }
@@ -359,14 +363,15 @@ KG1_PID=$KG_PID KG1_CA=$KG_CA KG1_PORT=$KG_PORT
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { # summed utime+stime of PIDS, in clock ticks
-  local total=0 p s
+  local total=0 p s f
   for p in "$@"; do
     s=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null) || continue
-    set -- $s
-    total=$((total + ${12} + ${13}))
+    read -r -a f <<<"$s" # f[0] is field 3 (state): utime is field 14, stime 15
+    total=$((total + f[11] + f[12]))
   done
   echo "$total"
 }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; } # all CPUs, busy
 relay_pids() { # the process(es) doing the relaying for a way
   case $1 in
     keygate) echo "$KG1_PID" ;;
@@ -413,8 +418,29 @@ done
 KG_IDLE_AFTER_CHECKS=$(rss "$KG1_PID")
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-busy=$(ps -eo pcpu=,pid=,comm= --sort=-pcpu | awk -v self=$$ '$1 > 20 {print $3 "(" $1 "%)"}' | head -5 | tr '\n' ' ')
-[ -n "$busy" ] && say "WARNING: other busy processes: $busy; the figures will be noisy"
+# Other processes using CPU over one second (ours excluded): they skew everything.
+busy=$("$PYTHON" - "${PIDS[@]}" $(pgrep -P "$RELAY_NGINX_PID") $(pgrep -P "$ORIGIN_NGINX_PID") <<'EOF'
+import os, sys, time
+mine = set(sys.argv[1:]) | {str(os.getpid()), str(os.getppid())}
+def ticks():
+    out = {}
+    for p in os.listdir("/proc"):
+        try:
+            comm, rest = open(f"/proc/{p}/stat").read().rsplit(")", 1)
+            f = rest.split()
+            out[p] = (comm.split("(", 1)[1], int(f[11]) + int(f[12]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+a = ticks(); time.sleep(1); b = ticks()
+hz = os.sysconf("SC_CLK_TCK")
+busy = [f"{b[p][0]}[{p}]({100 * (b[p][1] - a[p][1]) / hz:.0f}%)" for p in b
+        if p in a and p not in mine and (b[p][1] - a[p][1]) / hz > 0.1]
+print(" ".join(busy))
+EOF
+)
+[ -n "$busy" ] && say "WARNING: other processes busy during the last second: $busy; the figures will be noisy"
+export BUSY_BEFORE=$busy
 say "load average before measuring: $LOAD_BEFORE"
 
 # ---------------------------------------------------------------- 1. throughput
@@ -426,16 +452,17 @@ for ((run = 0; run <= RUNS; run++)); do
     for way in "${WAYS[@]}"; do
       curl_way "$way" "$origin"
       pids=$(relay_pids "$way")
-      before=$(cpu_ticks $pids)
+      before=$(cpu_ticks $pids) mbefore=$(machine_ticks)
       out=$(clean curl -sS --http1.1 -o /dev/null --max-time 120 \
         -w '%{http_code} %{size_download} %{speed_download} %{time_total}' \
         "${WAY_ARGS[@]}" "$WAY_BASE$(big_path "$origin")") || die "$way/$origin download failed: $out"
-      after=$(cpu_ticks $pids)
+      after=$(cpu_ticks $pids) mafter=$(machine_ticks)
       read -r code bytes speed secs <<<"$out"
       [ "$code" = 200 ] && [ "$bytes" = "$SIZE" ] || die "$way/$origin: status $code, $bytes bytes"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$origin" "$way" "$speed" "$secs" \
-        "$([ -n "$pids" ] && echo $((after - before)) || echo '')" >>"$T/throughput.tsv"
-      printf '   run %d %-5s %-9s %7.0f MB/s\n' "$run" "$origin" "$way" "$(echo "$speed / 1000000" | bc -l)" >&2
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$origin" "$way" "$speed" "$secs" \
+        "$([ -n "$pids" ] && echo $((after - before)) || echo '')" $((mafter - mbefore)) >>"$T/throughput.tsv"
+      awk -v r="$run" -v o="$origin" -v w="$way" -v s="$speed" \
+        'BEGIN {printf "   run %d %-5s %-9s %7.0f MB/s\n", r, o, w, s / 1e6}' >&2
     done
   done
 done
@@ -471,15 +498,18 @@ clean curl -sS --http1.1 -o /dev/null -K "$T/secret/keygate-mem.curlrc" --cacert
   -H 'Accept: */*' "$ORIGIN_URL/small" || die "first request through the second proxy failed"
 MEM_WARM=$(rss "$KG2_PID")
 for ((i = 0; i < CONNS; i++)); do
-  clean curl -sS --http1.1 -o /dev/null --max-time 90 -K "$T/secret/keygate-mem.curlrc" --cacert "$KG2_CA" \
+  env -i "${BASE_ENV[@]}" curl -sS --http1.1 -o /dev/null --max-time 90 -K "$T/secret/keygate-mem.curlrc" --cacert "$KG2_CA" \
     "$ORIGIN_URL/slow/big.bin" 2>/dev/null &
   CLIENT_PIDS+=($!)
 done
+kg_upstream() { # connections from keygate (PID) to the nginx origin
+  ss -Htnp state established "( dport = :$ORIGIN_PORT )" | grep -c "pid=$1," || true
+}
 open=0
 for ((i = 0; i < 300; i++)); do
   # client connections to the proxy, and its connections to the origin
   open=$(ss -Htn state established "( sport = :$KG2_PORT )" | wc -l)
-  up=$(ss -Htn state established "( dport = :$ORIGIN_PORT )" | wc -l)
+  up=$(kg_upstream "$KG2_PID")
   [ "$open" -ge "$CONNS" ] && [ "$up" -ge "$CONNS" ] && break
   sleep 0.1
 done
@@ -491,7 +521,7 @@ for ((i = 0; i < 20; i++)); do # 2 s of transfers at 32 KB/s each
   sleep 0.1
 done
 MEM_CONNS_OPEN=$(ss -Htn state established "( sport = :$KG2_PORT )" | wc -l)
-MEM_CONNS_UP=$(ss -Htn state established "( dport = :$ORIGIN_PORT )" | wc -l)
+MEM_CONNS_UP=$(kg_upstream "$KG2_PID")
 MEM_CONNS_HWM=$(hwm "$KG2_PID")
 MEM_THREADS=$(awk '/^Threads/ {print $2}' "/proc/$KG2_PID/status")
 for pid in "${CLIENT_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -513,5 +543,182 @@ KEYGATE_VERSION=$("$KEYGATE_BIN" --version) \
   HOSTINFO="$(uname -srm), $(nproc) CPUs, $(awk '/^MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)" \
   CURLV=$(curl --version | head -1) NGINXV=$("$NGINX" -v 2>&1) MITMV=$MITMV \
   PYV=$("$PYTHON" --version) NODEV=$(node --version) OPENSSLV=$(openssl version) \
-  "$PYTHON" "$ROOT/bench/proxy_report.py"
+  "$PYTHON" - <<'EOF'
+import datetime, json, os, statistics as st
+
+env = os.environ
+T, results = env["T"], env["RESULTS"]
+size, runs, tick = int(env["SIZE"]), int(env["RUNS"]), int(env["TICK"])
+mitm_skip = env.get("MITM_SKIP", "")
+WAYS = ["direct", "keygate", "mitmproxy", "nginx"] if not mitm_skip else ["direct", "keygate", "nginx"]
+LABEL = {"direct": "direct (curl + Authorization header)", "keygate": "keygate proxy",
+         "mitmproxy": "mitmproxy (addon, streaming)", "nginx": "nginx TLS relay"}
+ORIGIN = {"git": "tests/support/git_server.py `/big/N` (python ssl, introspects each request)",
+          "nginx": "nginx static file over TLS (token compared in the config)"}
+
+# ---- throughput
+tp = {}
+for line in open(f"{T}/throughput.tsv"):
+    run, origin, way, speed, secs, ticks, mticks = line.rstrip("\n").split("\t")
+    if int(run) == 0:
+        continue  # warm-up
+    d = tp.setdefault(origin, {}).setdefault(way, {"speeds": [], "cpu": [], "mcpu": [], "busy": []})
+    d["speeds"].append(float(speed) / 1e6)
+    d["mcpu"].append(int(mticks) / tick)
+    d["busy"].append(int(mticks) / tick / float(secs))
+    if ticks:
+        d["cpu"].append(int(ticks) / tick)
+through = {}
+for origin, ways in tp.items():
+    direct = st.median(ways["direct"]["speeds"])
+    for way, d in ways.items():
+        med = st.median(d["speeds"])
+        through.setdefault(origin, {})[way] = {
+            "median_MBps": round(med, 1), "min_MBps": round(min(d["speeds"]), 1),
+            "max_MBps": round(max(d["speeds"]), 1), "runs_MBps": [round(x, 1) for x in d["speeds"]],
+            "ratio_to_direct": round(med / direct, 3),
+            "relay_cpu_s_per_GB": round(st.median(d["cpu"]) / (size / 1e9), 3) if d["cpu"] else None,
+            "machine_cpu_s_per_GB": round(st.median(d["mcpu"]) / (size / 1e9), 3),
+            "cores_busy": round(st.median(d["busy"]), 2),
+        }
+headline = max(through, key=lambda o: through[o]["direct"]["median_MBps"])
+
+# ---- latency (ms); the first request of each series opens the connection
+lat = {}
+for line in open(f"{T}/latency.tsv"):
+    rep, origin, way, n, code, connects, secs = line.split("\t")
+    if code != "200":
+        raise SystemExit(f"latency: {way}/{origin} answered {code}")
+    d = lat.setdefault(origin, {}).setdefault(way, {"times": [], "series": {}, "reconnects": 0})
+    if int(n) == 1:
+        continue
+    if int(connects) != 0:
+        d["reconnects"] += 1
+    ms = float(secs) * 1000
+    d["times"].append(ms)
+    d["series"].setdefault(rep, []).append(ms)
+latency = {}
+for origin, ways in lat.items():
+    for way, d in ways.items():
+        latency.setdefault(origin, {})[way] = {
+            "mean_ms": round(st.mean(d["times"]), 3), "median_ms": round(st.median(d["times"]), 3),
+            "p90_ms": round(st.quantiles(d["times"], n=10)[-1], 3),
+            "series_medians_ms": [round(st.median(v), 3) for v in d["series"].values()],
+            "requests": len(d["times"]), "reconnects": d["reconnects"],
+        }
+    for way in ways:
+        if way != "direct":
+            for k in ("mean", "median"):
+                latency[origin][way][f"added_{k}_ms"] = round(
+                    latency[origin][way][f"{k}_ms"] - latency[origin]["direct"][f"{k}_ms"], 3)
+
+mib = lambda kib: round(int(kib) / 1024, 1)
+memory = {
+    "idle_MiB": mib(env["MEM_IDLE"]), "after_first_request_MiB": mib(env["MEM_WARM"]),
+    "open_connections": int(env["MEM_CONNS_OPEN"]), "upstream_connections": int(env["MEM_CONNS_UP"]),
+    "rss_with_connections_MiB": mib(env["MEM_CONNS_MAX"]), "hwm_MiB": mib(env["MEM_CONNS_HWM"]),
+    "after_connections_closed_MiB": mib(env["MEM_AFTER"]), "threads": int(env["MEM_THREADS"]),
+    "throughput_instance": {"rss_after_checks_MiB": mib(env["KG_IDLE_AFTER_CHECKS"]),
+                            "rss_after_downloads_MiB": mib(env["KG_AFTER_THROUGHPUT_RSS"]),
+                            "hwm_MiB": mib(env["KG_AFTER_THROUGHPUT_HWM"])},
+}
+
+h = through[headline]
+kg_direct = h["keygate"]["ratio_to_direct"]
+kg_nginx = round(h["keygate"]["median_MBps"] / h["nginx"]["median_MBps"], 3)
+kg_mitm = round(h["keygate"]["median_MBps"] / h["mitmproxy"]["median_MBps"], 2) if "mitmproxy" in h else None
+added = latency["nginx"]["keygate"]["added_median_ms"]
+added_mean = latency["nginx"]["keygate"]["added_mean_ms"]
+rss100 = memory["rss_with_connections_MiB"]
+ok = lambda b: "met" if b else "**missed**"
+targets = [
+    ("keygate / direct", "≥ 0.55×", f"{kg_direct:.2f}×", ok(kg_direct >= 0.55)),
+    ("keygate / nginx relay", "≈ 1× (level)", f"{kg_nginx:.2f}×", ok(kg_nginx >= 0.95)),
+    ("keygate / mitmproxy", "≥ 2×", f"{kg_mitm:.1f}×" if kg_mitm else mitm_skip,
+     ok(kg_mitm >= 2) if kg_mitm else "n/a"),
+    ("added per keep-alive request (median; mean)", "≤ 0.5 ms",
+     f"{added:.3f} ms; {added_mean:.3f} ms", ok(max(added, added_mean) <= 0.5)),
+    (f"RSS with {memory['open_connections']} open connections", "≤ 20 MiB",
+     f"{rss100} MiB (HWM {memory['hwm_MiB']})", ok(max(rss100, memory["hwm_MiB"]) <= 20)),
+]
+
+now = datetime.datetime.now().astimezone()
+machine = {"host": env["HOSTINFO"], "cpu": env["CPU_MODEL"], "load_before": env["LOAD_BEFORE"],
+           "other_busy_processes": env.get("BUSY_BEFORE") or "none"}
+versions = {"keygate": f'{env["KEYGATE_VERSION"]} ({env["KEYGATE_REV"]})', "curl": env["CURLV"],
+            "nginx": env["NGINXV"], "mitmproxy": env.get("MITMV") or mitm_skip, "python": env["PYV"],
+            "node": env["NODEV"], "openssl": env["OPENSSLV"]}
+doc = {"date": now.isoformat(timespec="seconds"), "machine": machine, "versions": versions,
+       "size_bytes": size, "runs": runs, "requests": int(env["REQUESTS"]), "latency_series": int(env["LAT_REPS"]),
+       "headline_origin": headline, "throughput": through, "latency": latency, "memory": memory,
+       "targets": [dict(zip(["what", "target", "measured", "verdict"], t)) for t in targets]}
+with open(f"{results}/proxy.json", "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+
+o = []
+o.append("# keygate proxy benchmark\n")
+o.append(f"{now:%Y-%m-%d %H:%M %Z}; {machine['host']}; {machine['cpu']}; "
+         f"load average before measuring {machine['load_before']}; other busy processes: {machine['other_busy_processes']}.\n")
+o.append("Versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+o.append(f"Produced by `bench/proxy.sh` (see bench/README.md). Every figure comes from this one run. "
+         f"Headline origin: **{headline}** ({ORIGIN[headline]}), chosen because it was the faster one direct.\n")
+o.append("## Targets\n")
+o.append("| what | target | measured | |\n| --- | --- | --- | --- |")
+o += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets]
+o.append("")
+o.append(f"## 1. Throughput: one {size / 1e6:.0f} MB ({size / 2**20:.0f} MiB) HTTPS download, curl, HTTP/1.1\n")
+o.append(f"Median of {runs} runs (after 1 warm-up), rows interleaved round robin. MB = 10^6 bytes. "
+         "`relay CPU` is the CPU time of the relaying process(es) per GB moved (curl's and the origin's not counted); "
+         "`all CPU` counts every process on the machine (client, relay, origin); `cores busy` is that CPU time over the "
+         f"transfer's wall time (this machine has {os.cpu_count()}).\n")
+for origin in sorted(through, key=lambda x: x != headline):
+    t = through[origin]
+    o.append(f"### origin: {origin}{' (headline)' if origin == headline else ''}: {ORIGIN[origin]}\n")
+    o.append("| way | median MB/s | min–max | × direct | relay CPU s/GB | all CPU s/GB | cores busy |\n"
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for way in WAYS:
+        r = t[way]
+        cpu = f"{r['relay_cpu_s_per_GB']:.2f}" if r["relay_cpu_s_per_GB"] is not None else "–"
+        o.append(f"| {LABEL[way]} | {r['median_MBps']:.0f} | {r['min_MBps']:.0f}–{r['max_MBps']:.0f} "
+                 f"| {r['ratio_to_direct']:.2f} | {cpu} | {r['machine_cpu_s_per_GB']:.2f} | {r['cores_busy']:.2f} |")
+    extra = f"keygate / nginx relay: {t['keygate']['median_MBps'] / t['nginx']['median_MBps']:.2f}×"
+    if "mitmproxy" in t:
+        extra += f"; keygate / mitmproxy: {t['keygate']['median_MBps'] / t['mitmproxy']['median_MBps']:.1f}×"
+    o.append(f"\n{extra}.\n")
+o.append(f"## 2. Latency per request on one keep-alive connection\n")
+o.append(f"{env['REQUESTS']} sequential GETs on one connection (one curl command line), {env['LAT_REPS']} series per way; "
+         "the first request of each series (connection, CONNECT, TLS) is left out. curl's `time_total` per transfer.\n")
+for origin, path, what in (("nginx", "/small", "nginx origin, 3-byte body, no introspection (the headline)"),
+                           ("git", "/echo-auth", "git server, which introspects every request at the OAuth server")):
+    o.append(f"### `{path}` on the {what}\n")
+    o.append("| way | mean ms | median ms | p90 ms | added (median) | added (mean) | series medians |\n"
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for way in WAYS:
+        r = latency[origin][way]
+        add_m = f"{r['added_median_ms']:+.3f}" if "added_median_ms" in r else "–"
+        add_a = f"{r['added_mean_ms']:+.3f}" if "added_mean_ms" in r else "–"
+        o.append(f"| {LABEL[way]} | {r['mean_ms']:.3f} | {r['median_ms']:.3f} | {r['p90_ms']:.3f} | {add_m} | {add_a} "
+                 f"| {', '.join(f'{x:.3f}' for x in r['series_medians_ms'])} |")
+        if r["reconnects"]:
+            o.append(f"\n(**{way}: {r['reconnects']} requests opened a new connection**)\n")
+    o.append("")
+m = memory
+o.append("## 3. Resident memory of keygate proxy\n")
+o.append(f"A second, fresh `keygate proxy` (so VmHWM covers only this part). `{m['open_connections']}` client connections "
+         f"were open to it ({m['upstream_connections']} from it to the origin), each a curl downloading the nginx origin's "
+         f"file throttled to 32 KB/s through it; RSS sampled every 0.1 s for 2 s. {m['threads']} threads.\n")
+o.append("| state | MiB |\n| --- | ---: |")
+o.append(f"| idle, just started | {m['idle_MiB']} |")
+o.append(f"| after one request (leaf issued, token loaded) | {m['after_first_request_MiB']} |")
+o.append(f"| {m['open_connections']} open connections (max VmRSS) | {m['rss_with_connections_MiB']} |")
+o.append(f"| VmHWM (peak) | {m['hwm_MiB']} |")
+o.append(f"| 1 s after those connections closed | {m['after_connections_closed_MiB']} |")
+ti = m["throughput_instance"]
+o.append(f"| throughput instance: after checks / after all downloads / VmHWM | "
+         f"{ti['rss_after_checks_MiB']} / {ti['rss_after_downloads_MiB']} / {ti['hwm_MiB']} |")
+o.append("")
+with open(f"{results}/proxy.md", "w") as f:
+    f.write("\n".join(o))
+EOF
 cat "$RESULTS/proxy.md"
