@@ -485,6 +485,13 @@ fn logout_forgets_even_after_the_host_config_is_gone() {
     std::fs::write(world.gitconfig_path(), "").unwrap();
     let logout = world.keygate(&["logout", &world.repo_url()]);
     ok(&logout);
-    assert!(text(&logout.stderr).contains("forgot the tokens"), "{}", text(&logout.stderr));
-    assert_eq!(text(&world.keygate(&["status", "--json"]).stdout).trim(), "[]");
+    assert!(
+        text(&logout.stderr).contains("forgot the tokens"),
+        "{}",
+        text(&logout.stderr)
+    );
+    assert_eq!(
+        text(&world.keygate(&["status", "--json"]).stdout).trim(),
+        "[]"
+    );
 }
