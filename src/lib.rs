@@ -1,8 +1,12 @@
 //! keygate: OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain.
 //!
-//! Layers, top to bottom (nothing imports upward): `proxy` → `helper` →
+//! Layers, top to bottom (nothing imports upward): `proxy`, `helper` →
 //! `session` → `oauth`, `store`, `config`, `credential`, `composer` →
 //! `gitconfig`, `secret`, `http`.
+
+// Input, the network, the keychain and the filesystem can all fail: library
+// code says how, it does not panic. Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod composer;
 pub mod config;
