@@ -17,18 +17,8 @@ RUNS=${RUNS:-300}
 WARMUP=${WARMUP:-20}
 COMPONENTS=${COMPONENTS:-1}
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'credential.sh: error: %s\n' "$*" >&2; exit 1; }
-is_root() { [ "$(id -u)" = 0 ]; }
-
-apt_install() {
-  # Installs Debian packages when running as root; returns 1 otherwise.
-  is_root || return 1
-  command -v apt-get >/dev/null || return 1
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
-    { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
-}
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 # ---------------------------------------------------------------- tools
 if ! command -v hyperfine >/dev/null; then
@@ -49,8 +39,7 @@ if ! command -v cc >/dev/null; then
 fi
 
 # ---------------------------------------------------------------- keygate
-# shellcheck source=bench/keygate-binary.sh
-. "$ROOT/bench/keygate-binary.sh"
+find_keygate
 
 # ---------------------------------------------------------------- sandbox
 T=$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")

@@ -27,18 +27,8 @@ CONNS=${CONNS:-100}
 MITM=${MITM:-1}
 CLIENT_SECRET=ci-secret-do-not-leak
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'proxy.sh: error: %s\n' "$*" >&2; exit 1; }
-is_root() { [ "$(id -u)" = 0 ]; }
-
-apt_install() {
-  # Installs Debian packages when running as root; returns 1 otherwise.
-  is_root || return 1
-  command -v apt-get >/dev/null || return 1
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
-    { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
-}
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 # ---------------------------------------------------------------- tools
 for tool in curl python3 node npm git openssl ss; do
@@ -66,8 +56,7 @@ if ! [ -d "$SUPPORT/oidc/node_modules" ]; then
 fi
 
 # ---------------------------------------------------------------- keygate
-# shellcheck source=bench/keygate-binary.sh
-. "$ROOT/bench/keygate-binary.sh"
+find_keygate
 
 # ---------------------------------------------------------------- sandbox
 T=$(mktemp -d "${TMPDIR:-/tmp}/keygate-proxy-bench.XXXXXX")

@@ -1,0 +1,34 @@
+# Sourced by the bench scripts: messages, package installs, and the keygate
+# binary to measure.
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+apt_install() {
+  # Installs Debian packages when running as root; returns 1 otherwise.
+  is_root || return 1
+  command -v apt-get >/dev/null || return 1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
+}
+
+# Sets KEYGATE_BIN (absolute) and KEYGATE_REV, building a release keygate
+# unless KEYGATE_BIN names one. Needs ROOT and PYTHON.
+find_keygate() {
+  if [ -n "${KEYGATE_BIN:-}" ]; then
+    [ -x "$KEYGATE_BIN" ] || die "KEYGATE_BIN=$KEYGATE_BIN is not an executable"
+    KEYGATE_REV="given as KEYGATE_BIN"
+  else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keygate-target}"
+    say "building keygate (release) in $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build --release --locked)
+    target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+      "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    KEYGATE_BIN="$target_dir/release/keygate"
+    [ -x "$KEYGATE_BIN" ] || die "no binary at $KEYGATE_BIN after the build"
+    KEYGATE_REV="built from $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'an unknown revision')"
+  fi
+  KEYGATE_BIN=$(realpath "$KEYGATE_BIN")
+}
