@@ -30,7 +30,9 @@ pub enum Operation {
 /// Everything a helper call needs besides the request.
 pub struct Context<'a> {
     pub config: &'a GitConfig,
-    pub interaction: Interaction<'a>,
+    /// Decided only when a token must be obtained: the unhandled-host and
+    /// cached-token paths should not pay for probing the terminal.
+    pub interaction: Box<dyn FnOnce() -> Interaction<'a> + 'a>,
 }
 
 pub fn serve(
@@ -65,7 +67,7 @@ pub fn serve(
         provider: &provider,
         store: store.as_ref(),
         ca_files: config::oauth_ca_files(context.config, &provider),
-        interaction: context.interaction,
+        interaction: (context.interaction)(),
     };
     match operation {
         Operation::Get => {

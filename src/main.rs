@@ -11,7 +11,7 @@ use keygate::config::{self, GitConfig, Provider};
 use keygate::helper::{self, Context, Operation};
 use keygate::oauth::Browser;
 use keygate::session::{self, Interaction, Revocation, Session};
-use keygate::store::{self, AccountKey, TokenRecord, unix_now};
+use keygate::store::{self, AccountKey, TokenRecord, TokenStore, unix_now};
 
 #[derive(Parser)]
 #[command(
@@ -129,7 +129,7 @@ fn credential(operation: Operation, config: &GitConfig) -> Result<(), AnyError> 
     let browser = SystemBrowser;
     let context = Context {
         config,
-        interaction: interaction(config, &browser),
+        interaction: Box::new(|| interaction(config, &browser)),
     };
     let stdin = io::stdin().lock();
     let stdout = io::stdout().lock();
@@ -221,13 +221,7 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
     } else {
         reach_a_person(&browser).unwrap_or(Interaction::Browser(&browser))
     };
-    let session = Session {
-        key: account_key(&provider, &url),
-        provider: &provider,
-        store: store.as_ref(),
-        ca_files: config::oauth_ca_files(config, &provider),
-        interaction,
-    };
+    let session = session(config, &provider, &url, store.as_ref(), interaction);
     let record = session.login()?;
     eprintln!(
         "keygate: logged in to {} ({}), tokens kept in the {} store",
@@ -253,13 +247,8 @@ fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         eprintln!("keygate: {said} for {}", key.label());
         return Ok(());
     };
-    let session = Session {
-        key: account_key(&provider, &url),
-        provider: &provider,
-        store: store.as_ref(),
-        ca_files: config::oauth_ca_files(config, &provider),
-        interaction: Interaction::Forbidden("logging out".into()),
-    };
+    let forbidden = Interaction::Forbidden("logging out".into());
+    let session = session(config, &provider, &url, store.as_ref(), forbidden);
     let label = session.key.label();
     match session.logout()? {
         (_, false) => eprintln!("keygate: no tokens were kept for {label}"),
@@ -300,14 +289,8 @@ fn fresh_record(
     }
     let store = store::open(config::store_choice(config)?)?;
     let browser = SystemBrowser;
-    let session = Session {
-        key: account_key(provider, url),
-        provider,
-        store: store.as_ref(),
-        ca_files: config::oauth_ca_files(config, provider),
-        interaction: interaction(config, &browser),
-    };
-    Ok(session.fresh_token()?)
+    let interaction = interaction(config, &browser);
+    Ok(session(config, provider, url, store.as_ref(), interaction).fresh_token()?)
 }
 
 fn composer_env(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
@@ -329,6 +312,23 @@ fn callback(url: &str) -> Result<(), AnyError> {
     keygate::oauth::handoff::deliver(&dir, url)?;
     eprintln!("keygate: authorization handed to the waiting login");
     Ok(())
+}
+
+/// The session for the account `url` names at `provider`.
+fn session<'a>(
+    config: &GitConfig,
+    provider: &'a Provider,
+    url: &url::Url,
+    store: &'a dyn TokenStore,
+    interaction: Interaction<'a>,
+) -> Session<'a> {
+    Session {
+        key: account_key(provider, url),
+        provider,
+        store,
+        ca_files: config::oauth_ca_files(config, provider),
+        interaction,
+    }
 }
 
 fn account_key(provider: &Provider, url: &url::Url) -> AccountKey {
