@@ -1,15 +1,20 @@
 //! The private-use URI scheme redirect (RFC 8252 §7.1). The OS runs
 //! `keygate callback '<redirect URL>'`; that process hands the URL to the
-//! login waiting for it over a Unix socket in a 0700 directory of this
-//! user, named after the flow's state, so a callback reaches only the flow
-//! it belongs to and another user cannot connect at all.
+//! login waiting for it over a per-user local channel named after the
+//! flow's state, so a callback reaches only the flow it belongs to:
+//!
+//! - Unix: a socket in a 0700 directory of this user, which another user
+//!   cannot even connect to;
+//! - Windows: a named pipe created as the first and only instance of its
+//!   name, local clients only, whose name hashes this user's runtime
+//!   directory together with the state.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::OAuthError;
 use super::loopback::parse_redirect;
@@ -31,100 +36,94 @@ pub enum HandoffError {
     #[error("the waiting login refused the redirect: {0}")]
     Refused(String),
     #[error("cannot reach the waiting login through {path}: {source}")]
-    Socket {
+    Channel {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("scheme redirects need Unix sockets, which this platform lacks")]
-    Unsupported,
 }
 
-/// The socket a flow with `state` listens on, under `dir`.
-fn socket_path(dir: &Path, state: &str) -> PathBuf {
-    let digest = Sha256::digest(state.as_bytes());
+/// Where the flow with `state` listens: a socket under `dir` on Unix, a
+/// pipe whose name hashes `dir` and `state` on Windows (pipes live in one
+/// machine-wide namespace, so the per-user directory goes into the name).
+fn channel_path(dir: &Path, state: &str) -> PathBuf {
+    let mut hasher = Sha256::new();
+    if cfg!(windows) {
+        hasher.update(dir.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(state.as_bytes());
+    let digest = hasher.finalize();
     let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{name}.sock"))
+    if cfg!(windows) {
+        PathBuf::from(format!(r"\\.\pipe\keygate-callback-{name}"))
+    } else {
+        dir.join(format!("{name}.sock"))
+    }
 }
 
-/// A login waiting for its redirect. The socket is removed on drop.
+/// A login waiting for its redirect. Its channel goes away on drop.
 pub struct Waiting {
-    #[cfg(unix)]
-    listener: tokio::net::UnixListener,
-    path: PathBuf,
+    listener: platform::Listener,
     state: String,
 }
 
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 impl Waiting {
-    #[cfg(unix)]
+    /// Opens the channel for the flow with `state`. Needs a tokio runtime.
     pub fn register(dir: &Path, state: &str) -> Result<Self, OAuthError> {
-        let listen_error = |source| OAuthError::Listen {
-            addr: dir.display().to_string(),
-            source,
-        };
-        crate::store::create_private_dir(dir).map_err(listen_error)?;
-        let path = socket_path(dir, state);
-        let _ = std::fs::remove_file(&path);
-        let listener = tokio::net::UnixListener::bind(&path).map_err(listen_error)?;
+        let path = channel_path(dir, state);
+        let listener =
+            platform::Listener::bind(dir, &path).map_err(|source| OAuthError::Listen {
+                addr: path.display().to_string(),
+                source,
+            })?;
         Ok(Self {
             listener,
-            path,
             state: state.to_owned(),
-        })
-    }
-
-    #[cfg(not(unix))]
-    pub fn register(_dir: &Path, _state: &str) -> Result<Self, OAuthError> {
-        Err(OAuthError::BadRedirect {
-            url: String::new(),
-            reason: "scheme redirects are not supported on this platform yet",
         })
     }
 
     /// Waits for `keygate callback` to deliver the redirect, answers it,
     /// and returns the authorization code.
-    #[cfg(unix)]
-    pub async fn wait(self, timeout: Duration) -> Result<Secret, OAuthError> {
+    pub async fn wait(mut self, timeout: Duration) -> Result<Secret, OAuthError> {
         let receive = async {
             loop {
-                let Ok((stream, _)) = self.listener.accept().await else {
+                let Ok(stream) = self.listener.accept().await else {
                     // Out of descriptors, say: do not spin.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let (read_half, mut write_half) = stream.into_split();
-                let mut reader = tokio::io::BufReader::new(read_half.take(MAX_URL_BYTES));
-                let mut line = String::new();
-                if reader.read_line(&mut line).await.is_err() {
-                    continue;
+                if let Some(outcome) = answer(stream, &self.state).await {
+                    return outcome;
                 }
-                let outcome = match url::Url::parse(line.trim_end()) {
-                    Ok(url) => parse_redirect(url.query().unwrap_or(""), &self.state),
-                    Err(_) => Err(OAuthError::BadResponse("the callback sent no URL".into())),
-                };
-                let reply = match &outcome {
-                    Ok(_) => "ok\n".to_owned(),
-                    Err(error) => format!("error: {error}\n"),
-                };
-                let _ = write_half.write_all(reply.as_bytes()).await;
-                let _ = write_half.shutdown().await;
-                return outcome;
             }
         };
         tokio::time::timeout(timeout, receive)
             .await
             .unwrap_or(Err(OAuthError::Timeout(timeout)))
     }
+}
 
-    #[cfg(not(unix))]
-    pub async fn wait(self, _timeout: Duration) -> Result<Secret, OAuthError> {
-        unreachable!("register fails on this platform")
-    }
+/// Reads the one redirect URL a callback sends and tells it how the flow
+/// took it. `None` when the peer went away before sending a whole line.
+async fn answer<S>(stream: S, state: &str) -> Option<Result<Secret, OAuthError>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read_half, mut write_half) = tokio::io::split(stream);
+    let mut reader = tokio::io::BufReader::new(read_half.take(MAX_URL_BYTES));
+    let mut line = String::new();
+    reader.read_line(&mut line).await.ok()?;
+    let outcome = match url::Url::parse(line.trim_end()) {
+        Ok(url) => parse_redirect(url.query().unwrap_or(""), state),
+        Err(_) => Err(OAuthError::BadResponse("the callback sent no URL".into())),
+    };
+    let reply = match &outcome {
+        Ok(_) => "ok\n".to_owned(),
+        Err(error) => format!("error: {error}\n"),
+    };
+    let _ = write_half.write_all(reply.as_bytes()).await;
+    let _ = write_half.shutdown().await;
+    Some(outcome)
 }
 
 /// `keygate callback URL`: hands `url` to the login waiting for it.
@@ -136,34 +135,25 @@ pub fn deliver(dir: &Path, url: &str) -> Result<(), HandoffError> {
         .map(|(_, value)| value.into_owned())
         .filter(|s| !s.is_empty())
         .ok_or(HandoffError::NoState)?;
-    send(&socket_path(dir, &state), url)
-}
-
-#[cfg(unix)]
-fn send(path: &Path, url: &str) -> Result<(), HandoffError> {
-    use std::io::ErrorKind;
-    use std::os::unix::net::UnixStream;
-    let socket_error = |source| HandoffError::Socket {
-        path: path.to_owned(),
+    let path = channel_path(dir, &state);
+    let channel_error = |source| HandoffError::Channel {
+        path: path.clone(),
         source,
     };
-    let mut stream = match UnixStream::connect(path) {
+    let mut stream = match platform::connect(&path) {
         Ok(stream) => stream,
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(HandoffError::NoFlowWaiting);
         }
-        Err(e) => return Err(socket_error(e)),
+        Err(e) => return Err(channel_error(e)),
     };
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(socket_error)?;
-    stream
         .write_all(format!("{url}\n").as_bytes())
-        .map_err(socket_error)?;
+        .map_err(channel_error)?;
     let mut reply = String::new();
-    BufReader::new(&stream)
+    BufReader::new(&mut stream)
         .read_line(&mut reply)
-        .map_err(socket_error)?;
+        .map_err(channel_error)?;
     match reply.trim_end() {
         "ok" => Ok(()),
         other => Err(HandoffError::Refused(
@@ -172,16 +162,111 @@ fn send(path: &Path, url: &str) -> Result<(), HandoffError> {
     }
 }
 
-#[cfg(not(unix))]
-fn send(_path: &Path, _url: &str) -> Result<(), HandoffError> {
-    Err(HandoffError::Unsupported)
-}
-
 /// The URL without its query, which holds the authorization code.
 fn redact_query(url: &str) -> String {
     match url.split_once('?') {
         Some((base, _)) => format!("{base}?..."),
         None => url.to_owned(),
+    }
+}
+
+#[cfg(unix)]
+mod platform {
+    use std::io;
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+
+    use std::time::Duration;
+
+    /// How long `keygate callback` waits for the login to answer.
+    const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    pub struct Listener {
+        inner: tokio::net::UnixListener,
+        path: PathBuf,
+    }
+
+    impl Listener {
+        pub fn bind(dir: &Path, path: &Path) -> io::Result<Self> {
+            crate::store::create_private_dir(dir)?;
+            // A socket left by a crashed login with this same state.
+            let _ = std::fs::remove_file(path);
+            Ok(Self {
+                inner: tokio::net::UnixListener::bind(path)?,
+                path: path.to_owned(),
+            })
+        }
+
+        pub async fn accept(&mut self) -> io::Result<tokio::net::UnixStream> {
+            Ok(self.inner.accept().await?.0)
+        }
+    }
+
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// NotFound when no login listens, including a socket file left by
+    /// one that died.
+    pub fn connect(path: &Path) -> io::Result<UnixStream> {
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => io::Error::from(io::ErrorKind::NotFound),
+            _ => e,
+        })?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        Ok(stream)
+    }
+}
+
+// Written against tokio's named-pipe API but not compiled by this
+// project's CI, which has no Windows target: see README "Platforms".
+#[cfg(windows)]
+mod platform {
+    use std::fs::File;
+    use std::io;
+    use std::path::Path;
+
+    use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+
+    pub struct Listener {
+        // Taken by the first accepted client; a login takes one redirect.
+        server: Option<NamedPipeServer>,
+    }
+
+    impl Listener {
+        pub fn bind(_dir: &Path, path: &Path) -> io::Result<Self> {
+            // first_pipe_instance: fail rather than share a name someone
+            // else created first; remote clients: never over the network.
+            let server = ServerOptions::new()
+                .first_pipe_instance(true)
+                .reject_remote_clients(true)
+                .max_instances(1)
+                .create(path)?;
+            Ok(Self {
+                server: Some(server),
+            })
+        }
+
+        pub async fn accept(&mut self) -> io::Result<NamedPipeServer> {
+            let Some(server) = self.server.take() else {
+                // The one redirect was taken and turned out to be garbage;
+                // nothing else can arrive, so wait for the flow's timeout.
+                return std::future::pending().await;
+            };
+            server.connect().await?;
+            Ok(server)
+        }
+    }
+
+    /// NotFound when no login listens. A pipe busy with another callback
+    /// is an error of its own (ERROR_PIPE_BUSY), not "nobody waiting".
+    pub fn connect(path: &Path) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
     }
 }
 
@@ -215,11 +300,21 @@ mod tests {
         assert!(matches!(err, HandoffError::NoState));
     }
 
+    #[test]
+    fn a_socket_left_by_a_dead_login_means_no_flow_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = channel_path(dir.path(), "dead");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let err = deliver(dir.path(), "com.example.app:/callback?code=abc&state=dead").unwrap_err();
+        assert!(matches!(err, HandoffError::NoFlowWaiting), "{err:?}");
+    }
+
     #[tokio::test]
     async fn the_socket_is_removed_when_the_flow_ends() {
         let dir = tempfile::tempdir().unwrap();
         let waiting = Waiting::register(dir.path(), "s").unwrap();
-        let path = waiting.path.clone();
+        let path = channel_path(dir.path(), "s");
         assert!(path.exists());
         drop(waiting);
         assert!(!path.exists());

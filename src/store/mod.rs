@@ -136,17 +136,19 @@ pub trait TokenStore {
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError>;
 }
 
-/// keygate's private directory: `$XDG_DATA_HOME/keygate` or
-/// `~/.local/share/keygate`.
+/// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
+/// `%LOCALAPPDATA%\keygate`, else `~/.local/share/keygate`.
 pub fn data_dir() -> Result<PathBuf, StoreError> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/share"))
-        })
+    let env_dir = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = env_dir("XDG_DATA_HOME")
+        // Git for Windows sets HOME too, but LOCALAPPDATA is where
+        // Windows keeps per-user, per-machine data.
+        .or_else(|| cfg!(windows).then(|| env_dir("LOCALAPPDATA")).flatten())
+        .or_else(|| env_dir("HOME").map(|home| home.join(".local/share")))
         .ok_or(StoreError::NoDataDir)?;
     Ok(base.join("keygate"))
 }
