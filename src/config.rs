@@ -315,9 +315,7 @@ impl Provider {
             return Ok(None);
         }
         let client_id = client_id.unwrap_or_default();
-        let client_secret = get("clientsecret")
-            .map(Secret::new)
-            .or_else(env_client_secret);
+        let configured_secret = get("clientsecret").map(Secret::new);
 
         let url_value =
             |key: &str, preset_value: Option<&'static str>| match get(key).or(preset_value) {
@@ -342,13 +340,21 @@ impl Provider {
             Some("device") => Some(Redirect::Device),
             Some(other) => return Err(invalid("redirect", other, "loopback, scheme or device")),
         };
+        let env_secret = env_client_secret();
         let grant = match get("grant") {
             Some("code") => Grant::Code,
             Some("client_credentials") => Grant::ClientCredentials,
-            None if client_secret.is_some() && auth_url.is_none() => Grant::ClientCredentials,
+            None if (configured_secret.is_some() || env_secret.is_some()) && auth_url.is_none() => {
+                Grant::ClientCredentials
+            }
             None => Grant::Code,
             Some(other) => return Err(invalid("grant", other, "code or client_credentials")),
         };
+        // The environment's secret is for CI's confidential clients: a
+        // developer who exports it must not send it to every code-grant
+        // host, presets included.
+        let client_secret =
+            configured_secret.or_else(|| env_secret.filter(|_| grant == Grant::ClientCredentials));
         let auth_scheme = match get("authtype").map(str::to_ascii_lowercase).as_deref() {
             None | Some("basic") => AuthScheme::Basic,
             Some("bearer") => AuthScheme::Bearer,

@@ -161,15 +161,23 @@ impl Credential {
     }
 
     /// The URL this request is about: from `protocol`/`host`/`path`, or
-    /// from `url=` when git (or a caller) sent only that.
+    /// from `url=` when git (or a caller) sent only that; with the
+    /// request's `username`, which config URLs such as
+    /// `https://alice@host` match on.
     pub fn target_url(&self) -> Option<url::Url> {
-        match (&self.protocol, &self.host) {
+        let mut url = match (&self.protocol, &self.host) {
             (Some(protocol), Some(host)) => {
                 let path = self.path.as_deref().unwrap_or("");
-                url::Url::parse(&format!("{protocol}://{host}/{path}")).ok()
+                url::Url::parse(&format!("{protocol}://{host}/{path}")).ok()?
             }
-            _ => self.url.as_deref().and_then(|u| url::Url::parse(u).ok()),
+            _ => url::Url::parse(self.url.as_deref()?).ok()?,
+        };
+        if let Some(username) = self.username.as_deref().filter(|u| !u.is_empty())
+            && url.username().is_empty()
+        {
+            url.set_username(username).ok()?;
         }
+        Some(url)
     }
 }
 
@@ -278,6 +286,17 @@ mod tests {
             c.target_url().unwrap().as_str(),
             "https://git.example.com:8443/a/b.git"
         );
+    }
+
+    #[test]
+    fn target_url_carries_the_username_config_urls_match_on() {
+        let c = decode("protocol=https\nhost=h.example\nusername=al ice\n").unwrap();
+        assert_eq!(
+            c.target_url().unwrap().as_str(),
+            "https://al%20ice@h.example/"
+        );
+        let c = decode("url=https://bob@h.example/x\nusername=alice\n").unwrap();
+        assert_eq!(c.target_url().unwrap().username(), "bob");
     }
 
     fn value() -> impl Strategy<Value = String> {

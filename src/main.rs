@@ -365,7 +365,7 @@ fn status(config: &GitConfig, json: bool) -> Result<(), AnyError> {
             token_type: &r.token_type,
             access_token_present: r.access_token.is_some(),
             expires_at: r.expires_at,
-            expires_in_seconds: r.expires_at.map(|t| t as i64 - now as i64),
+            expires_in_seconds: r.expires_at.map(|at| seconds_left(at, now)),
             refresh_token_present: r.refresh_token.is_some(),
             scopes: &r.scopes,
         })
@@ -410,7 +410,7 @@ fn describe_expiry(record: &TokenRecord) -> String {
     match record.expires_at {
         None => "access token does not expire".to_owned(),
         Some(at) => {
-            let left = at as i64 - unix_now() as i64;
+            let left = seconds_left(at, unix_now());
             if left <= 0 {
                 format!("access token expired {} ago", human(-left))
             } else {
@@ -418,6 +418,12 @@ fn describe_expiry(record: &TokenRecord) -> String {
             }
         }
     }
+}
+
+/// Negative once past; a stored instant is not trusted to fit an i64.
+fn seconds_left(at: u64, now: u64) -> i64 {
+    let signed = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    signed(at).saturating_sub(signed(now))
 }
 
 fn human(seconds: i64) -> String {

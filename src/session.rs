@@ -2,8 +2,9 @@
 //! once under a cross-process lock, whatever number of git processes ask
 //! at the same moment.
 
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -38,8 +39,23 @@ pub enum SessionError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "another keygate process has held the lock for {server} for {waited:?}, probably waiting for a browser login; finish or cancel it, then retry"
+    )]
+    Busy { server: String, waited: Duration },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// A server's `expires_in` beyond ten years is not believed.
+const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// What `obtain` got from the server.
+enum Obtained {
+    /// From a refresh, with the refresh token it used.
+    Refreshed(TokenSet, Secret),
+    /// From a first grant: login, client credentials.
+    NewGrant(TokenSet),
 }
 
 /// Whether and how keygate may ask a person to authorize.
@@ -147,26 +163,25 @@ impl Session<'_> {
     /// Authorizes anew, ignoring what is stored (`keygate login`).
     pub fn login(&self) -> Result<TokenRecord, SessionError> {
         let _lock = self.lock()?;
-        let previous = self.store.load(&self.key)?;
         let tokens = self.block_on(async {
             let http = self.http()?;
             self.first_grant(&http).await
         })??;
-        self.save(tokens, previous.as_ref())
+        self.save(tokens, None)
     }
 
     /// Called with the lock held and no fresh token in hand.
     fn obtain(&self, current: Option<TokenRecord>) -> Result<TokenRecord, SessionError> {
-        let server = self.server_name();
+        let server = &self.key.server;
         let refresh_token = current.as_ref().and_then(|r| r.refresh_token.clone());
-        let tokens = self.block_on(async {
+        let obtained = self.block_on(async {
             let http = self.http()?;
             let Some(refresh_token) = refresh_token else {
-                return self.first_grant(&http).await;
+                return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
             };
             match oauth::refresh(self.provider, &http, &refresh_token).await {
-                Ok(tokens) => Ok(tokens),
-                Err(cause) if cause.is_grant_rejected() => match &self.interaction {
+                Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token)),
+                Err(cause) if self.refresh_is_dead(&cause) => match &self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
                         Err(SessionError::RefreshRejected {
                             server: server.clone(),
@@ -176,7 +191,7 @@ impl Session<'_> {
                     }
                     _ => {
                         eprintln!("keygate: the refresh token for {server} was rejected ({cause}); authorizing again");
-                        self.first_grant(&http).await
+                        Ok(Obtained::NewGrant(self.first_grant(&http).await?))
                     }
                 },
                 // The stored refresh token may still be good: keep it.
@@ -185,8 +200,32 @@ impl Session<'_> {
                     cause,
                 }),
             }
-        })??;
-        self.save(tokens, current.as_ref())
+        })?;
+        match obtained {
+            Ok(Obtained::Refreshed(tokens, used)) => self.save(tokens, Some(&used)),
+            Ok(Obtained::NewGrant(tokens)) => self.save(tokens, None),
+            // A passing failure (a 503, a timeout) while the token still
+            // works for a while: use it rather than fail a git command.
+            Err(error @ SessionError::RefreshFailed { .. }) => match current {
+                Some(record) if record.still_valid(unix_now()) => {
+                    eprintln!("keygate: {error}; using the current token until it expires");
+                    Ok(record)
+                }
+                _ => Err(error),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether a failed refresh means starting over with a first grant.
+    /// A new client-credentials grant needs no person, so any explicit
+    /// refusal will do (some servers refuse the refresh grant itself to
+    /// such clients, with invalid_request or unauthorized_client).
+    fn refresh_is_dead(&self, cause: &OAuthError) -> bool {
+        match self.provider.grant {
+            Grant::Code => cause.is_grant_rejected(),
+            Grant::ClientCredentials => matches!(cause, OAuthError::Rejected { .. }),
+        }
     }
 
     /// Gets a first token without a refresh token: the configured grant.
@@ -197,7 +236,7 @@ impl Session<'_> {
                 let browser = match &self.interaction {
                     Interaction::Forbidden(reason) => {
                         return Err(SessionError::LoginRequired {
-                            server: self.server_name(),
+                            server: self.key.server.clone(),
                             reason: reason.clone(),
                         });
                     }
@@ -221,12 +260,13 @@ impl Session<'_> {
         }
     }
 
-    /// Saves new tokens, keeping the previous refresh token when the
-    /// server did not send a new one (servers that do not rotate).
+    /// Saves new tokens. `refreshed_with` is the refresh token a refresh
+    /// used: kept when the server sent no new one (servers that do not
+    /// rotate). A new grant never inherits an old refresh token.
     fn save(
         &self,
         tokens: TokenSet,
-        previous: Option<&TokenRecord>,
+        refreshed_with: Option<&Secret>,
     ) -> Result<TokenRecord, SessionError> {
         let now = unix_now();
         let record = TokenRecord {
@@ -234,11 +274,12 @@ impl Session<'_> {
             account: self.key.account.clone(),
             access_token: Some(tokens.access_token),
             token_type: tokens.token_type.to_ascii_lowercase(),
-            expires_at: tokens.expires_in.map(|d| now + d.as_secs()),
+            // A server's expires_in is untrusted: never let it wrap.
+            expires_at: tokens
+                .expires_in
+                .map(|d| now.saturating_add(d.as_secs().min(MAX_LIFETIME_SECS))),
             obtained_at: now,
-            refresh_token: tokens
-                .refresh_token
-                .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
+            refresh_token: tokens.refresh_token.or_else(|| refreshed_with.cloned()),
             scopes: tokens
                 .scopes
                 .unwrap_or_else(|| self.provider.scopes.clone()),
@@ -272,10 +313,6 @@ impl Session<'_> {
         Ok(true)
     }
 
-    fn server_name(&self) -> String {
-        self.key.server.clone()
-    }
-
     fn http(&self) -> Result<HttpClient, HttpError> {
         HttpClient::new(&self.ca_files, self.provider.http_timeout)
     }
@@ -290,6 +327,10 @@ impl Session<'_> {
 
     /// An exclusive lock per account, shared by every keygate process of
     /// this user; released when the returned file is dropped.
+    ///
+    /// The holder may be waiting for a person (a browser login), so a
+    /// process that may not ask one waits only as long as a refresh by
+    /// another process can take.
     fn lock(&self) -> Result<File, SessionError> {
         let dir = store::data_dir()?.join("locks");
         let digest = Sha256::digest(self.key.label().as_bytes());
@@ -301,8 +342,28 @@ impl Session<'_> {
         };
         store::create_private_dir(&dir).map_err(lock_error)?;
         let file = store::open_private(&path, false).map_err(lock_error)?;
-        file.lock().map_err(lock_error)?;
-        Ok(file)
+        if !matches!(self.interaction, Interaction::Forbidden(_)) {
+            file.lock().map_err(lock_error)?;
+            return Ok(file);
+        }
+        // Room for another process's refresh: connect, answer, save.
+        let patience = self.provider.http_timeout.saturating_mul(2) + Duration::from_secs(5);
+        let deadline = Instant::now() + patience;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(SessionError::Busy {
+                        server: self.key.server.clone(),
+                        waited: patience,
+                    });
+                }
+                Err(TryLockError::Error(source)) => return Err(lock_error(source)),
+            }
+        }
     }
 }
 

@@ -159,3 +159,59 @@ fn corrupt_token_file_is_reported_and_left_alone() {
     assert_eq!(status.status.code(), Some(1));
     assert!(text(&status.stderr).contains("not valid keygate JSON"));
 }
+
+#[test]
+fn a_failed_refresh_serves_a_token_that_still_works() {
+    let server = FakeTokenServer::start(http_500(), Duration::ZERO);
+    let world = world_with(&server.url);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Stale (inside the 5-minute margin) but valid for another minute.
+    world.seed_token_file(json!({
+        "server": SERVER,
+        "account": "",
+        "access_token": "still-valid-access-token",
+        "token_type": "bearer",
+        "expires_at": now + 60,
+        "obtained_at": now - 7140,
+        "refresh_token": "refresh-token-to-keep",
+        "scopes": ["git"],
+        "grant": "code",
+    }));
+    let output = run_token(&world);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(text(&output.stdout).trim(), "still-valid-access-token");
+    assert!(stderr.contains("HTTP 500"), "{stderr}");
+    assert!(stderr.contains("using the current token"), "{stderr}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        world.stored_account()["refresh_token"],
+        "refresh-token-to-keep"
+    );
+}
+
+#[test]
+fn without_a_person_a_lock_held_by_a_login_is_not_waited_for_forever() {
+    use sha2::{Digest, Sha256};
+    let server = FakeTokenServer::start(http_500(), Duration::ZERO);
+    let world = world_with(&server.url);
+    // What a `keygate login` waiting for its browser holds.
+    let digest = Sha256::digest(SERVER.as_bytes());
+    let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let locks = world.home.join(".local/share/keygate/locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let held = std::fs::File::create(locks.join(format!("{name}.lock"))).unwrap();
+    held.lock().unwrap();
+    let output = run_token(&world);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("another keygate process"), "{stderr}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+    drop(held);
+    // Once it is released, the same command gets through to the server.
+    let output = run_token(&world);
+    assert!(text(&output.stderr).contains("HTTP 500"));
+}

@@ -279,6 +279,37 @@ fn client_secret_in_the_form_body_when_configured() {
 }
 
 #[test]
+fn a_new_grant_never_inherits_a_dead_refresh_token() {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tclientId = keygate-ci-post\n\tclientSecret = ci-secret-do-not-leak\n\
+         \tclientAuth = post\n\tgrant = client_credentials\n",
+        world.git_url
+    ));
+    world.seed_token_file(serde_json::json!({
+        "server": world.git_url.trim_end_matches('/'),
+        "account": "",
+        "access_token": "long-expired",
+        "token_type": "bearer",
+        "expires_at": 2000,
+        "obtained_at": 1000,
+        "refresh_token": "dead-refresh-token",
+        "scopes": [],
+        "grant": "client_credentials",
+    }));
+    let mut command = world.command("git");
+    command
+        .args(["clone", "-q", &world.repo_url(), "repo"])
+        .env("CI", "1");
+    ok(&command.output().unwrap());
+    // The server rejected the dead refresh token; the client-credentials
+    // token that replaced it comes without one, and none is made up.
+    assert_eq!(world.token_requests("refresh_token"), 1);
+    assert_eq!(world.token_requests("client_credentials"), 1);
+    assert!(world.stored_account()["refresh_token"].is_null());
+}
+
+#[test]
 fn token_from_the_environment_is_served_and_never_stored() {
     let mut world = World::start(Options::default());
     let minted = std::process::Command::new("curl")

@@ -103,6 +103,11 @@ impl TokenRecord {
         Some(expires_at.saturating_sub(lead))
     }
 
+    /// Whether the access token still works at `now`, fresh or not.
+    pub fn still_valid(&self, now: u64) -> bool {
+        self.access_token.is_some() && self.expires_at.is_none_or(|at| now < at)
+    }
+
     /// The access token, if there is one that is still fresh at `now`.
     pub fn fresh_token(&self, now: u64, margin: Duration) -> Option<&Secret> {
         let token = self.access_token.as_ref()?;
