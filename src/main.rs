@@ -151,25 +151,39 @@ impl Browser for SystemBrowser {
 
 /// Whether keygate may ask a person, and how it can reach one.
 fn interaction<'a>(config: &GitConfig, browser: &'a dyn Browser) -> Interaction<'a> {
-    if let Some(reason) = interaction_forbidden(config) {
+    if let Some(reason) = environment_forbids_interaction() {
         return Interaction::Forbidden(reason.to_owned());
     }
-    reach_a_person(browser).unwrap_or_else(|| {
-        Interaction::Forbidden("there is no browser, display or terminal to reach a person".into())
-    })
+    if config::git_forbids_interaction(config) {
+        return Interaction::Forbidden("git's credential.interactive forbids interaction".into());
+    }
+    reach_a_person(browser).unwrap_or_else(|| Interaction::Forbidden(no_person_reason().into()))
 }
 
-/// What the person or the environment said: no interaction at all.
-fn interaction_forbidden(config: &GitConfig) -> Option<&'static str> {
+/// What the person or the environment said: no interaction at all, not
+/// even for an explicit `keygate login`.
+fn environment_forbids_interaction() -> Option<&'static str> {
     if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
         Some("KEYGATE_INTERACTIVE=never forbids interaction")
     } else if is_set("CI") {
         Some("CI is set, so no browser is opened")
-    } else if config::git_forbids_interaction(config) {
-        Some("git's credential.interactive forbids interaction")
     } else {
         None
     }
+}
+
+fn no_person_reason() -> &'static str {
+    if terminal_prompts_forbidden() {
+        "there is no browser or display, and GIT_TERMINAL_PROMPT=0 rules out the terminal"
+    } else {
+        "there is no browser, display or terminal to reach a person"
+    }
+}
+
+/// git's own switch for terminal prompts. IDEs set it and still expect
+/// the browser login, so it rules out only the terminal.
+fn terminal_prompts_forbidden() -> bool {
+    std::env::var_os("GIT_TERMINAL_PROMPT").is_some_and(|v| v == "0")
 }
 
 fn is_set(name: &str) -> bool {
@@ -188,10 +202,11 @@ fn reach_a_person(browser: &dyn Browser) -> Option<Interaction<'_>> {
     };
     if is_set("BROWSER") || (has_display && !over_ssh) {
         Some(Interaction::Browser(browser))
-    } else if std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/tty")
-        .is_ok()
+    } else if !terminal_prompts_forbidden()
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
     {
         Some(Interaction::Terminal(browser))
     } else {
@@ -214,12 +229,12 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
     let (provider, url) = provider_for(config, raw_url)?;
     let store = store::open(config::store_choice(config)?)?;
     let browser = SystemBrowser;
-    // Asked for explicitly: only KEYGATE_INTERACTIVE=never says no. With
-    // no browser and no terminal the URL is still printed to open by hand.
-    let interaction = if std::env::var("KEYGATE_INTERACTIVE").is_ok_and(|v| v == "never") {
-        Interaction::Forbidden("KEYGATE_INTERACTIVE=never forbids interaction".into())
-    } else {
-        reach_a_person(&browser).unwrap_or(Interaction::Browser(&browser))
+    // Asked for by a person, so git's credential.interactive (about git's
+    // own prompts) does not apply; with no browser and no terminal the URL
+    // is still printed to open by hand.
+    let interaction = match environment_forbids_interaction() {
+        Some(reason) => Interaction::Forbidden(reason.into()),
+        None => reach_a_person(&browser).unwrap_or(Interaction::Browser(&browser)),
     };
     let session = session(config, &provider, &url, store.as_ref(), interaction);
     let record = session.login()?;

@@ -454,6 +454,7 @@ fn on_a_terminal_without_a_display_the_device_grant_is_chosen() {
             "/dev/null",
         ])
         .env_remove("BROWSER")
+        .env_remove("GIT_TERMINAL_PROMPT")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -497,6 +498,7 @@ fn with_no_browser_display_or_terminal_nobody_is_waited_for() {
         .command("setsid")
         .args(["-w", "git", "ls-remote", &world.repo_url()])
         .env_remove("BROWSER")
+        .env_remove("GIT_TERMINAL_PROMPT")
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -506,6 +508,52 @@ fn with_no_browser_display_or_terminal_nobody_is_waited_for() {
         stderr.contains("no browser, display or terminal"),
         "{stderr}"
     );
+    assert_eq!(world.authorization_requests(), 0);
+}
+
+#[test]
+fn git_terminal_prompt_0_rules_out_the_device_grant_on_a_terminal() {
+    let world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[credential]\n\thelper = {}\n[keygate \"{}\"]\n\tdeviceUrl = {}\n",
+        common::KEYGATE,
+        world.git_url,
+        world.oidc["device_authorization_endpoint"]
+            .as_str()
+            .unwrap()
+    ));
+    // A terminal (script), no display, no $BROWSER: without the variable
+    // this is where the device grant would start and wait for a person.
+    let output = world
+        .command("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("git ls-remote {}", world.repo_url()),
+            "/dev/null",
+        ])
+        .env_remove("BROWSER")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = text(&output.stdout);
+    assert!(said.contains("GIT_TERMINAL_PROMPT=0"), "{said}");
+    assert_eq!(world.device_requests(), 0);
+    assert_eq!(world.authorization_requests(), 0);
+}
+
+#[test]
+fn login_under_ci_with_the_code_grant_fails_at_once() {
+    let world = World::start(Options::default());
+    let mut command = world.command(common::KEYGATE);
+    command.args(["login", &world.repo_url()]).env("CI", "true");
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("CI is set"), "{stderr}");
+    assert!(world.browser_launches().is_empty());
     assert_eq!(world.authorization_requests(), 0);
 }
 

@@ -340,6 +340,13 @@ impl World {
             .count()
     }
 
+    pub fn device_requests(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["endpoint"] == "device_authorization")
+            .count()
+    }
+
     pub fn browser_launches(&self) -> Vec<Value> {
         read_jsonl(&self.browser_log())
     }
