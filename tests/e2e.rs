@@ -438,6 +438,28 @@ fn auto_store_falls_back_to_the_file_with_one_notice() {
         "{stderr}"
     );
     assert!(world.stored_account()["refresh_token"].is_string());
+    // The choice is remembered: later commands use the file quietly.
+    let status = world.keygate(&["status"]);
+    ok(&status);
+    assert!(text(&status.stdout).contains("store=file"));
+    assert_eq!(text(&status.stderr), "");
+}
+
+#[test]
+fn auto_store_never_leaves_a_keychain_it_chose_before() {
+    let mut world = World::start(Options::default());
+    world.set_env("KEYGATE_STORE", "auto");
+    let data = world.home.join(".local/share/keygate");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("store"), "keychain").unwrap();
+    // No keychain answers here: falling back to the file now would split
+    // the tokens between two stores.
+    let output = world.keygate(&["login", &world.repo_url()]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("keychain is not reachable"), "{stderr}");
+    assert!(world.browser_launches().is_empty());
+    assert!(!data.join("tokens.json").exists());
 }
 
 #[test]

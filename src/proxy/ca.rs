@@ -219,13 +219,8 @@ fn system_bundle() -> Option<String> {
 
 /// Replaces `path` whole, readable by its owner only.
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
-    use std::io::Write;
-    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let io = |e| ProxyError::Io(path.to_owned(), e);
-    let mut file = crate::store::open_private(&temp, true).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io)
+    crate::store::write_private_atomically(path, bytes)
+        .map_err(|e| ProxyError::Io(path.to_owned(), e))
 }
 
 #[cfg(test)]

@@ -77,25 +77,61 @@ impl FileStore {
 
     fn write_atomically(&self, document: &Document) -> Result<(), StoreError> {
         let path = self.path();
-        let temp = self
-            .dir
-            .join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let json = serde_json::to_vec_pretty(document).map_err(std::io::Error::other)?;
-            let mut file = open_private(&temp, true)?;
-            file.write_all(&json)?;
-            file.sync_all()?;
-            fs::rename(&temp, &path)?;
-            // The rename is durable only once the directory is synced.
-            if let Ok(dir) = File::open(&self.dir) {
-                let _ = dir.sync_all();
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            self.io_error(&path)(e)
-        })
+        let json = serde_json::to_vec_pretty(document).map_err(std::io::Error::other);
+        json.and_then(|json| write_private_atomically(&path, &json))
+            .map_err(self.io_error(&path))
+    }
+}
+
+/// Replaces `path` whole with `bytes`, readable by its owner only: a temp
+/// file beside it, synced, renamed over it. A crash or a full disk leaves
+/// the previous content.
+pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = temp_beside(path);
+    let write = || -> std::io::Result<()> {
+        let mut file = open_private(&temp, true)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_parent(path);
+        Ok(())
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&temp);
+    })
+}
+
+/// Writes `path` with `bytes` only if it does not exist yet, whole or not
+/// at all: the content appears in one step (a hard link), so a reader
+/// never sees it half written, and of racing writers exactly one wins;
+/// the others get `AlreadyExists`.
+pub(crate) fn publish_once(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    create_private_dir(dir)?;
+    let temp = temp_beside(path);
+    let publish = || -> std::io::Result<()> {
+        let mut file = open_private(&temp, true)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::hard_link(&temp, path)?;
+        sync_parent(path);
+        Ok(())
+    };
+    let outcome = publish();
+    let _ = fs::remove_file(&temp);
+    outcome
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// A rename or link is durable only once its directory is synced.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = File::open(dir)
+    {
+        let _ = dir.sync_all();
     }
 }
 
@@ -188,6 +224,18 @@ pub(crate) fn open_private(path: &Path, truncate_new: bool) -> std::io::Result<F
 mod tests {
     use super::*;
     use crate::secret::Secret;
+
+    #[test]
+    fn publish_once_lets_exactly_one_writer_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        publish_once(dir.path(), &path, b"file").unwrap();
+        let err = publish_once(dir.path(), &path, b"keychain").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"file");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
 
     fn record(server: &str, token: &str) -> TokenRecord {
         TokenRecord {

@@ -2,10 +2,10 @@
 //! JSON file. Both keep one [`TokenRecord`] per (server, account).
 
 mod file;
-pub(crate) use file::{create_private_dir, open_private};
+pub(crate) use file::{create_private_dir, open_private, write_private_atomically};
 mod keychain;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -167,27 +167,73 @@ pub fn runtime_dir() -> Result<PathBuf, StoreError> {
     }
 }
 
-/// How long `auto` waits for the keychain before falling back to the file.
+/// How long `auto`, choosing for the first time, waits for the keychain
+/// before taking the file.
 const KEYCHAIN_PROBE: Duration = Duration::from_secs(2);
+/// How long to wait for a keychain `auto` has already chosen: it exists,
+/// it may just be slow under load.
+const KEYCHAIN_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Opens the store `choice` names. `auto` takes the keychain when it
-/// answers within a short bound, else the file, with a one-line notice.
+/// Opens the store `choice` names. See [`open_auto`] for `auto`.
 pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
     match choice {
         StoreChoice::File => Ok(Box::new(FileStore::new(data_dir()?))),
         StoreChoice::Keychain => Ok(Box::new(KeychainStore::open()?)),
-        StoreChoice::Auto => match KeychainStore::open_within(KEYCHAIN_PROBE) {
-            Ok(store) => Ok(Box::new(store)),
-            Err(error) => {
-                let file = FileStore::new(data_dir()?);
-                eprintln!(
-                    "keygate: keychain unavailable ({}), keeping tokens in {}",
-                    short_reason(&error),
-                    file.path().display()
-                );
-                Ok(Box::new(file))
-            }
-        },
+        StoreChoice::Auto => open_auto(),
+    }
+}
+
+/// `auto`: the keychain when it answers within a short bound, else the
+/// file with a one-line notice; chosen once and remembered in
+/// `<data dir>/store`. Choosing afresh in every process would let a
+/// keychain slow under load send one git process to the file while
+/// another rotates the refresh token in the keychain, and the stale copy
+/// would later be presented as a replayed (so revoked) refresh token.
+fn open_auto() -> Result<Box<dyn TokenStore>, StoreError> {
+    let dir = data_dir()?;
+    let remembered = dir.join("store");
+    if let Some(store) = open_remembered(&dir, &remembered)? {
+        return Ok(store);
+    }
+    let (choice, store): (&str, Box<dyn TokenStore>) = match KeychainStore::open_within(
+        KEYCHAIN_PROBE,
+    ) {
+        Ok(keychain) => ("keychain", Box::new(keychain)),
+        Err(error) => {
+            let file = FileStore::new(dir.clone());
+            eprintln!(
+                "keygate: keychain unavailable ({}); keeping tokens in {} from now on (set keygate.store=keychain to insist on the keychain)",
+                short_reason(&error),
+                file.path().display()
+            );
+            ("file", Box::new(file))
+        }
+    };
+    match file::publish_once(&dir, &remembered, choice.as_bytes()) {
+        Ok(()) => Ok(store),
+        // Another process chose first: follow it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(open_remembered(&dir, &remembered)?.unwrap_or(store))
+        }
+        Err(e) => {
+            // A read-only data directory: choose again next time.
+            tracing::debug!(path = %remembered.display(), error = %e, "cannot remember the store choice");
+            Ok(store)
+        }
+    }
+}
+
+/// The store `auto` chose earlier, if it has.
+fn open_remembered(
+    dir: &Path,
+    remembered: &Path,
+) -> Result<Option<Box<dyn TokenStore>>, StoreError> {
+    match std::fs::read(remembered).as_deref() {
+        Ok(b"file") => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
+        Ok(b"keychain") => Ok(Some(Box::new(KeychainStore::open_within(
+            KEYCHAIN_PATIENCE,
+        )?))),
+        _ => Ok(None),
     }
 }
 
