@@ -104,7 +104,7 @@ impl Waiting {
 }
 
 /// Reads the one redirect URL a callback sends and tells it how the flow
-/// took it. `None` when the peer went away before sending a whole line.
+/// took it. `None` when the peer went away without sending anything.
 async fn answer<S>(stream: S, state: &str) -> Option<Result<Secret, OAuthError>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -112,7 +112,10 @@ where
     let (read_half, mut write_half) = tokio::io::split(stream);
     let mut reader = tokio::io::BufReader::new(read_half.take(MAX_URL_BYTES));
     let mut line = String::new();
-    reader.read_line(&mut line).await.ok()?;
+    // Nothing at all (a peer probing the socket) is not a redirect.
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
     let outcome = match url::Url::parse(line.trim_end()) {
         Ok(url) => parse_redirect(url.query().unwrap_or(""), state),
         Err(_) => Err(OAuthError::BadResponse("the callback sent no URL".into())),
@@ -308,6 +311,21 @@ mod tests {
         assert!(path.exists());
         let err = deliver(dir.path(), "com.example.app:/callback?code=abc&state=dead").unwrap_err();
         assert!(matches!(err, HandoffError::NoFlowWaiting), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_sends_nothing_does_not_end_the_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = Waiting::register(dir.path(), "state-2").unwrap();
+        let path = channel_path(dir.path(), "state-2");
+        let run_dir = dir.path().to_owned();
+        let sender = std::thread::spawn(move || {
+            drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
+            deliver(&run_dir, "com.example.app:/callback?code=xyz&state=state-2")
+        });
+        let code = waiting.wait(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(code.expose(), "xyz");
+        sender.join().unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -50,7 +50,9 @@ pub enum OAuthError {
         code: String,
         description: Option<String>,
     },
-    #[error("the redirect carried the wrong state: ignoring it, it was not started by this login")]
+    #[error(
+        "a redirect with the wrong state arrived, so this login may be under attack and was stopped; run `keygate login <url>` to start again"
+    )]
     StateMismatch,
     #[error("no authorization arrived within {0:?}; run `keygate login <url>` to try again")]
     Timeout(Duration),
