@@ -146,7 +146,7 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
                 .with_tls_config(tls)
                 .https_only()
                 .enable_http1()
-                .build();
+                .wrap_connector(tcp_connector(false));
             let host = provider
                 .server
                 .host_str()
@@ -173,10 +173,23 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
             password,
             origins,
             ca,
-            plain: Client::builder(TokioExecutor::new()).build_http(),
+            plain: Client::builder(TokioExecutor::new()).build(tcp_connector(true)),
         });
         serve(proxy, options.listen, &proxy_dir, &ca_path, &bundle_path).await
     })
+}
+
+/// How long reaching a server may take before the client gets a 502.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `http_only`: refuse `https://` URIs, for the client that speaks
+/// plain HTTP; under TLS the TLS layer decides instead.
+fn tcp_connector(http_only: bool) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    connector.enforce_http(http_only);
+    connector
 }
 
 async fn serve(
@@ -209,7 +222,11 @@ async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of descriptors, say: do not spin the one worker.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let service = hyper::service::service_fn(move |request| {
@@ -391,7 +408,11 @@ impl Proxy {
                     .await;
             });
         } else {
-            let upstream = match TcpStream::connect((host.as_str(), port)).await {
+            let connect = TcpStream::connect((host.as_str(), port));
+            let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            {
                 Ok(stream) => stream,
                 Err(error) => {
                     return text(
