@@ -214,12 +214,21 @@ fn reach_a_person(browser: &dyn Browser) -> Option<Interaction<'_>> {
     }
 }
 
+/// A URL from the command line. Not echoed back when it does not parse:
+/// `https://user:TOKEN@host` typed by hand would land in an error line.
+fn parse_url(raw_url: &str) -> Result<url::Url, AnyError> {
+    Ok(url::Url::parse(raw_url).map_err(|e| {
+        format!("invalid URL ({e}); give one like https://git.example.com/org/repo.git")
+    })?)
+}
+
 fn provider_for(config: &GitConfig, raw_url: &str) -> Result<(Provider, url::Url), AnyError> {
-    let url = url::Url::parse(raw_url).map_err(|e| format!("invalid URL {raw_url:?}: {e}"))?;
+    let url = parse_url(raw_url)?;
     let provider = Provider::resolve(config, &url)?.ok_or_else(|| {
+        let origin = config::origin_of(&url);
         format!(
-            "keygate has no configuration for {url}; set at least `git config --global keygate.{}.clientId <id>`",
-            config::origin_of(&url).as_str().trim_end_matches('/')
+            "keygate has no configuration for {origin}; set at least `git config --global keygate.{}.clientId <id>`",
+            origin.as_str().trim_end_matches('/')
         )
     })?;
     Ok((provider, url))
@@ -248,7 +257,7 @@ fn login(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
 }
 
 fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
-    let url = url::Url::parse(raw_url).map_err(|e| format!("invalid URL {raw_url:?}: {e}"))?;
+    let url = parse_url(raw_url)?;
     let store = store::open(config::store_choice(config)?)?;
     let Some(provider) = Provider::resolve(config, &url)? else {
         // Configuration gone: still forget what is stored (nothing to revoke with).

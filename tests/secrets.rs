@@ -242,3 +242,20 @@ fn client_credentials_in_ci_clone_and_push_without_any_authorization_request() {
     assert_eq!(account["grant"], "client_credentials");
     assert!(!text(&clone.stderr).contains(account["access_token"].as_str().unwrap()));
 }
+
+#[test]
+fn a_token_typed_into_a_url_is_not_echoed_in_errors() {
+    let world = World::offline();
+    for url in [
+        "https://me:typed-token-canary@unconfigured.example.test/repo.git",
+        "https://me:typed-token-canary@[not a host/",
+    ] {
+        for command in ["token", "login", "logout"] {
+            // logout of an unconfigured host succeeds: nothing was kept.
+            let output = world.keygate(&[command, url]);
+            let stderr = text(&output.stderr);
+            assert!(!stderr.is_empty());
+            assert!(!stderr.contains("typed-token-canary"), "{stderr}");
+        }
+    }
+}
