@@ -12,7 +12,7 @@ use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
 use crate::oauth::{self, Browser, OAuthError, TokenSet};
 use crate::secret::Secret;
-use crate::store::{self, AccountKey, StoreError, TokenRecord, TokenStore, unix_now};
+use crate::store::{self, AccountKey, Issuer, StoreError, TokenRecord, TokenStore, unix_now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -93,6 +93,7 @@ pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {
         refresh_token: None,
         scopes: Vec::new(),
         grant: format!("env:{name}"),
+        issuer: None,
     })
 }
 
@@ -115,7 +116,7 @@ impl Session<'_> {
         let Some(record) = self.store.load(&self.key)? else {
             return Ok((Revocation::NotAttempted, false));
         };
-        let revocation = if self.provider.revoke_url.is_none() {
+        let revocation = if self.provider.revoke_url.is_none() || !self.issued_here(&record) {
             Revocation::NotAttempted
         } else {
             let outcome = self.block_on(async {
@@ -143,14 +144,14 @@ impl Session<'_> {
     pub fn fresh_token(&self) -> Result<TokenRecord, SessionError> {
         let margin = self.provider.refresh_margin;
         // The common case takes no lock and touches no network code.
-        if let Some(record) = self.store.load(&self.key)?
+        if let Some(record) = self.load()?
             && record.fresh_token(unix_now(), margin).is_some()
         {
             return Ok(record);
         }
         let _lock = self.lock()?;
         // Another process may have refreshed while we waited for the lock.
-        let current = self.store.load(&self.key)?;
+        let current = self.load()?;
         if let Some(record) = &current
             && record.fresh_token(unix_now(), margin).is_some()
         {
@@ -215,6 +216,33 @@ impl Session<'_> {
             },
             Err(error) => Err(error),
         }
+    }
+
+    /// The account's record, unless another server or client issued it:
+    /// then it is as good as absent here, and its tokens stay unsent.
+    fn load(&self) -> Result<Option<TokenRecord>, SessionError> {
+        let record = self.store.load(&self.key)?;
+        Ok(record.filter(|r| {
+            let here = self.issued_here(r);
+            if !here {
+                tracing::debug!(account = %self.key.label(), "stored tokens come from another endpoint or client; not using them");
+            }
+            here
+        }))
+    }
+
+    fn issuer(&self) -> Issuer {
+        Issuer {
+            token_url: self.provider.token_url.as_ref().map(|u| u.to_string()),
+            client_id: self.provider.client_id.clone(),
+        }
+    }
+
+    fn issued_here(&self, record: &TokenRecord) -> bool {
+        record
+            .issuer
+            .as_ref()
+            .is_none_or(|issuer| *issuer == self.issuer())
     }
 
     /// Whether a failed refresh means starting over with a first grant.
@@ -288,6 +316,7 @@ impl Session<'_> {
                 Grant::ClientCredentials => "client_credentials",
             }
             .to_owned(),
+            issuer: Some(self.issuer()),
         };
         self.store.save(&record)?;
         Ok(record)

@@ -310,6 +310,28 @@ fn a_new_grant_never_inherits_a_dead_refresh_token() {
 }
 
 #[test]
+fn tokens_never_go_to_another_client_of_the_same_host() {
+    let world = World::start(Options::default());
+    // Two sections of one host, two clients: a person's code-grant login
+    // under /team-a, a CI client under /team-b.
+    world.write_gitconfig(&format!(
+        "[keygate \"{git}/team-b\"]\n\tclientId = keygate-ci-post\n\tclientSecret = ci-secret-do-not-leak\n\
+         \tclientAuth = post\n\tgrant = client_credentials\n",
+        git = world.git_url
+    ));
+    ok(&world.keygate(&["login", &format!("{}/team-a/repo.git", world.git_url)]));
+    world.expire_stored_token();
+    let mut command = world.command(common::KEYGATE);
+    command
+        .args(["token", &format!("{}/team-b/repo.git", world.git_url)])
+        .env("CI", "1");
+    ok(&command.output().unwrap());
+    // The person's refresh token was not offered to the CI client.
+    assert_eq!(world.token_requests("refresh_token"), 0);
+    assert_eq!(world.token_requests("client_credentials"), 1);
+}
+
+#[test]
 fn token_from_the_environment_is_served_and_never_stored() {
     let mut world = World::start(Options::default());
     let minted = std::process::Command::new("curl")

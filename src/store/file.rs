@@ -248,6 +248,7 @@ mod tests {
             refresh_token: Some(Secret::new("r".repeat(4096))),
             scopes: vec!["repo".into()],
             grant: "code".into(),
+            issuer: None,
         }
     }
 

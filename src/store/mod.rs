@@ -82,6 +82,18 @@ pub struct TokenRecord {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub grant: String,
+    /// Who issued the tokens: their refresh token must never be presented
+    /// to another endpoint or client (two `keygate.<url>` sections of one
+    /// host may name different servers). Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Issuer>,
+}
+
+/// The token endpoint and client a record's tokens came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuer {
+    pub token_url: Option<String>,
+    pub client_id: String,
 }
 
 impl TokenRecord {
@@ -261,6 +273,7 @@ mod tests {
             refresh_token: None,
             scopes: vec![],
             grant: "code".into(),
+            issuer: None,
         }
     }
 
