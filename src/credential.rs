@@ -24,7 +24,9 @@ pub enum ProtocolError {
     #[error("refusing to write {key:?}: its value contains a newline or NUL")]
     UnencodableValue { key: &'static str },
     #[error("reading the credential request failed: {0}")]
-    Io(#[from] io::Error),
+    Read(#[from] io::Error),
+    #[error("writing the credential answer failed: {0}")]
+    Write(io::Error),
 }
 
 /// One credential description, as git sends it to a helper or a helper
@@ -150,9 +152,12 @@ impl Credential {
             encoded.push_str(&value);
             encoded.push('\n');
         }
-        out.write_all(encoded.as_bytes())?;
-        out.flush()?;
-        Ok(())
+        let written = out.write_all(encoded.as_bytes()).and_then(|()| out.flush());
+        match written {
+            // git stopped listening (it was interrupted): nobody to tell.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(ProtocolError::Write),
+        }
     }
 
     /// Whether git announced that it understands `capability`.

@@ -19,7 +19,7 @@ const SECTIONS: [&str; 3] = ["keygate", "credential", "http"];
 pub enum GitConfigError {
     #[error("could not run `git config`: {0}; is git installed and on PATH?")]
     Spawn(std::io::Error),
-    #[error("`git config` failed: {0}")]
+    #[error("`git config` failed: {0}; fix the configuration it names")]
     Failed(String),
 }
 
@@ -75,8 +75,14 @@ impl GitConfig {
             Some(0) => Ok(Self::parse_z(&output.stdout)),
             // 1: no matching key at all.
             Some(1) => Ok(Self::default()),
+            // git's first line names the file and line at fault.
             _ => Err(GitConfigError::Failed(
-                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("no message")
+                    .trim()
+                    .to_owned(),
             )),
         }
     }

@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use crate::config::{self, AuthScheme, GitConfig, Provider};
 use crate::credential::{Credential, ProtocolError};
 use crate::session::{self, Interaction, Session, SessionError};
-use crate::store::{self, AccountKey, StoreError, TokenRecord};
+use crate::store::{self, StoreError, TokenRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -59,16 +59,13 @@ pub fn serve(
         return Ok(());
     }
     let store = store::open(config::store_choice(context.config)?)?;
-    let session = Session {
-        key: AccountKey::new(
-            &provider.server,
-            account_name(&provider, request.username.as_deref()),
-        ),
-        provider: &provider,
-        store: store.as_ref(),
-        ca_files: config::oauth_ca_files(context.config, &provider),
-        interaction: (context.interaction)(),
-    };
+    let session = Session::new(
+        &provider,
+        request.username.as_deref(),
+        store.as_ref(),
+        config::oauth_ca_files(context.config, &provider),
+        (context.interaction)(),
+    );
     match operation {
         Operation::Get => {
             let record = session.fresh_token()?;
@@ -85,13 +82,6 @@ pub fn serve(
         Operation::Store => {}
     }
     Ok(())
-}
-
-/// The account a request selects: the user name in the URL or request,
-/// unless it is just the name the server wants with tokens
-/// (`x-token-auth`), which every account of the host shares.
-pub fn account_name<'a>(provider: &Provider, username: Option<&'a str>) -> Option<&'a str> {
-    username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref())
 }
 
 fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {

@@ -346,18 +346,8 @@ fn session<'a>(
     store: &'a dyn TokenStore,
     interaction: Interaction<'a>,
 ) -> Session<'a> {
-    Session {
-        key: account_key(provider, url),
-        provider,
-        store,
-        ca_files: config::oauth_ca_files(config, provider),
-        interaction,
-    }
-}
-
-fn account_key(provider: &Provider, url: &url::Url) -> AccountKey {
-    let username = Some(url.username()).filter(|u| !u.is_empty());
-    AccountKey::new(&provider.server, helper::account_name(provider, username))
+    let ca_files = config::oauth_ca_files(config, provider);
+    Session::new(provider, Some(url.username()), store, ca_files, interaction)
 }
 
 #[derive(Serialize)]

@@ -78,6 +78,30 @@ pub struct Session<'a> {
     pub interaction: Interaction<'a>,
 }
 
+impl<'a> Session<'a> {
+    /// The session for the account `username` selects at `provider`: the
+    /// user name from the URL or git's request, unless it is just the name
+    /// the server wants with tokens (`x-token-auth`), which every account
+    /// of the host shares.
+    pub fn new(
+        provider: &'a Provider,
+        username: Option<&str>,
+        store: &'a dyn TokenStore,
+        ca_files: Vec<PathBuf>,
+        interaction: Interaction<'a>,
+    ) -> Self {
+        let account =
+            username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref());
+        Self {
+            key: AccountKey::new(&provider.server, account),
+            provider,
+            store,
+            ca_files,
+            interaction,
+        }
+    }
+}
+
 /// A token a CI system minted and put in the environment variable named
 /// by `keygate.<url>.tokenEnv`: served as is, never stored.
 pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {

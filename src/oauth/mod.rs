@@ -34,6 +34,10 @@ pub enum OAuthError {
         key: &'static str,
         server: String,
     },
+    #[error(
+        "no client id is configured for {server}; set `git config --global keygate.{server}.clientId <id>` (or KEYGATE_CLIENT_ID)"
+    )]
+    MissingClientId { server: String },
     #[error("the token endpoint rejected the request: {code}{}", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Rejected {
         code: String,
@@ -119,9 +123,7 @@ fn endpoint(
 
 fn token_client(provider: &Provider) -> Result<TokenClient, OAuthError> {
     if provider.client_id.is_empty() {
-        return Err(OAuthError::MissingEndpoint {
-            what: "client id",
-            key: "clientId",
+        return Err(OAuthError::MissingClientId {
             server: provider.server.as_str().trim_end_matches('/').to_owned(),
         });
     }

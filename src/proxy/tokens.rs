@@ -12,7 +12,7 @@ use tokio::sync::RwLock;
 use crate::config::{Provider, StoreChoice};
 use crate::secret::Secret;
 use crate::session::{self, Interaction, Session};
-use crate::store::{self, AccountKey, TokenRecord, unix_now};
+use crate::store::{self, TokenRecord, unix_now};
 
 /// How long to wait before looking again when there is nothing to refresh.
 const IDLE_CHECK: Duration = Duration::from_secs(60);
@@ -79,15 +79,10 @@ impl TokenSource {
         tokio::task::spawn_blocking(move || {
             let store = store::open(choice).map_err(|e| e.to_string())?;
             let server = provider.server.as_str().trim_end_matches('/').to_owned();
-            let session = Session {
-                key: AccountKey::new(&provider.server, None),
-                provider: &provider,
-                store: store.as_ref(),
-                ca_files,
-                interaction: Interaction::Forbidden(format!(
-                    "the proxy opens no browser (run `keygate login {server}`)"
-                )),
-            };
+            let interaction = Interaction::Forbidden(format!(
+                "the proxy opens no browser (run `keygate login {server}`)"
+            ));
+            let session = Session::new(&provider, None, store.as_ref(), ca_files, interaction);
             session.fresh_token().map_err(|e| e.to_string())
         })
         .await

@@ -55,8 +55,7 @@ impl FileStore {
         };
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             path,
-            // serde_json's message names a line and column, never the content.
-            reason: e.to_string(),
+            reason: super::describe_json_error(&e),
         })
     }
 

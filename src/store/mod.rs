@@ -33,7 +33,7 @@ pub enum StoreError {
     KeychainUnreachable(String),
     #[error("the keychain refused access: {0}; unlock it (or set keygate.store=file) and retry")]
     KeychainLocked(String),
-    #[error("keychain error: {0}")]
+    #[error("keychain error: {0}; set keygate.store=file to keep tokens in a file instead")]
     Keychain(String),
     #[error("cannot find a data directory: neither XDG_DATA_HOME nor HOME is set")]
     NoDataDir,
@@ -128,6 +128,19 @@ impl TokenRecord {
             _ => Some(token),
         }
     }
+}
+
+/// Where a stored document stops being keygate's JSON, without what is
+/// there: serde_json's own message quotes the offending value, which may
+/// be a token.
+pub(crate) fn describe_json_error(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Io => "a read error",
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Data => "a value of the wrong kind",
+        serde_json::error::Category::Eof => "an early end",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
 }
 
 pub fn unix_now() -> u64 {
@@ -293,6 +306,19 @@ mod tests {
         assert!(r.fresh_token(6899, margin).is_some());
         assert!(r.fresh_token(6900, margin).is_none());
         assert!(record(0, None).fresh_token(u64::MAX, margin).is_some());
+    }
+
+    #[test]
+    fn json_errors_never_quote_the_stored_value() {
+        let bad = br#"{"expires_at": "secret-looking-token"}"#;
+        let error = serde_json::from_slice::<TokenRecord>(bad).unwrap_err();
+        assert!(
+            error.to_string().contains("secret-looking-token"),
+            "serde quotes it"
+        );
+        let said = describe_json_error(&error);
+        assert!(!said.contains("secret-looking-token"), "{said}");
+        assert!(said.contains("line 1"), "{said}");
     }
 
     #[test]

@@ -100,8 +100,12 @@ impl TokenStore for KeychainStore {
 }
 
 fn parse(bytes: &[u8]) -> Result<TokenRecord, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Keychain(format!("a keygate entry is not valid JSON ({e})")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Keychain(format!(
+            "a keygate entry is not valid JSON ({})",
+            crate::store::describe_json_error(&e)
+        ))
+    })
 }
 
 #[cfg(target_os = "linux")]
