@@ -64,7 +64,7 @@ pub fn serve(
         request.username.as_deref(),
         store.as_ref(),
         config::oauth_ca_files(context.config, &provider),
-        (context.interaction)(),
+        move || (context.interaction)(),
     );
     match operation {
         Operation::Get => {

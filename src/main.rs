@@ -71,13 +71,31 @@ fn main() -> ExitCode {
     // SAFETY: first thing in main, before any thread is started.
     unsafe { config::take_secret_from_env() };
     init_logging();
-    let cli = Cli::parse();
-    match run(cli.command) {
+    let command = protocol_verb().unwrap_or_else(|| Cli::parse().command);
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("keygate: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `keygate get` (or store, erase) as git runs it, before every HTTPS
+/// operation: recognised without building clap's whole command tree,
+/// which is a tenth of a cached `get`'s instructions. Anything else,
+/// `--help` included, goes through clap.
+fn protocol_verb() -> Option<Command> {
+    let mut args = std::env::args_os().skip(1);
+    let verb = args.next()?;
+    if args.next().is_some() {
+        return None;
+    }
+    match verb.to_str()? {
+        "get" => Some(Command::Get),
+        "store" => Some(Command::Store),
+        "erase" => Some(Command::Erase),
+        _ => None,
     }
 }
 
@@ -347,7 +365,9 @@ fn session<'a>(
     interaction: Interaction<'a>,
 ) -> Session<'a> {
     let ca_files = config::oauth_ca_files(config, provider);
-    Session::new(provider, Some(url.username()), store, ca_files, interaction)
+    Session::new(provider, Some(url.username()), store, ca_files, move || {
+        interaction
+    })
 }
 
 #[derive(Serialize)]

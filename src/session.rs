@@ -2,6 +2,7 @@
 //! once under a cross-process lock, whatever number of git processes ask
 //! at the same moment.
 
+use std::cell::LazyCell;
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -69,13 +70,17 @@ pub enum Interaction<'a> {
     Forbidden(String),
 }
 
+type InteractionProbe<'a> = Box<dyn FnOnce() -> Interaction<'a> + 'a>;
+
 pub struct Session<'a> {
     pub provider: &'a Provider,
     pub store: &'a dyn TokenStore,
     pub key: AccountKey,
     /// CA files to trust for the OAuth endpoints, beyond the system store.
     pub ca_files: Vec<PathBuf>,
-    pub interaction: Interaction<'a>,
+    /// Decided on first need: a cached fresh token must not pay for
+    /// probing the terminal.
+    interaction: LazyCell<Interaction<'a>, InteractionProbe<'a>>,
 }
 
 impl<'a> Session<'a> {
@@ -88,7 +93,7 @@ impl<'a> Session<'a> {
         username: Option<&str>,
         store: &'a dyn TokenStore,
         ca_files: Vec<PathBuf>,
-        interaction: Interaction<'a>,
+        interaction: impl FnOnce() -> Interaction<'a> + 'a,
     ) -> Self {
         let account =
             username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref());
@@ -97,7 +102,7 @@ impl<'a> Session<'a> {
             provider,
             store,
             ca_files,
-            interaction,
+            interaction: LazyCell::new(Box::new(interaction)),
         }
     }
 }
@@ -206,7 +211,7 @@ impl Session<'_> {
             };
             match oauth::refresh(self.provider, &http, &refresh_token).await {
                 Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token)),
-                Err(cause) if self.refresh_is_dead(&cause) => match &self.interaction {
+                Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
                         Err(SessionError::RefreshRejected {
                             server: server.clone(),
@@ -285,7 +290,7 @@ impl Session<'_> {
         match self.provider.grant {
             Grant::ClientCredentials => Ok(oauth::client_credentials(self.provider, http).await?),
             Grant::Code => {
-                let browser = match &self.interaction {
+                let browser = match &*self.interaction {
                     Interaction::Forbidden(reason) => {
                         return Err(SessionError::LoginRequired {
                             server: self.key.server.clone(),
@@ -298,7 +303,7 @@ impl Session<'_> {
                     Some(Redirect::Device) => true,
                     Some(_) => false,
                     None => {
-                        matches!(self.interaction, Interaction::Terminal(_))
+                        matches!(*self.interaction, Interaction::Terminal(_))
                             && self.provider.device_url.is_some()
                     }
                 };
@@ -395,7 +400,7 @@ impl Session<'_> {
         };
         store::create_private_dir(&dir).map_err(lock_error)?;
         let file = store::open_private(&path, false).map_err(lock_error)?;
-        if !matches!(self.interaction, Interaction::Forbidden(_)) {
+        if !matches!(*self.interaction, Interaction::Forbidden(_)) {
             file.lock().map_err(lock_error)?;
             return Ok(file);
         }

@@ -82,7 +82,9 @@ impl TokenSource {
             let interaction = Interaction::Forbidden(format!(
                 "the proxy opens no browser (run `keygate login {server}`)"
             ));
-            let session = Session::new(&provider, None, store.as_ref(), ca_files, interaction);
+            let session = Session::new(&provider, None, store.as_ref(), ca_files, move || {
+                interaction
+            });
             session.fresh_token().map_err(|e| e.to_string())
         })
         .await
