@@ -56,6 +56,21 @@ else
   echo "linked: $bin/git-credential-keygate -> keygate"
 fi
 
+# Shell completions where bash-completion and fish look without any setup.
+install_completion() { # install_completion SHELL FILE
+  mkdir -p "$(dirname "$2")"
+  "$bin/keygate" completions "$1" > "$2.new"
+  if [ -f "$2" ] && cmp -s "$2.new" "$2"; then
+    rm -f "$2.new"
+    echo "unchanged: $2"
+  else
+    mv -f "$2.new" "$2"
+    echo "installed: $2"
+  fi
+}
+install_completion bash "$prefix/share/bash-completion/completions/keygate"
+install_completion fish "$prefix/share/fish/vendor_completions.d/keygate.fish"
+
 if [ "$register" = 1 ]; then
   # The absolute path saves git a PATH search on every HTTPS operation.
   helper="$bin/keygate"

@@ -4,7 +4,7 @@
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use keygate::config::{self, GitConfig, Provider};
@@ -51,6 +51,11 @@ enum Command {
     },
     /// Hand a custom-scheme redirect to the login waiting for it (run by the OS)
     Callback { url: String },
+    /// Print a completion script for a shell (install.sh installs bash's and fish's)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run a local HTTPS proxy that adds fresh tokens for configured hosts
     Proxy {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -116,7 +121,11 @@ fn init_logging() {
 type AnyError = Box<dyn std::error::Error>;
 
 fn run(command: Command) -> Result<(), AnyError> {
-    let config = GitConfig::load()?;
+    // These need no git config, and may run where git is not set up.
+    let config = match command {
+        Command::Callback { .. } | Command::Completions { .. } => GitConfig::default(),
+        _ => GitConfig::load()?,
+    };
     match command {
         Command::Get => credential(Operation::Get, &config),
         Command::Store => credential(Operation::Store, &config),
@@ -130,6 +139,13 @@ fn run(command: Command) -> Result<(), AnyError> {
             url,
         } => composer_env(&config, &url),
         Command::Callback { url } => callback(&url),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut script);
+            io::stdout().lock().write_all(&script)?;
+            Ok(())
+        }
         Command::Proxy {
             listen,
             danger_allow_non_loopback,

@@ -490,7 +490,18 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         !said.contains("installed:") && !said.contains("registered:"),
         "{said}"
     );
-    assert_eq!(said.matches("unchanged:").count(), 5, "{said}");
+    assert_eq!(said.matches("unchanged:").count(), 7, "{said}");
+
+    // Completions where bash-completion and fish find them, for the real CLI.
+    let bash = prefix.join("share/bash-completion/completions/keygate");
+    let bash = std::fs::read_to_string(bash).unwrap();
+    assert!(bash.contains("login") && bash.contains("proxy"), "{bash}");
+    let fish = prefix.join("share/fish/vendor_completions.d/keygate.fish");
+    assert!(
+        std::fs::read_to_string(fish)
+            .unwrap()
+            .contains("complete -c keygate")
+    );
 
     // The desktop hands com.example.keygate: redirects to keygate callback.
     let mimeapps = std::fs::read_to_string(world.home.join(".config/mimeapps.list")).unwrap();
