@@ -9,6 +9,8 @@ mod secret_service;
 
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use super::{AccountKey, StoreError, TokenRecord, TokenStore};
 use crate::secret::Secret;
 
@@ -16,6 +18,10 @@ use crate::secret::Secret;
 const TOKENS: &str = "keygate";
 /// keygate's own secrets, apart so listing accounts never meets them.
 const OWN_SECRETS: &str = "keygate-secrets";
+
+/// Pieces of values too big for one entry, apart so listing accounts
+/// never meets them.
+const PARTS: &str = "keygate-parts";
 
 /// What each platform's keychain provides: secrets by service and label.
 trait Backend: Send {
@@ -25,6 +31,38 @@ trait Backend: Send {
     fn set(&self, service: &str, label: &str, secret: &[u8]) -> Result<(), StoreError>;
     fn delete(&self, service: &str, label: &str) -> Result<bool, StoreError>;
     fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The most bytes one entry holds: Credential Manager takes 2560, less
+    /// than a record with a new Bitbucket token.
+    fn max_secret_len(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// What an entry holds in place of a value too big for it: the value is
+/// in `parts` entries under [`PARTS`], labelled `<sha256>#<i>`, so the
+/// head alone finds them and a torn read cannot pass the digest check.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SplitHead {
+    split: Split,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct Split {
+    sha256: String,
+    parts: usize,
+}
+
+impl Split {
+    fn part_label(&self, index: usize) -> String {
+        format!("{}#{index}", self.sha256)
+    }
+}
+
+fn split_of(bytes: &[u8]) -> Option<Split> {
+    // A token record never has a top-level "split" key.
+    serde_json::from_slice::<SplitHead>(bytes)
+        .ok()
+        .map(|head| head.split)
 }
 
 pub struct KeychainStore {
@@ -58,8 +96,7 @@ impl TokenStore for KeychainStore {
     }
 
     fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
-        self.backend
-            .get(TOKENS, &key.label())?
+        self.fetch(TOKENS, &key.label())?
             .map(|bytes| parse(&bytes))
             .transpose()
     }
@@ -67,23 +104,23 @@ impl TokenStore for KeychainStore {
     fn save(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let json = serde_json::to_vec(record)
             .map_err(|e| StoreError::Keychain(format!("cannot encode the record: {e}")))?;
-        self.backend.set(TOKENS, &record.key().label(), &json)
+        self.put(TOKENS, &record.key().label(), &json)
     }
 
     fn delete(&self, key: &AccountKey) -> Result<bool, StoreError> {
-        self.backend.delete(TOKENS, &key.label())
+        self.remove(TOKENS, &key.label())
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.backend
             .all(TOKENS)?
-            .iter()
-            .map(|bytes| parse(bytes))
+            .into_iter()
+            .map(|bytes| parse(&self.assemble(bytes)?))
             .collect()
     }
 
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let bytes = self.backend.get(OWN_SECRETS, name)?;
+        let bytes = self.fetch(OWN_SECRETS, name)?;
         bytes
             .map(|b| {
                 String::from_utf8(b).map(Secret::new).map_err(|_| {
@@ -94,9 +131,102 @@ impl TokenStore for KeychainStore {
     }
 
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
-        self.backend
-            .set(OWN_SECRETS, name, value.expose().as_bytes())
+        self.put(OWN_SECRETS, name, value.expose().as_bytes())
     }
+}
+
+/// Values bigger than one entry holds, split across entries.
+impl KeychainStore {
+    fn put(&self, service: &str, label: &str, value: &[u8]) -> Result<(), StoreError> {
+        let previous = self.backend.get(service, label)?.and_then(|b| split_of(&b));
+        let max = self.backend.max_secret_len();
+        let written = if value.len() <= max {
+            self.backend.set(service, label, value)?;
+            None
+        } else {
+            let split = Split {
+                sha256: hex_digest(value),
+                parts: value.len().div_ceil(max),
+            };
+            for (index, part) in value.chunks(max).enumerate() {
+                self.backend.set(PARTS, &split.part_label(index), part)?;
+            }
+            let head = serde_json::to_vec(&SplitHead { split })
+                .map_err(|e| StoreError::Keychain(format!("cannot encode an entry: {e}")))?;
+            // The one step that switches readers to the new value.
+            self.backend.set(service, label, &head)?;
+            split_of(&head)
+        };
+        if let Some(previous) = previous
+            && Some(&previous) != written.as_ref()
+        {
+            self.remove_parts(&previous);
+        }
+        Ok(())
+    }
+
+    fn fetch(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(bytes) = self.backend.get(service, label)? else {
+            return Ok(None);
+        };
+        match self.assemble(bytes) {
+            // A writer replaced the value between our two reads: once more.
+            Err(_) => self
+                .backend
+                .get(service, label)?
+                .map(|bytes| self.assemble(bytes))
+                .transpose(),
+            whole => whole.map(Some),
+        }
+    }
+
+    /// The value an entry stands for: itself, or its parts joined.
+    fn assemble(&self, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let Some(split) = split_of(&bytes) else {
+            return Ok(bytes);
+        };
+        let mut value = Vec::new();
+        for index in 0..split.parts {
+            let part = self
+                .backend
+                .get(PARTS, &split.part_label(index))?
+                .ok_or_else(|| {
+                    StoreError::Keychain(format!(
+                        "part {index} of a split keygate entry is missing"
+                    ))
+                })?;
+            value.extend_from_slice(&part);
+        }
+        if hex_digest(&value) != split.sha256 {
+            return Err(StoreError::Keychain(
+                "the parts of a split keygate entry do not fit together".into(),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn remove(&self, service: &str, label: &str) -> Result<bool, StoreError> {
+        let split = self.backend.get(service, label)?.and_then(|b| split_of(&b));
+        let removed = self.backend.delete(service, label)?;
+        if let Some(split) = split {
+            self.remove_parts(&split);
+        }
+        Ok(removed)
+    }
+
+    /// Best effort: a leftover part holds nothing an entry points to.
+    fn remove_parts(&self, split: &Split) {
+        for index in 0..split.parts {
+            let _ = self.backend.delete(PARTS, &split.part_label(index));
+        }
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn parse(bytes: &[u8]) -> Result<TokenRecord, StoreError> {
@@ -123,4 +253,122 @@ fn platform_backend() -> Result<Box<dyn Backend>, StoreError> {
     Err(StoreError::KeychainUnreachable(
         "no supported keychain on this platform".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A keychain with Credential Manager's kind of size bound, small.
+    #[derive(Default)]
+    struct SmallEntries {
+        entries: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    }
+
+    impl Backend for SmallEntries {
+        fn get(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            let entries = self.entries.lock().unwrap();
+            Ok(entries.get(&(service.into(), label.into())).cloned())
+        }
+        fn set(&self, service: &str, label: &str, secret: &[u8]) -> Result<(), StoreError> {
+            assert!(secret.len() <= self.max_secret_len(), "entry too big");
+            let mut entries = self.entries.lock().unwrap();
+            entries.insert((service.into(), label.into()), secret.to_vec());
+            Ok(())
+        }
+        fn delete(&self, service: &str, label: &str) -> Result<bool, StoreError> {
+            let mut entries = self.entries.lock().unwrap();
+            Ok(entries.remove(&(service.into(), label.into())).is_some())
+        }
+        fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+            let entries = self.entries.lock().unwrap();
+            Ok(entries
+                .iter()
+                .filter(|((s, _), _)| s == service)
+                .map(|(_, v)| v.clone())
+                .collect())
+        }
+        fn max_secret_len(&self) -> usize {
+            300
+        }
+    }
+
+    fn store() -> KeychainStore {
+        KeychainStore {
+            backend: Box::new(SmallEntries::default()),
+        }
+    }
+
+    fn entries_in(store: &KeychainStore, service: &str) -> usize {
+        store.backend.all(service).unwrap().len()
+    }
+
+    fn record(access_token: &str) -> TokenRecord {
+        TokenRecord {
+            server: "https://bitbucket.example".into(),
+            account: String::new(),
+            access_token: Some(Secret::new(access_token)),
+            token_type: "bearer".into(),
+            expires_at: Some(7200),
+            obtained_at: 0,
+            refresh_token: Some(Secret::new("r".repeat(100))),
+            scopes: vec![],
+            grant: "code".into(),
+            issuer: None,
+        }
+    }
+
+    #[test]
+    fn a_record_bigger_than_an_entry_round_trips_in_parts() {
+        let store = store();
+        let big = record(&"a".repeat(4096));
+        store.save(&big).unwrap();
+        assert!(entries_in(&store, PARTS) > 10);
+        assert_eq!(store.load(&big.key()).unwrap(), Some(big.clone()));
+        assert_eq!(store.list().unwrap(), vec![big]);
+    }
+
+    #[test]
+    fn replacing_or_deleting_a_split_record_leaves_no_parts() {
+        let store = store();
+        let first = record(&"a".repeat(4096));
+        store.save(&first).unwrap();
+        let parts_of_one = entries_in(&store, PARTS);
+        store.save(&record(&"b".repeat(4096))).unwrap();
+        assert_eq!(entries_in(&store, PARTS), parts_of_one, "old parts removed");
+        let small = record("small");
+        store.save(&small).unwrap();
+        assert_eq!(entries_in(&store, PARTS), 0);
+        assert_eq!(store.load(&small.key()).unwrap(), Some(small.clone()));
+        store.save(&first).unwrap();
+        assert!(store.delete(&first.key()).unwrap());
+        assert_eq!(entries_in(&store, PARTS), 0);
+        assert_eq!(entries_in(&store, TOKENS), 0);
+    }
+
+    #[test]
+    fn a_missing_or_foreign_part_is_a_clear_error() {
+        let store = store();
+        let big = record(&"a".repeat(4096));
+        store.save(&big).unwrap();
+        let head = store
+            .backend
+            .get(TOKENS, &big.key().label())
+            .unwrap()
+            .unwrap();
+        let split = split_of(&head).unwrap();
+        store
+            .backend
+            .set(PARTS, &split.part_label(1), b"x")
+            .unwrap();
+        let error = store.load(&big.key()).unwrap_err().to_string();
+        assert!(error.contains("do not fit together"), "{error}");
+        store.backend.delete(PARTS, &split.part_label(1)).unwrap();
+        let error = store.load(&big.key()).unwrap_err().to_string();
+        assert!(error.contains("part 1"), "{error}");
+        assert!(!error.contains("aaaa"));
+    }
 }

@@ -50,6 +50,12 @@ impl Backend for NativeBackend {
         }
     }
 
+    fn max_secret_len(&self) -> usize {
+        // Credential Manager's CRED_MAX_CREDENTIAL_BLOB_SIZE; the macOS
+        // Keychain has no such small bound.
+        if cfg!(windows) { 2560 } else { usize::MAX }
+    }
+
     fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         let spec = HashMap::from([("service", service)]);
         let entries = Entry::search_in_store(&self.store, &spec).map_err(describe)?;
