@@ -1,8 +1,11 @@
 //! keygate: OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain.
 //!
-//! Layers, top to bottom (nothing imports upward): `proxy`, `helper` →
-//! `session` → `oauth`, `store`, `config`, `credential`, `composer` →
-//! `gitconfig`, `secret`, `http`.
+//! Layers, top to bottom (nothing imports upward, no cycles): `proxy`,
+//! `helper` → `session` → `oauth`, `store`, `config`, `credential`,
+//! `composer` → `gitconfig`, `secret`, `http`. Within the middle layer
+//! imports run `oauth` → `store` → `config` (`oauth` and `store` read
+//! their settings from `config`; `oauth`'s scheme hand-off uses the
+//! store's private directories), never back.
 
 // Input, the network, the keychain and the filesystem can all fail: library
 // code says how, it does not panic. Tests may unwrap.
