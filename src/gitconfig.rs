@@ -347,19 +347,38 @@ fn single_quoted(input: &str) -> Option<(String, &str)> {
     }
 }
 
+/// Whitespace as git's `isspace` has it: not Unicode's, not form feed.
+const GIT_SPACE: [char; 3] = [' ', '\t', '\r'];
+
+/// The lines of a config file, each without its `\n`, and a CR before
+/// that `\n` dropped, as git's reader drops it; a CR without a `\n` after
+/// it (at the very end) stays and counts as a character.
+fn config_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let last = lines.len() - 1;
+    for line in &mut lines[..last] {
+        *line = line.strip_suffix('\r').unwrap_or(line);
+    }
+    lines
+}
+
 /// Parses one config file's text into `entries`, as git's parser does.
 fn parse_file(text: &str, path: &Path, entries: &mut Vec<(String, String)>) -> Result<(), Defer> {
     let syntax = |line: usize| Defer::Syntax {
         path: path.to_owned(),
         line,
     };
+    // git's C strings end at a NUL: let git itself say what it makes of one.
+    if text.contains('\0') {
+        return Err(syntax(1));
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut section: Option<String> = None;
-    let lines: Vec<&str> = text.split('\n').collect();
+    let lines = config_lines(text);
     let mut index = 0;
     while index < lines.len() {
         let line_number = index + 1;
-        let mut line = lines[index].trim_start();
+        let mut line = lines[index].trim_start_matches(GIT_SPACE);
         index += 1;
         if line.starts_with('[') {
             let (header, rest) = parse_header(line).ok_or_else(|| syntax(line_number))?;
@@ -367,9 +386,9 @@ fn parse_file(text: &str, path: &Path, entries: &mut Vec<(String, String)>) -> R
                 return Err(Defer::Include);
             }
             section = Some(header);
-            line = rest.trim_start();
+            line = rest.trim_start_matches(GIT_SPACE);
         }
-        if line.is_empty() || line.starts_with(['#', ';']) || line == "\r" {
+        if line.is_empty() || line.starts_with(['#', ';']) {
             continue;
         }
         let name_end = line
@@ -382,15 +401,14 @@ fn parse_file(text: &str, path: &Path, entries: &mut Vec<(String, String)>) -> R
         let current = section.as_ref().ok_or_else(|| syntax(line_number))?;
         let after = line[name_end..].trim_start_matches([' ', '\t']);
         let value = if let Some(raw) = after.strip_prefix('=') {
-            // A value may continue on the next lines after a trailing `\`.
-            let mut raw = raw.to_owned();
-            while raw.trim_end_matches('\r').ends_with('\\') && !ends_in_escaped_backslash(&raw) {
-                let Some(next) = lines.get(index) else { break };
-                raw = format!("{}\n{next}", raw.trim_end_matches('\r'));
-                index += 1;
-            }
-            parse_value(&raw).ok_or_else(|| syntax(line_number))?
-        } else if after.is_empty() || after.starts_with(['#', ';', '\r']) {
+            let mut continuation = lines[index..].iter().copied();
+            let (value, lines_used) =
+                parse_value(raw, &mut continuation).ok_or_else(|| syntax(line_number))?;
+            index += lines_used;
+            value
+        } else if after.is_empty() {
+            // A bare name is a boolean true; anything after it, even a
+            // comment, is an error to git.
             "true".to_owned()
         } else {
             return Err(syntax(line_number));
@@ -402,18 +420,6 @@ fn parse_file(text: &str, path: &Path, entries: &mut Vec<(String, String)>) -> R
         entries.push((key, value));
     }
     Ok(())
-}
-
-/// Whether a trailing backslash is itself escaped (`\\`), i.e. not a
-/// line continuation.
-fn ends_in_escaped_backslash(raw: &str) -> bool {
-    let trailing = raw
-        .trim_end_matches('\r')
-        .chars()
-        .rev()
-        .take_while(|&c| c == '\\')
-        .count();
-    trailing % 2 == 0
 }
 
 /// `[section]`, `[section "sub section"]` or the old `[section.sub]`;
@@ -430,7 +436,12 @@ fn parse_header(line: &str) -> Option<(String, &str)> {
         // `[section.sub]`: the old form, subsection lower-cased.
         return Some((name.to_ascii_lowercase(), after));
     }
-    let quoted = rest.trim_start_matches([' ', '\t']).strip_prefix('"')?;
+    // git wants at least one blank between the name and the quote.
+    let spaced = rest.trim_start_matches([' ', '\t']);
+    if spaced.len() == rest.len() {
+        return None;
+    }
+    let quoted = spaced.strip_prefix('"')?;
     let mut subsection = String::new();
     let mut chars = quoted.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -446,58 +457,64 @@ fn parse_header(line: &str) -> Option<(String, &str)> {
     None
 }
 
-/// A value as git (2.47) reads it: quotes group, `#`/`;` outside quotes
-/// start a comment, whitespace between words is kept verbatim and dropped
-/// at either end, escapes `\n \t \b \" \\`, and `\` before a newline
-/// joins lines.
-fn parse_value(raw: &str) -> Option<String> {
+/// A value as git (2.47) reads it, from `first` (the rest of the line
+/// after `=`) and, after a `\` that ends a line, the lines that follow:
+/// quotes group, `#`/`;` outside quotes start a comment that runs to the
+/// end of the line (a `\` in it continues nothing), whitespace between
+/// words is kept verbatim and dropped at either end, and escapes are
+/// `\n \t \b \" \\`. Returns the value and how many more lines it took.
+fn parse_value<'a>(
+    first: &'a str,
+    next_lines: &mut impl Iterator<Item = &'a str>,
+) -> Option<(String, usize)> {
     let mut value = String::new();
     let mut quoted = false;
     let mut pending_space = String::new();
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if !quoted && (c == ' ' || c == '\t' || c == '\r') {
-            if !value.is_empty() {
-                pending_space.push(c);
-            }
-            continue;
-        }
-        if !quoted && (c == '#' || c == ';') {
-            break;
-        }
-        let piece = match c {
-            '"' => {
-                quoted = !quoted;
-                None
-            }
-            '\\' => match chars.next() {
-                Some('\n') => None,
-                Some('\r') if chars.peek() == Some(&'\n') => {
-                    chars.next();
-                    None
+    let mut lines_used = 0;
+    let mut line = first;
+    'lines: loop {
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if !quoted && GIT_SPACE.contains(&c) {
+                if !value.is_empty() {
+                    pending_space.push(c);
                 }
-                Some('n') => Some('\n'),
-                Some('t') => Some('\t'),
-                Some('b') => Some('\u{8}'),
-                Some('"') => Some('"'),
-                Some('\\') => Some('\\'),
-                _ => return None,
-            },
-            '\n' => return None,
-            other => Some(other),
-        };
-        if piece.is_some() || c == '"' {
+                continue;
+            }
+            if !quoted && (c == '#' || c == ';') {
+                break;
+            }
+            // Anything else keeps the blanks before it, even a `\` that
+            // only joins lines.
             value.push_str(&pending_space);
             pending_space.clear();
+            match c {
+                '"' => quoted = !quoted,
+                '\\' => match chars.next() {
+                    None => match next_lines.next() {
+                        Some(next) => {
+                            lines_used += 1;
+                            line = next;
+                            continue 'lines;
+                        }
+                        // A `\` at the very end of the file ends the value.
+                        None => break,
+                    },
+                    Some('n') => value.push('\n'),
+                    Some('t') => value.push('\t'),
+                    Some('b') => value.push('\u{8}'),
+                    Some(escaped @ ('"' | '\\')) => value.push(escaped),
+                    Some(_) => return None,
+                },
+                other => value.push(other),
+            }
         }
-        if let Some(piece) = piece {
-            value.push(piece);
-        }
+        break;
     }
     if quoted {
         return None;
     }
-    Some(value)
+    Some((value, lines_used))
 }
 
 #[cfg(test)]
@@ -598,6 +615,10 @@ mod tests {
             "[credential]\n\tinteractive = never\n[Credential \"https://x\"]\n\tUserName = u\n",
             "[keygate]\n\tstore = file\n\tlong = one \\\n  two\n[a.B]\n\tc = \"q\\\"\\t\"\n",
             "\u{feff}[keygate \"sub \\\" quote\"]\n\tx = 1\n",
+            // Found by fuzz/gitconfig_vs_git:
+            "[keygate \"https://h.example\"]\n\ta = x ; note \\\n\tclientid = abc\n",
+            "[keygate \"https://h.example\"]\n\tclientid = abc \\\n\n",
+            "[k]\n\tx = \"q\" \\\n  y\r\n\tz = a\rb\r",
         ];
         for (i, text) in files.iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
@@ -612,6 +633,26 @@ mod tests {
             assert!(output.status.success(), "git rejects fixture {i}");
             let expected = GitConfig::parse_z(&output.stdout).entries;
             assert_eq!(parse(text).unwrap(), expected, "fixture {i}: {text:?}");
+        }
+    }
+
+    /// Files git refuses (or reads through C strings): keygate leaves
+    /// them to git rather than guess. Found by fuzz/gitconfig_vs_git.
+    #[test]
+    fn what_git_refuses_is_left_to_git() {
+        for text in [
+            "[keygate \"https://h.example\"]\n\tflag # c\n",
+            "[k]\n\tflag\r",
+            "[keygate\"https://h.example\"]\n\tclientid = x\n",
+            "\u{a0}[keygate \"https://h.example\"]\n\tclientid = x\n",
+            "[keygate \"https://h.example\"]\n\tx = a\0b\n",
+            "\u{c}\n",
+        ] {
+            assert!(
+                matches!(parse(text), Err(Defer::Syntax { .. })),
+                "{text:?} parsed as {:?}",
+                parse(text)
+            );
         }
     }
 
