@@ -511,3 +511,43 @@ fn refuses_a_non_loopback_address() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_failed_refresh_is_retried_later_not_for_every_request() {
+    let world = logged_in_world(600);
+    // The token turns stale (inside the refresh margin) but stays valid
+    // at the server for minutes; the token endpoint is down.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let down = common::FakeTokenServer::start(
+        common::response("503 Service Unavailable", "text/plain", "down"),
+        Duration::ZERO,
+    );
+    let path = world.home.join(".local/share/keygate/tokens.json");
+    let mut file = world.token_file();
+    for account in file["accounts"].as_array_mut().unwrap() {
+        account["obtained_at"] = serde_json::Value::from(now - 540);
+        account["expires_at"] = serde_json::Value::from(now + 60);
+        // As if that endpoint had issued it (it has moved, say).
+        account["issuer"]["token_url"] = serde_json::Value::from(down.url.clone());
+    }
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\ttokenUrl = {}\n",
+        world.git_url, down.url
+    ));
+    let proxy = start_proxy(&world);
+    let echo = format!("{}/echo-auth", world.git_url);
+    for _ in 0..5 {
+        let answer = curl(&world, &proxy.url, &proxy.ca, &echo, &["-f"]);
+        ok(&answer);
+    }
+    // One attempt, then the still-valid token is served until the retry
+    // time (10 s); without that, every request and the background loop
+    // would each try again at once.
+    let attempts = down.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=2).contains(&attempts), "{attempts} refresh attempts");
+    drop(proxy);
+}

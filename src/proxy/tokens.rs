@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::RwLock;
@@ -17,11 +18,19 @@ use crate::store::{self, TokenRecord, unix_now};
 /// How long to wait before looking again when there is nothing to refresh.
 const IDLE_CHECK: Duration = Duration::from_secs(60);
 
+/// After a refresh failed while the token still works, how long to keep
+/// serving it before trying again.
+const RETRY_AFTER_FAILURE: u64 = 10;
+
 pub struct TokenSource {
     provider: Provider,
     ca_files: Vec<PathBuf>,
     store_choice: StoreChoice,
     current: RwLock<Option<TokenRecord>>,
+    /// Unix second until which a stale but still valid token is served as
+    /// is: a refresh has just failed, and trying again at once (for every
+    /// request, and in the background loop) would hammer the server.
+    retry_at: AtomicU64,
 }
 
 impl TokenSource {
@@ -31,6 +40,7 @@ impl TokenSource {
             ca_files,
             store_choice,
             current: RwLock::new(None),
+            retry_at: AtomicU64::new(0),
         }
     }
 
@@ -40,31 +50,44 @@ impl TokenSource {
 
     /// A token fresh now, or why there is none (for a 502 the client sees).
     pub async fn token(&self) -> Result<Secret, String> {
-        let margin = self.provider.refresh_margin;
-        if let Some(token) = self
-            .current
-            .read()
-            .await
-            .as_ref()
-            .and_then(|r| r.fresh_token(unix_now(), margin))
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.usable(self.current.read().await.as_ref()) {
+            return Ok(token);
         }
         let mut current = self.current.write().await;
         // Another request may have fetched it while this one waited.
-        if let Some(token) = current
-            .as_ref()
-            .and_then(|r| r.fresh_token(unix_now(), margin))
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.usable(current.as_ref()) {
+            return Ok(token);
         }
         let record = self.obtain().await?;
         let token = record
             .access_token
             .clone()
             .ok_or_else(|| "the OAuth server returned no access token".to_owned())?;
+        let now = unix_now();
+        if record
+            .fresh_token(now, self.provider.refresh_margin)
+            .is_none()
+        {
+            // The session kept a still-valid token because the refresh failed.
+            self.retry_at
+                .store(now + RETRY_AFTER_FAILURE, Ordering::Relaxed);
+        }
         *current = Some(record);
         Ok(token)
+    }
+
+    /// The held token, if it is fresh, or still valid while a failed
+    /// refresh waits for its retry.
+    fn usable(&self, record: Option<&TokenRecord>) -> Option<Secret> {
+        let record = record?;
+        let now = unix_now();
+        if let Some(token) = record.fresh_token(now, self.provider.refresh_margin) {
+            return Some(token.clone());
+        }
+        let waiting = now < self.retry_at.load(Ordering::Relaxed);
+        (waiting && record.still_valid(now))
+            .then(|| record.access_token.clone())
+            .flatten()
     }
 
     /// Runs the blocking session (store, cross-process lock, refresh) off
@@ -101,8 +124,10 @@ impl TokenSource {
                 .await
                 .as_ref()
                 .and_then(|r| r.stale_at(self.provider.refresh_margin));
+            let now = unix_now();
+            let retry_at = self.retry_at.load(Ordering::Relaxed);
             let wait = match stale_at {
-                Some(at) => Duration::from_secs(at.saturating_sub(unix_now())),
+                Some(at) => Duration::from_secs(at.max(retry_at).saturating_sub(now)),
                 None => IDLE_CHECK,
             };
             tokio::time::sleep(wait).await;
