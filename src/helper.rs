@@ -87,8 +87,14 @@ pub fn serve(
 fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
     let mut reply = Credential::default();
     let token = record.access_token.clone();
+    // The instant it turns stale, so git asks again in time; a stale token
+    // served because a refresh failed gets its real expiry instead, as
+    // git drops a credential whose expiry has passed.
+    let now = store::unix_now();
     reply.password_expiry_utc = record
         .stale_at(provider.refresh_margin)
+        .filter(|&stale_at| stale_at > now)
+        .or(record.expires_at)
         .map(|t| t.to_string());
     if provider.auth_scheme == AuthScheme::Bearer && request.announces("authtype") {
         reply.capability.push("authtype".to_owned());

@@ -187,6 +187,24 @@ fn a_failed_refresh_serves_a_token_that_still_works() {
     assert!(stderr.contains("HTTP 500"), "{stderr}");
     assert!(stderr.contains("using the current token"), "{stderr}");
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+
+    // git too takes it: the expiry it is told is the token's real one,
+    // not the stale instant (already past, so git would drop it).
+    let mut git = world.command("git");
+    git.args(["-c", &format!("credential.helper={}", common::KEYGATE)])
+        .args(["credential", "fill"])
+        .env("CI", "1");
+    let filled = common::run_with_input(git, format!("url={SERVER}/org/repo.git\n\n").as_bytes());
+    let answer = text(&filled.stdout);
+    assert!(filled.status.success(), "{}", text(&filled.stderr));
+    assert!(
+        answer.contains("password=still-valid-access-token"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("password_expiry_utc={}", now + 60)),
+        "{answer}"
+    );
     assert_eq!(
         world.stored_account()["refresh_token"],
         "refresh-token-to-keep"
