@@ -248,6 +248,14 @@ fn reach_a_person(browser: &dyn Browser) -> Option<Interaction<'_>> {
     }
 }
 
+/// The user name in a URL as git would send it in `username=`: decoded
+/// (`alice%40corp.com` is `alice@corp.com`), so `keygate login` and git's
+/// `get` name the same account.
+fn url_username(url: &url::Url) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(url.username()).decode_utf8_lossy();
+    Some(decoded.into_owned()).filter(|u| !u.is_empty())
+}
+
 /// A URL from the command line. Not echoed back when it does not parse:
 /// `https://user:TOKEN@host` typed by hand would land in an error line.
 fn parse_url(raw_url: &str) -> Result<url::Url, AnyError> {
@@ -295,8 +303,8 @@ fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
     let store = store::open(config::store_choice(config)?)?;
     let Some(provider) = Provider::resolve(config, &url)? else {
         // Configuration gone: still forget what is stored (nothing to revoke with).
-        let user = Some(url.username()).filter(|u| !u.is_empty());
-        let key = AccountKey::new(&config::origin_of(&url), user);
+        let user = url_username(&url);
+        let key = AccountKey::new(&config::origin_of(&url), user.as_deref());
         let said = if store.delete(&key)? {
             "forgot the tokens"
         } else {
@@ -358,7 +366,7 @@ fn composer_env(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         .access_token
         .as_ref()
         .ok_or("the server returned no access token")?;
-    let username = provider.wire_username(Some(url.username()));
+    let username = provider.wire_username(url_username(&url).as_deref());
     let auth = keygate::composer::auth_json(&provider, &username, token.expose());
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{auth}")?;
@@ -381,7 +389,8 @@ fn session<'a>(
     interaction: Interaction<'a>,
 ) -> Session<'a> {
     let ca_files = config::oauth_ca_files(config, provider);
-    Session::new(provider, Some(url.username()), store, ca_files, move || {
+    let username = url_username(url);
+    Session::new(provider, username.as_deref(), store, ca_files, move || {
         interaction
     })
 }

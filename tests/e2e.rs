@@ -416,6 +416,27 @@ fn a_user_name_in_the_url_selects_the_account() {
 }
 
 #[test]
+fn an_encoded_user_name_names_the_same_account_for_login_and_git() {
+    let world = World::start(Options::default());
+    let url = world
+        .repo_url()
+        .replacen("https://", "https://alice%40corp.example@", 1);
+    ok(&world.keygate(&["login", &url]));
+    let status = world.keygate(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["account"], "alice@corp.example");
+    // git sends the user name decoded; it must find that login's token.
+    let mut fill = world.command("git");
+    fill.args(["credential", "fill"]).env("CI", "1");
+    let filled = common::run_with_input(fill, format!("url={url}\n\n").as_bytes());
+    assert!(filled.status.success(), "{}", text(&filled.stderr));
+    let stored = world.stored_account();
+    let token = stored["access_token"].as_str().unwrap();
+    assert!(text(&filled.stdout).contains(&format!("password={token}")));
+    assert_eq!(world.authorization_requests(), 1, "no second login");
+}
+
+#[test]
 fn trusts_git_ssl_cainfo_without_ssl_cert_file() {
     let mut world = World::start(Options::default());
     // Only http.sslCAInfo (in the test gitconfig) names the test CA.
