@@ -447,9 +447,10 @@ fn trusts_git_ssl_cainfo_without_ssl_cert_file() {
 }
 
 #[test]
-fn auto_store_falls_back_to_the_file_with_one_notice() {
+fn auto_store_without_a_keychain_uses_the_file_and_remembers_nothing() {
     let mut world = World::start(Options::default());
     world.set_env("KEYGATE_STORE", "auto");
+    // No session bus here, as over SSH or under cron.
     let login = world.keygate(&["login", &world.repo_url()]);
     ok(&login);
     let stderr = text(&login.stderr);
@@ -459,28 +460,45 @@ fn auto_store_falls_back_to_the_file_with_one_notice() {
         "{stderr}"
     );
     assert!(world.stored_account()["refresh_token"].is_string());
-    // The choice is remembered: later commands use the file quietly.
+    // Nothing remembered: a desktop session may still choose the keychain.
+    let data = world.home.join(".local/share/keygate");
+    assert!(!data.join("store").exists());
+    // A keychain chosen elsewhere does not exist in this session either.
+    std::fs::write(data.join("store"), "keychain\n").unwrap();
     let status = world.keygate(&["status"]);
     ok(&status);
     assert!(text(&status.stdout).contains("store=file"));
-    assert_eq!(text(&status.stderr), "");
+    assert!(text(&status.stderr).contains("no D-Bus session bus"));
 }
 
 #[test]
-fn auto_store_never_leaves_a_keychain_it_chose_before() {
+fn auto_store_remembers_the_keychain_where_there_is_one() {
     let mut world = World::start(Options::default());
+    world.start_keyring();
     world.set_env("KEYGATE_STORE", "auto");
+    let login = world.keygate(&["login", &world.repo_url()]);
+    ok(&login);
+    assert_eq!(
+        text(&login.stderr).matches("keychain unavailable").count(),
+        0
+    );
     let data = world.home.join(".local/share/keygate");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("store"), "keychain").unwrap();
-    // No keychain answers here: falling back to the file now would split
-    // the tokens between two stores.
-    let output = world.keygate(&["login", &world.repo_url()]);
-    assert!(!output.status.success());
-    let stderr = text(&output.stderr);
-    assert!(stderr.contains("keychain is not reachable"), "{stderr}");
-    assert!(world.browser_launches().is_empty());
-    assert!(!data.join("tokens.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("store")).unwrap(),
+        "keychain"
+    );
+    let status = world.keygate(&["status"]);
+    assert!(
+        text(&status.stdout).contains("store=keychain"),
+        "{}",
+        text(&status.stdout)
+    );
+    // Every later process follows what is remembered, quietly.
+    std::fs::write(data.join("store"), "file\n").unwrap();
+    let status = world.keygate(&["status"]);
+    ok(&status);
+    assert_eq!(text(&status.stdout).trim(), "no accounts (file store)");
+    assert_eq!(text(&status.stderr), "");
 }
 
 #[test]

@@ -31,6 +31,10 @@ pub enum StoreError {
         "the keychain is not reachable: {0}; set `git config --global keygate.store file` to use the file store"
     )]
     KeychainUnreachable(String),
+    #[error(
+        "there is no keychain in this session: {0}; set `git config --global keygate.store file` to use the file store"
+    )]
+    NoKeychain(String),
     #[error("the keychain refused access: {0}; unlock it (or set keygate.store=file) and retry")]
     KeychainLocked(String),
     #[error("keychain error: {0}; set keygate.store=file to keep tokens in a file instead")]
@@ -209,31 +213,25 @@ pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
 }
 
 /// `auto`: the keychain when it answers within a short bound, else the
-/// file with a one-line notice; chosen once and remembered in
-/// `<data dir>/store`. Choosing afresh in every process would let a
-/// keychain slow under load send one git process to the file while
-/// another rotates the refresh token in the keychain, and the stale copy
-/// would later be presented as a replayed (so revoked) refresh token.
+/// file with a one-line notice. Where a keychain exists, the choice is
+/// made once and remembered in `<data dir>/store`: choosing afresh in
+/// every process would let a keychain slow under load send some of twenty
+/// parallel git processes to the file, each then asking for a new login.
+/// Where there is no keychain at all (no session bus: SSH, cron), the file
+/// serves that session and nothing is remembered, so the desktop session
+/// still gets the keychain.
 fn open_auto() -> Result<Box<dyn TokenStore>, StoreError> {
     let dir = data_dir()?;
     let remembered = dir.join("store");
     if let Some(store) = open_remembered(&dir, &remembered)? {
         return Ok(store);
     }
-    let (choice, store): (&str, Box<dyn TokenStore>) = match KeychainStore::open_within(
-        KEYCHAIN_PROBE,
-    ) {
-        Ok(keychain) => ("keychain", Box::new(keychain)),
-        Err(error) => {
-            let file = FileStore::new(dir.clone());
-            eprintln!(
-                "keygate: keychain unavailable ({}); keeping tokens in {} from now on (set keygate.store=keychain to insist on the keychain)",
-                short_reason(&error),
-                file.path().display()
-            );
-            ("file", Box::new(file))
-        }
-    };
+    let (choice, store): (&str, Box<dyn TokenStore>) =
+        match KeychainStore::open_within(KEYCHAIN_PROBE) {
+            Ok(keychain) => ("keychain", Box::new(keychain)),
+            Err(StoreError::NoKeychain(reason)) => return Ok(file_instead(dir, &reason)),
+            Err(error) => ("file", file_instead(dir.clone(), &short_reason(&error))),
+        };
     match file::publish_once(&dir, &remembered, choice.as_bytes()) {
         Ok(()) => Ok(store),
         // Another process chose first: follow it.
@@ -253,18 +251,34 @@ fn open_remembered(
     dir: &Path,
     remembered: &Path,
 ) -> Result<Option<Box<dyn TokenStore>>, StoreError> {
-    match std::fs::read(remembered).as_deref() {
-        Ok(b"file") => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
-        Ok(b"keychain") => Ok(Some(Box::new(KeychainStore::open_within(
-            KEYCHAIN_PATIENCE,
-        )?))),
+    let Ok(choice) = std::fs::read_to_string(remembered) else {
+        return Ok(None);
+    };
+    match choice.trim() {
+        "file" => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
+        "keychain" => match KeychainStore::open_within(KEYCHAIN_PATIENCE) {
+            Ok(keychain) => Ok(Some(Box::new(keychain))),
+            Err(StoreError::NoKeychain(reason)) => Ok(Some(file_instead(dir.to_owned(), &reason))),
+            // It exists but does not answer: say so rather than switch.
+            Err(error) => Err(error),
+        },
         _ => Ok(None),
     }
+}
+
+fn file_instead(dir: PathBuf, reason: &str) -> Box<dyn TokenStore> {
+    let file = FileStore::new(dir);
+    eprintln!(
+        "keygate: keychain unavailable ({reason}); keeping tokens in {}",
+        file.path().display()
+    );
+    Box::new(file)
 }
 
 fn short_reason(error: &StoreError) -> String {
     match error {
         StoreError::KeychainUnreachable(reason)
+        | StoreError::NoKeychain(reason)
         | StoreError::KeychainLocked(reason)
         | StoreError::Keychain(reason) => reason.clone(),
         other => other.to_string(),

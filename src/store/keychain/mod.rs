@@ -250,7 +250,7 @@ fn platform_backend() -> Result<Box<dyn Backend>, StoreError> {
 
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn platform_backend() -> Result<Box<dyn Backend>, StoreError> {
-    Err(StoreError::KeychainUnreachable(
+    Err(StoreError::NoKeychain(
         "no supported keychain on this platform".into(),
     ))
 }

@@ -77,9 +77,7 @@ fn describe(error: KeyringError) -> StoreError {
     match error {
         KeyringError::NoStorageAccess(e) => StoreError::KeychainLocked(e.to_string()),
         KeyringError::PlatformFailure(e) => StoreError::KeychainUnreachable(e.to_string()),
-        KeyringError::NoDefaultStore => {
-            StoreError::KeychainUnreachable("no keychain on this system".into())
-        }
+        KeyringError::NoDefaultStore => StoreError::NoKeychain("no keychain on this system".into()),
         KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => {
             StoreError::Keychain("a keygate entry has an unreadable format".into())
         }

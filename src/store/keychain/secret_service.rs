@@ -30,9 +30,7 @@ impl SecretServiceBackend {
         // Without a session bus there is no Secret Service: say so at once
         // instead of letting zbus guess an address.
         if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty()) {
-            return Err(StoreError::KeychainUnreachable(
-                "no D-Bus session bus".into(),
-            ));
+            return Err(StoreError::NoKeychain("no D-Bus session bus".into()));
         }
         let service = SecretService::connect(EncryptionType::Plain).map_err(describe)?;
         Ok(Self { service })
