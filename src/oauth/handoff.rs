@@ -23,6 +23,9 @@ use crate::secret::Secret;
 /// A redirect URL is short; anything longer is not one.
 const MAX_URL_BYTES: u64 = 16 * 1024;
 
+/// `keygate callback` writes its one line at once after connecting.
+const CALLBACK_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandoffError {
     #[error("the redirect URL {0:?} cannot be parsed")]
@@ -112,8 +115,10 @@ where
     let (read_half, mut write_half) = tokio::io::split(stream);
     let mut reader = tokio::io::BufReader::new(read_half.take(MAX_URL_BYTES));
     let mut line = String::new();
-    // Nothing at all (a peer probing the socket) is not a redirect.
-    if reader.read_line(&mut line).await.ok()? == 0 {
+    // Nothing at all (a peer probing the channel, or one that connects and
+    // stays silent) is not a redirect: wait for the next one.
+    let read = tokio::time::timeout(CALLBACK_READ_TIMEOUT, reader.read_line(&mut line)).await;
+    if read.ok()?.ok()? == 0 {
         return None;
     }
     let outcome = match url::Url::parse(line.trim_end()) {
@@ -229,13 +234,13 @@ mod platform {
 mod platform {
     use std::fs::File;
     use std::io;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 
     pub struct Listener {
-        // Taken by the first accepted client; a login takes one redirect.
-        server: Option<NamedPipeServer>,
+        server: NamedPipeServer,
+        path: PathBuf,
     }
 
     impl Listener {
@@ -245,21 +250,22 @@ mod platform {
             let server = ServerOptions::new()
                 .first_pipe_instance(true)
                 .reject_remote_clients(true)
-                .max_instances(1)
                 .create(path)?;
             Ok(Self {
-                server: Some(server),
+                server,
+                path: path.to_owned(),
             })
         }
 
         pub async fn accept(&mut self) -> io::Result<NamedPipeServer> {
-            let Some(server) = self.server.take() else {
-                // The one redirect was taken and turned out to be garbage;
-                // nothing else can arrive, so wait for the flow's timeout.
-                return std::future::pending().await;
-            };
-            server.connect().await?;
-            Ok(server)
+            let connected = self.server.connect().await;
+            // The next instance exists before this one is handed out, so
+            // a probe or a stray client never leaves the name gone.
+            let next = ServerOptions::new()
+                .reject_remote_clients(true)
+                .create(&self.path)?;
+            let this = std::mem::replace(&mut self.server, next);
+            connected.map(|()| this)
         }
     }
 

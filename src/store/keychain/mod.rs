@@ -112,11 +112,16 @@ impl TokenStore for KeychainStore {
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.backend
-            .all(TOKENS)?
-            .into_iter()
-            .map(|bytes| parse(&self.assemble(bytes)?))
-            .collect()
+        let list_once = || -> Result<Vec<TokenRecord>, StoreError> {
+            self.backend
+                .all(TOKENS)?
+                .into_iter()
+                .map(|bytes| parse(&self.assemble(bytes)?))
+                .collect()
+        };
+        // A split value replaced between reading its head and its parts:
+        // once more, as `fetch` does.
+        list_once().or_else(|_| list_once())
     }
 
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {

@@ -57,6 +57,14 @@ impl Backend for NativeBackend {
     }
 
     fn all(&self, service: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        // Credential Manager searches by a regular expression over target
+        // names, which that store forms as `<label>.<service>`; keygate's
+        // service names hold no regex metacharacters.
+        #[cfg(windows)]
+        let pattern = format!(r"^.*\.{service}$");
+        #[cfg(windows)]
+        let spec = HashMap::from([("pattern", pattern.as_str())]);
+        #[cfg(not(windows))]
         let spec = HashMap::from([("service", service)]);
         let entries = Entry::search_in_store(&self.store, &spec).map_err(describe)?;
         let mut secrets = Vec::new();
