@@ -88,15 +88,25 @@ impl Waiting {
     /// Waits for `keygate callback` to deliver the redirect, answers it,
     /// and returns the authorization code.
     pub async fn wait(mut self, timeout: Duration) -> Result<Secret, OAuthError> {
+        // Each connection is answered on its own, so a peer that connects
+        // and stays silent cannot hold up the real callback behind it.
+        let mut answering = tokio::task::JoinSet::new();
         let receive = async {
             loop {
-                let Ok(stream) = self.listener.accept().await else {
-                    // Out of descriptors, say: do not spin.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                if let Some(outcome) = answer(stream, &self.state).await {
-                    return outcome;
+                tokio::select! {
+                    accepted = self.listener.accept() => match accepted {
+                        Ok(stream) => {
+                            let state = self.state.clone();
+                            answering.spawn(async move { answer(stream, &state).await });
+                        }
+                        // Out of descriptors, say: do not spin.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    },
+                    Some(answered) = answering.join_next() => {
+                        if let Ok(Some(outcome)) = answered {
+                            return outcome;
+                        }
+                    }
                 }
             }
         };
@@ -331,6 +341,28 @@ mod tests {
         });
         let code = waiting.wait(Duration::from_secs(5)).await.unwrap();
         assert_eq!(code.expose(), "xyz");
+        sender.join().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_does_not_hold_up_the_real_callback() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = Waiting::register(dir.path(), "state-3").unwrap();
+        let path = channel_path(dir.path(), "state-3");
+        let run_dir = dir.path().to_owned();
+        let (silent_done, hold_until) = std::sync::mpsc::channel::<()>();
+        let sender = std::thread::spawn(move || {
+            let silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let delivered = deliver(&run_dir, "com.example.app:/callback?code=c3&state=state-3");
+            let _ = hold_until.recv();
+            drop(silent);
+            delivered
+        });
+        // The flow's own limit is shorter than a silent peer's read
+        // timeout: answered in turn, the real callback would come too late.
+        let code = waiting.wait(CALLBACK_READ_TIMEOUT / 2).await.unwrap();
+        assert_eq!(code.expose(), "c3");
+        silent_done.send(()).unwrap();
         sender.join().unwrap().unwrap();
     }
 
