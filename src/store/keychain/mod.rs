@@ -38,6 +38,10 @@ trait Backend: Send {
     }
 }
 
+/// More parts than any keygate value needs (a record is a few KB): a head
+/// claiming more is damaged, and is not followed.
+const MAX_PARTS: usize = 256;
+
 /// What an entry holds in place of a value too big for it: the value is
 /// in `parts` entries under [`PARTS`], labelled `<sha256>#<i>`, so the
 /// head alone finds them and a torn read cannot pass the digest check.
@@ -190,6 +194,12 @@ impl KeychainStore {
         let Some(split) = split_of(&bytes) else {
             return Ok(bytes);
         };
+        if split.parts > MAX_PARTS {
+            return Err(StoreError::Keychain(format!(
+                "a split keygate entry claims {} parts; it is damaged, run `keygate logout <url>` and log in again",
+                split.parts
+            )));
+        }
         let mut value = Vec::new();
         for index in 0..split.parts {
             let part = self
@@ -221,7 +231,7 @@ impl KeychainStore {
 
     /// Best effort: a leftover part holds nothing an entry points to.
     fn remove_parts(&self, split: &Split) {
-        for index in 0..split.parts {
+        for index in 0..split.parts.min(MAX_PARTS) {
             let _ = self.backend.delete(PARTS, &split.part_label(index));
         }
     }
@@ -352,6 +362,17 @@ mod tests {
         assert!(store.delete(&first.key()).unwrap());
         assert_eq!(entries_in(&store, PARTS), 0);
         assert_eq!(entries_in(&store, TOKENS), 0);
+    }
+
+    #[test]
+    fn a_damaged_head_is_not_followed() {
+        let store = store();
+        let key = record("x").key();
+        let head = br#"{"split":{"sha256":"00","parts":18446744073709551615}}"#;
+        store.backend.set(TOKENS, &key.label(), head).unwrap();
+        let error = store.load(&key).unwrap_err().to_string();
+        assert!(error.contains("damaged"), "{error}");
+        assert!(store.delete(&key).unwrap());
     }
 
     #[test]
