@@ -56,17 +56,22 @@ else
   echo "linked: $bin/git-credential-keygate -> keygate"
 fi
 
+# Moves FILE.new over FILE unless they are the same; says which.
+replace_if_changed() { # replace_if_changed FILE
+  if [ -f "$1" ] && cmp -s "$1.new" "$1"; then
+    rm -f "$1.new"
+    echo "unchanged: $1"
+  else
+    mv -f "$1.new" "$1"
+    echo "installed: $1"
+  fi
+}
+
 # Shell completions where bash-completion and fish look without any setup.
 install_completion() { # install_completion SHELL FILE
   mkdir -p "$(dirname "$2")"
   "$bin/keygate" completions "$1" > "$2.new"
-  if [ -f "$2" ] && cmp -s "$2.new" "$2"; then
-    rm -f "$2.new"
-    echo "unchanged: $2"
-  else
-    mv -f "$2.new" "$2"
-    echo "installed: $2"
-  fi
+  replace_if_changed "$2"
 }
 install_completion bash "$prefix/share/bash-completion/completions/keygate"
 install_completion fish "$prefix/share/fish/vendor_completions.d/keygate.fish"
@@ -90,13 +95,7 @@ if [ "$register" = 1 ]; then
     mkdir -p "$apps"
     sed -e "s|@KEYGATE@|$bin/keygate|" -e "s|@SCHEME@|$scheme|" \
       contrib/linux/keygate-callback.desktop > "$desktop.new"
-    if [ -f "$desktop" ] && cmp -s "$desktop.new" "$desktop"; then
-      rm -f "$desktop.new"
-      echo "unchanged: $desktop"
-    else
-      mv -f "$desktop.new" "$desktop"
-      echo "installed: $desktop"
-    fi
+    replace_if_changed "$desktop"
     mimeapps="${XDG_CONFIG_HOME:-$HOME/.config}/mimeapps.list"
     if grep -qs "^x-scheme-handler/$scheme=keygate-callback.desktop" "$mimeapps"; then
       echo "unchanged: $scheme: redirects go to keygate callback"

@@ -32,3 +32,12 @@ find_keygate() {
   fi
   KEYGATE_BIN=$(realpath "$KEYGATE_BIN")
 }
+
+# Removes the throwaway directory $T, unless KEEP_TMP=1 asks to keep it.
+remove_tmp() {
+  if [ "${KEEP_TMP:-0}" = 1 ]; then
+    echo "kept $T" >&2
+  else
+    rm -rf "$T"
+  fi
+}

@@ -62,11 +62,7 @@ cleanup() {
       fi
     done
   fi
-  if [ "${KEEP_TMP:-0}" = 1 ]; then
-    echo "kept $T" >&2
-  else
-    rm -rf "$T"
-  fi
+  remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -311,13 +307,19 @@ fi
 # ---------------------------------------------------------------- timing
 mkdir -p "$RESULTS"
 HF_ARGS=(-N -i --style basic --warmup "$WARMUP" --runs "$RUNS" --time-unit millisecond)
-ROWS=()
-for i in "${!NAMES[@]}"; do ROWS+=(-n "${NAMES[$i]}" "${COMMANDS[$i]}"); done
+# Times every row of the named arrays in one hyperfine invocation and
+# exports RESULTS/NAME.md and .json.
+hyperfine_rows() { # hyperfine_rows NAMES_ARRAY COMMANDS_ARRAY NAME
+  local -n row_names=$1 row_commands=$2
+  local i rows=()
+  for i in "${!row_names[@]}"; do rows+=(-n "${row_names[$i]}" "${row_commands[$i]}"); done
+  env -i "${BASE_ENV[@]}" "$HYPERFINE" "${HF_ARGS[@]}" \
+    --export-markdown "$RESULTS/$3.md" --export-json "$RESULTS/$3.json" \
+    "${rows[@]}"
+}
 
 say "hyperfine: ${#NAMES[@]} rows x ($WARMUP warmup + $RUNS runs), one invocation"
-env -i "${BASE_ENV[@]}" "$HYPERFINE" "${HF_ARGS[@]}" \
-  --export-markdown "$RESULTS/credential.md" --export-json "$RESULTS/credential.json" \
-  "${ROWS[@]}"
+hyperfine_rows NAMES COMMANDS credential
 
 if [ "$COMPONENTS" != 0 ]; then
   # Where keygate's time goes: each process of the chain on its own.
@@ -339,12 +341,8 @@ if [ "$COMPONENTS" != 0 ]; then
     C_NAMES+=("keygate get, Secret Service (helper alone)")
     C_COMMANDS+=("'$W' '$T/helper-req-main' KEYGATE_STORE=keychain 'DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR' '$KEYGATE_BIN' get")
   fi
-  ROWS=()
-  for i in "${!C_NAMES[@]}"; do ROWS+=(-n "${C_NAMES[$i]}" "${C_COMMANDS[$i]}"); done
   say "hyperfine: per-process breakdown (${#C_NAMES[@]} rows)"
-  env -i "${BASE_ENV[@]}" "$HYPERFINE" "${HF_ARGS[@]}" \
-    --export-markdown "$RESULTS/components.md" --export-json "$RESULTS/components.json" \
-    "${ROWS[@]}"
+  hyperfine_rows C_NAMES C_COMMANDS components
 fi
 
 # ---------------------------------------------------------------- ratios

@@ -67,11 +67,7 @@ cleanup() {
   for pid in "${CLIENT_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null || true; done
   for pid in "${CLIENT_PIDS[@]}" "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP_TMP:-0}" = 1 ]; then
-    echo "kept $T" >&2
-  else
-    rm -rf "$T"
-  fi
+  remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

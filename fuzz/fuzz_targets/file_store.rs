@@ -13,17 +13,11 @@ use keygate::secret::Secret;
 use keygate::store::{FileStore, TokenStore};
 use libfuzzer_sys::fuzz_target;
 
+mod scratch;
+
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = PathBuf::from("/dev/shm");
-        let base = if base.is_dir() {
-            base
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!("keygate-fuzz-file-store-{}", std::process::id()))
-    })
+    DIR.get_or_init(|| scratch::scratch_dir("file-store"))
 }
 
 const PROBE: &str = "keygate-fuzz-probe";

@@ -21,6 +21,8 @@ use keygate::config::{self, GitConfig, Provider};
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 
+mod scratch;
+
 struct Env {
     config_file: PathBuf,
 }
@@ -28,7 +30,7 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let root = scratch_dir("gitconfig");
+        let root = scratch::scratch_dir("gitconfig");
         let git_dir = root.join("git-dir");
         let no_git = root.join("empty-path");
         std::fs::create_dir_all(&git_dir).unwrap();
@@ -120,14 +122,3 @@ fuzz_target!(|data: &[u8]| {
     }
     exercise(&GitConfig::parse_z(file), url.as_ref());
 });
-
-/// A fresh directory on tmpfs when there is one (no disk I/O per run).
-fn scratch_dir(target: &str) -> PathBuf {
-    let base = PathBuf::from("/dev/shm");
-    let base = if base.is_dir() {
-        base
-    } else {
-        std::env::temp_dir()
-    };
-    base.join(format!("keygate-fuzz-{target}-{}", std::process::id()))
-}

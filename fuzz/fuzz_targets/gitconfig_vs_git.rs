@@ -30,6 +30,8 @@ use std::sync::OnceLock;
 use keygate::gitconfig::GitConfig;
 use libfuzzer_sys::fuzz_target;
 
+mod scratch;
+
 struct Env {
     config_file: PathBuf,
     no_git: PathBuf,
@@ -79,16 +81,7 @@ fn hits_known_divergence(text: &str) -> bool {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let base = PathBuf::from("/dev/shm");
-        let base = if base.is_dir() {
-            base
-        } else {
-            std::env::temp_dir()
-        };
-        let root = base.join(format!(
-            "keygate-fuzz-gitconfig-vs-git-{}",
-            std::process::id()
-        ));
+        let root = scratch::scratch_dir("gitconfig-vs-git");
         let work = root.join("work");
         let no_git = root.join("empty-path");
         std::fs::create_dir_all(&work).unwrap();

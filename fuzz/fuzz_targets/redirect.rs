@@ -28,6 +28,8 @@ use libfuzzer_sys::fuzz_target;
 use tokio::runtime::Runtime;
 use url::Url;
 
+mod scratch;
+
 struct Env {
     dir: PathBuf,
     runtime: Runtime,
@@ -36,13 +38,7 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let base = PathBuf::from("/dev/shm");
-        let base = if base.is_dir() {
-            base
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("keygate-fuzz-redirect-{}", std::process::id()));
+        let dir = scratch::scratch_dir("redirect");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
