@@ -6,8 +6,10 @@
 //! found upward from the working directory), then `GIT_CONFIG_COUNT` and
 //! `git -c` (`GIT_CONFIG_PARAMETERS`). Whatever this reader does not model
 //! exactly — `include`/`includeIf`, per-worktree config, a repository
-//! owned by another user, a line it cannot parse — makes it hand the whole
-//! job to `git config` instead, so the answer is always git's.
+//! owned by another user (`safe.directory`), a bare repository found by
+//! discovery (`safe.bareRepository`), a line it cannot parse — makes it
+//! hand the whole job to `git config` instead, so the answer is always
+//! git's: a repository git refuses to use adds nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,6 +39,8 @@ enum Defer {
     Include,
     WorktreeConfig,
     ForeignRepository,
+    BareRepository,
+    UnusualRepository,
     Syntax {
         #[allow(dead_code, reason = "shown in the debug log line")]
         path: PathBuf,
@@ -209,8 +213,12 @@ fn system_files() -> Vec<PathBuf> {
 /// working directory, as git finds it.
 fn repository_config() -> Result<Option<PathBuf>, Defer> {
     let git_dir = match std::env::var_os("GIT_DIR").filter(|v| !v.is_empty()) {
+        // Named explicitly: git checks neither owner nor bareness.
         Some(dir) => Some(PathBuf::from(dir)),
-        None => std::env::current_dir().ok().and_then(|cwd| discover(&cwd)),
+        None => match std::env::current_dir() {
+            Ok(cwd) => discover(&cwd)?,
+            Err(_) => None,
+        },
     };
     let Some(git_dir) = git_dir else {
         return Ok(None);
@@ -220,50 +228,123 @@ fn repository_config() -> Result<Option<PathBuf>, Defer> {
         Ok(relative) => git_dir.join(relative.trim_end()),
         Err(_) => git_dir,
     };
-    let config = common.join("config");
-    if !owned_by_me(&common) {
-        // git decides (safe.directory) whether such a repository counts.
-        return Err(Defer::ForeignRepository);
-    }
-    Ok(Some(config))
+    Ok(Some(common.join("config")))
 }
 
-fn discover(start: &Path) -> Option<PathBuf> {
+/// git's discovery, for the plain case only: a working tree whose `.git`
+/// (a directory, or a file pointing at one) is a valid git directory and
+/// which, with that `.git`, belongs to the user. What git would judge by
+/// settings from protected configuration — a bare repository
+/// (`safe.bareRepository`), another user's repository (`safe.directory`)
+/// — or by rules this does not model is left to git.
+fn discover(start: &Path) -> Result<Option<PathBuf>, Defer> {
     let ceilings: Vec<PathBuf> = std::env::var_os("GIT_CEILING_DIRECTORIES")
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
+    let one_filesystem = !env_true("GIT_DISCOVERY_ACROSS_FILESYSTEM");
+    let start_device = device(start);
     for dir in start.ancestors() {
+        // git stops at a mount point: no repository.
+        if one_filesystem && dir != start && device(dir) != start_device {
+            return Ok(None);
+        }
         let dot_git = dir.join(".git");
-        if dot_git.is_dir() {
-            return Some(dot_git);
+        match std::fs::metadata(&dot_git) {
+            Ok(meta) if meta.is_dir() => {
+                if git_directory(&dot_git)? {
+                    owned_by_me(&[dir, &dot_git])?;
+                    return Ok(Some(dot_git));
+                }
+                // git walks on past a `.git` that is no repository.
+                return Err(Defer::UnusualRepository);
+            }
+            Ok(meta) if meta.is_file() => {
+                let target = gitfile_target(dir, &dot_git).ok_or(Defer::UnusualRepository)?;
+                if !git_directory(&target)? {
+                    return Err(Defer::UnusualRepository);
+                }
+                owned_by_me(&[&dot_git, dir, &target])?;
+                return Ok(Some(target));
+            }
+            Ok(_) => return Err(Defer::UnusualRepository),
+            Err(_) => {}
         }
-        if dot_git.is_file() {
-            let pointer = std::fs::read_to_string(&dot_git).ok()?;
-            let target = pointer.strip_prefix("gitdir:")?.trim();
-            return Some(dir.join(target));
-        }
-        // A bare repository, or git's own directory.
-        if dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir() {
-            return Some(dir.to_owned());
+        if git_directory(dir)? {
+            return Err(Defer::BareRepository);
         }
         if ceilings.iter().any(|c| dir.parent() == Some(c.as_path())) {
-            return None;
+            return Ok(None);
         }
     }
-    None
+    Ok(None)
+}
+
+/// Whether `dir` is a git directory as git's `is_git_directory` decides:
+/// a valid `HEAD`, `objects` and `refs` (in the common directory). Ok(false)
+/// only when there is no `HEAD` at all; anything in between is git's call.
+fn git_directory(dir: &Path) -> Result<bool, Defer> {
+    let head = dir.join("HEAD");
+    let meta = match std::fs::symlink_metadata(&head) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(_) => return Err(Defer::UnusualRepository),
+    };
+    let valid_head = meta.is_file()
+        && std::fs::read_to_string(&head).is_ok_and(|text| {
+            let text = text.trim_end();
+            text.starts_with("ref: refs/")
+                || (matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+    let common = match std::fs::read_to_string(dir.join("commondir")) {
+        Ok(relative) => dir.join(relative.trim_end()),
+        Err(_) => dir.to_owned(),
+    };
+    let objects = env("GIT_OBJECT_DIRECTORY").map_or_else(|| common.join("objects"), PathBuf::from);
+    if valid_head && objects.is_dir() && common.join("refs").is_dir() {
+        Ok(true)
+    } else {
+        Err(Defer::UnusualRepository)
+    }
+}
+
+/// `gitdir: PATH` in a `.git` file, relative to its directory.
+fn gitfile_target(dir: &Path, gitfile: &Path) -> Option<PathBuf> {
+    let pointer = std::fs::read_to_string(gitfile).ok()?;
+    let target = pointer.strip_prefix("gitdir: ")?.trim_end_matches(['\n', '\r']);
+    (!target.is_empty()).then(|| dir.join(target))
 }
 
 #[cfg(unix)]
-fn owned_by_me(path: &Path) -> bool {
+fn device(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: getuid cannot fail and touches no memory.
-    let me = unsafe { libc::getuid() };
-    std::fs::metadata(path).is_ok_and(|m| m.uid() == me)
+    std::fs::metadata(path).ok().map(|m| m.dev())
 }
 
 #[cfg(not(unix))]
-fn owned_by_me(_path: &Path) -> bool {
-    false
+fn device(_path: &Path) -> Option<u64> {
+    None
+}
+
+/// git trusts a discovered repository only when the `.git` file, the
+/// working tree and the git directory are the user's (`lstat`), or listed
+/// in `safe.directory`: that list, and root's `SUDO_UID`, are git's to
+/// judge.
+#[cfg(unix)]
+fn owned_by_me(paths: &[&Path]) -> Result<(), Defer> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    let mine = |path: &&Path| std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me);
+    if paths.iter().all(mine) {
+        Ok(())
+    } else {
+        Err(Defer::ForeignRepository)
+    }
+}
+
+#[cfg(not(unix))]
+fn owned_by_me(_paths: &[&Path]) -> Result<(), Defer> {
+    Err(Defer::ForeignRepository)
 }
 
 /// `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n`, then `git -c` settings, which git
@@ -654,6 +735,55 @@ mod tests {
                 parse(text)
             );
         }
+    }
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn discovery_reads_a_plain_repository_and_a_gitfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        git(&root, &["init", "-q", "repo"]);
+        std::fs::create_dir(root.join("repo/sub")).unwrap();
+        let found = discover(&root.join("repo/sub")).unwrap();
+        assert_eq!(found, Some(root.join("repo/.git")));
+        git(&root, &["init", "-q", "--separate-git-dir=separate", "work"]);
+        let found = discover(&root.join("work")).unwrap().unwrap();
+        assert_eq!(found.canonicalize().unwrap(), root.join("separate"));
+    }
+
+    /// `safe.bareRepository=explicit` is git's to apply (from protected
+    /// configuration only): a bare repository found by discovery, even one
+    /// inside a plain repository, is never read in-process.
+    #[test]
+    fn a_discovered_bare_repository_is_left_to_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        git(&root, &["init", "-q", "outer"]);
+        git(&root, &["init", "-q", "--bare", "outer/embedded.git"]);
+        for start in ["outer/embedded.git", "outer/embedded.git/refs", "outer/.git"] {
+            assert!(
+                matches!(discover(&root.join(start)), Err(Defer::BareRepository)),
+                "{start}"
+            );
+        }
+        // Not a repository (no valid HEAD) is not git's call to skip:
+        // git walks on, so keygate lets git say where to.
+        std::fs::create_dir_all(root.join("outer/fake/.git")).unwrap();
+        assert!(matches!(
+            discover(&root.join("outer/fake")),
+            Err(Defer::UnusualRepository)
+        ));
     }
 
     #[test]
