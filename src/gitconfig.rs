@@ -310,7 +310,9 @@ fn git_directory(dir: &Path) -> Result<bool, Defer> {
 /// `gitdir: PATH` in a `.git` file, relative to its directory.
 fn gitfile_target(dir: &Path, gitfile: &Path) -> Option<PathBuf> {
     let pointer = std::fs::read_to_string(gitfile).ok()?;
-    let target = pointer.strip_prefix("gitdir: ")?.trim_end_matches(['\n', '\r']);
+    let target = pointer
+        .strip_prefix("gitdir: ")?
+        .trim_end_matches(['\n', '\r']);
     (!target.is_empty()).then(|| dir.join(target))
 }
 
@@ -757,7 +759,10 @@ mod tests {
         std::fs::create_dir(root.join("repo/sub")).unwrap();
         let found = discover(&root.join("repo/sub")).unwrap();
         assert_eq!(found, Some(root.join("repo/.git")));
-        git(&root, &["init", "-q", "--separate-git-dir=separate", "work"]);
+        git(
+            &root,
+            &["init", "-q", "--separate-git-dir=separate", "work"],
+        );
         let found = discover(&root.join("work")).unwrap().unwrap();
         assert_eq!(found.canonicalize().unwrap(), root.join("separate"));
     }
@@ -771,7 +776,11 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         git(&root, &["init", "-q", "outer"]);
         git(&root, &["init", "-q", "--bare", "outer/embedded.git"]);
-        for start in ["outer/embedded.git", "outer/embedded.git/refs", "outer/.git"] {
+        for start in [
+            "outer/embedded.git",
+            "outer/embedded.git/refs",
+            "outer/.git",
+        ] {
             assert!(
                 matches!(discover(&root.join(start)), Err(Defer::BareRepository)),
                 "{start}"

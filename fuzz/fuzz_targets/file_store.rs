@@ -6,6 +6,7 @@
 //! every secret as it was.
 #![no_main]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -26,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
     let store = FileStore::new(dir().clone());
     std::fs::create_dir_all(dir()).unwrap();
     std::fs::write(store.path(), data).unwrap();
+    // keygate reads only a token file no one else can.
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let Ok(before) = store.list() else {
         return;
     };

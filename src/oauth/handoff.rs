@@ -154,6 +154,21 @@ pub fn deliver(dir: &Path, url: &str) -> Result<(), HandoffError> {
         .filter(|s| !s.is_empty())
         .ok_or(HandoffError::NoState)?;
     let path = channel_path(dir, &state);
+    // A directory another user can swap could hold their socket, which
+    // would receive the code. (Windows pipes live in no directory.)
+    #[cfg(unix)]
+    match crate::store::check_private_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HandoffError::NoFlowWaiting);
+        }
+        Err(source) => {
+            return Err(HandoffError::Channel {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    }
     let channel_error = |source| HandoffError::Channel {
         path: path.clone(),
         source,

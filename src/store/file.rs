@@ -1,10 +1,11 @@
 //! The file store: one JSON document, mode 0600 in a 0700 directory,
 //! replaced atomically (temp file, fsync, rename) under an exclusive lock
 //! so concurrent writers for different accounts never lose each other's
-//! records.
+//! records. The document is read only when it is a regular file of the
+//! user's that no one else can read, and only up to [`MAX_STORE_BYTES`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,10 +13,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+use super::private::{
+    check_private_dir, create_private_dir, create_temp_beside, open_private, read_private,
+};
 use super::{AccountKey, StoreError, TokenRecord, TokenStore};
 
 const FILE_NAME: &str = "tokens.json";
 const LOCK_NAME: &str = "tokens.lock";
+/// Thousands of accounts fit in a few MiB; more is not a token store, and
+/// reading it whole would hold every `get` up.
+pub const MAX_STORE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Document {
@@ -47,8 +54,12 @@ impl FileStore {
     }
 
     fn read(&self) -> Result<Document, StoreError> {
+        match check_private_dir(&self.dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Document::default()),
+            checked => checked.map_err(self.io_error(&self.dir))?,
+        }
         let path = self.path();
-        let bytes = match fs::read(&path) {
+        let bytes = match read_private(&path, MAX_STORE_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Document::default()),
             Err(e) => return Err(self.io_error(&path)(e)),
@@ -86,9 +97,8 @@ impl FileStore {
 /// file beside it, synced, renamed over it. A crash or a full disk leaves
 /// the previous content.
 pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = temp_beside(path);
-    let write = || -> std::io::Result<()> {
-        let mut file = open_private(&temp, true)?;
+    let (mut file, temp) = create_temp_beside(path)?;
+    let mut write = || -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, path)?;
@@ -106,9 +116,8 @@ pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Re
 /// the others get `AlreadyExists`.
 pub(crate) fn publish_once(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     create_private_dir(dir)?;
-    let temp = temp_beside(path);
-    let publish = || -> std::io::Result<()> {
-        let mut file = open_private(&temp, true)?;
+    let (mut file, temp) = create_temp_beside(path)?;
+    let mut publish = || -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::hard_link(&temp, path)?;
@@ -118,11 +127,6 @@ pub(crate) fn publish_once(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
     let outcome = publish();
     let _ = fs::remove_file(&temp);
     outcome
-}
-
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// A rename or link is durable only once its directory is synced.
@@ -181,42 +185,6 @@ impl TokenStore for FileStore {
         })?;
         Ok(())
     }
-}
-
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        // An existing directory may have been created looser by someone else.
-        let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
-        if mode != 0o700 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        fs::create_dir_all(dir)
-    }
-}
-
-/// Opens (creating with mode 0600) a file only its owner can read.
-pub(crate) fn open_private(path: &Path, truncate_new: bool) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true);
-    if truncate_new {
-        options.truncate(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 #[cfg(test)]
@@ -280,10 +248,48 @@ mod tests {
     }
 
     #[test]
+    fn planted_files_are_refused_not_read() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("keygate"));
+        store.save(&record("https://a.example", "x")).unwrap();
+        let key = record("https://a.example", "").key();
+        let elsewhere = dir.path().join("elsewhere.json");
+        fs::rename(store.path(), &elsewhere).unwrap();
+
+        symlink(&elsewhere, store.path()).unwrap();
+        let error = store.load(&key).unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        // Nor does a save read (or write) through it.
+        let before = fs::read(&elsewhere).unwrap();
+        assert!(store.save(&record("https://a.example", "y")).is_err());
+        assert_eq!(fs::read(&elsewhere).unwrap(), before);
+        fs::remove_file(store.path()).unwrap();
+        fs::rename(&elsewhere, store.path()).unwrap();
+
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o640)).unwrap();
+        let error = store.list().unwrap_err().to_string();
+        assert!(error.contains("can be read by other users"), "{error}");
+
+        fs::remove_file(store.path()).unwrap();
+        let big = File::create(store.path()).unwrap();
+        big.set_len(MAX_STORE_BYTES + 1).unwrap();
+        big.set_permissions(fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let error = store.list().unwrap_err().to_string();
+        assert!(error.contains("larger than 16 MiB"), "{error}");
+    }
+
+    #[test]
     fn corrupt_file_is_an_error_not_an_empty_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().to_owned());
         fs::write(store.path(), b"{not json").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(store.path(), fs::Permissions::from_mode(0o600)).unwrap();
+        }
         assert!(matches!(
             store.load(&record("https://a.example", "").key()),
             Err(StoreError::Corrupt { .. })

@@ -2,7 +2,11 @@
 //! JSON file. Both keep one [`TokenRecord`] per (server, account).
 
 mod file;
-pub(crate) use file::{create_private_dir, open_private, write_private_atomically};
+pub(crate) use file::write_private_atomically;
+mod private;
+pub use private::Unsafe;
+use private::read_own;
+pub(crate) use private::{check_private_dir, create_private_dir, open_private};
 mod keychain;
 
 use std::path::{Path, PathBuf};
@@ -188,7 +192,9 @@ pub fn data_dir() -> Result<PathBuf, StoreError> {
 }
 
 /// Where short-lived sockets go: `$XDG_RUNTIME_DIR/keygate` (a per-user
-/// 0700 tmpfs), else `run/` in the data directory.
+/// 0700 tmpfs), else `run/` in the data directory. Like every directory
+/// keygate uses, checked when created or used ([`create_private_dir`]): a
+/// shared or world-writable `XDG_RUNTIME_DIR` is refused there.
 pub fn runtime_dir() -> Result<PathBuf, StoreError> {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => Ok(PathBuf::from(dir).join("keygate")),
@@ -251,10 +257,11 @@ fn open_remembered(
     dir: &Path,
     remembered: &Path,
 ) -> Result<Option<Box<dyn TokenStore>>, StoreError> {
-    let Ok(choice) = std::fs::read_to_string(remembered) else {
+    // A word; never block on a FIFO or read a planted giant.
+    let Ok(choice) = read_own(remembered, 64) else {
         return Ok(None);
     };
-    match choice.trim() {
+    match String::from_utf8_lossy(&choice).trim() {
         "file" => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
         "keychain" => match KeychainStore::open_within(KEYCHAIN_PATIENCE) {
             Ok(keychain) => Ok(Some(Box::new(keychain))),

@@ -217,6 +217,13 @@ impl World {
             serde_json::to_vec(&document).unwrap(),
         )
         .unwrap();
+        // keygate reads only a token file no one else can.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("tokens.json"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
 
     pub fn issuer(&self) -> &str {
