@@ -386,36 +386,39 @@ fn success_page(audience: &Audience<'_>) -> Page {
         StatusCode::OK,
         "Signed in",
         &format!(
-            "keygate is signed in to {whom} and has stored the tokens. You can close this tab and \
-             return to the terminal."
+            "keygate is signed in to {whom}. You can close this tab and return to the terminal."
         ),
     )
 }
 
 fn failure_page(error: &OAuthError, audience: &Audience<'_>) -> Page {
     let server = audience.server;
-    let retry = audience.retry;
+    let next = format!(
+        "Nothing was stored. To try again, run `{}` in a terminal, or run your git command again.",
+        audience.retry
+    );
     let (title, message) = match error {
-        OAuthError::Denied { .. } => (
+        OAuthError::Denied { code, description } => (
             "Sign-in cancelled",
             format!(
-                "keygate was not authorized for {server} ({error}). Nothing was stored and the \
-                 git command stops. To try again, run `{retry}` in a terminal."
+                "You did not give keygate access to {server} (the server said: {}). {next}",
+                description.as_deref().unwrap_or(code)
             ),
         ),
         OAuthError::MissingCode => (
             "Sign-in failed",
             format!(
-                "{server} sent the browser back without an authorization code, so keygate could \
-                 not sign in. To try again, run `{retry}` in a terminal."
+                "{server} sent the browser back without an authorization code, so keygate \
+                 could not sign in. {next}"
             ),
         ),
-        _ => (
+        OAuthError::Exchange(cause) => (
             "Sign-in failed",
-            format!(
-                "keygate could not finish signing in to {server}: {error}. Nothing was stored and \
-                 the git command stops. To try again, run `{retry}` in a terminal."
-            ),
+            format!("keygate could not finish signing in to {server}: {cause}. {next}"),
+        ),
+        other => (
+            "Sign-in failed",
+            format!("keygate could not finish signing in to {server}: {other}. {next}"),
         ),
     };
     Page::new(StatusCode::BAD_REQUEST, title, &message)
