@@ -291,13 +291,21 @@ struct WaitingLogin {
 
 impl WaitingLogin {
     fn start(world: &mut World) -> Self {
+        Self::start_with_descriptors(world, None)
+    }
+
+    /// `descriptors`: keygate's limit on open files (a desktop's usual
+    /// 1024, say), so a flood of connections meets the limit it would.
+    fn start_with_descriptors(world: &mut World, descriptors: Option<u32>) -> Self {
         world.set_env("KEYGATE_TEST_BROWSER_MODE", "hang");
-        let login = world
-            .command(common::KEYGATE)
-            .args(["login", &world.repo_url()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let limit = descriptors.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        let mut command = world.command("bash");
+        command
+            .arg("-c")
+            .arg(r#"[ "$0" = unlimited ] || ulimit -n "$0"; exec "$@""#)
+            .arg(limit)
+            .args([common::KEYGATE, "login", &world.repo_url()]);
+        let login = command.stderr(Stdio::piped()).spawn().unwrap();
         let login = Guard::new(login);
         let deadline = Instant::now() + Duration::from_secs(30);
         while world.browser_launches().is_empty() {
@@ -386,7 +394,7 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
 #[test]
 fn idle_connections_to_the_listener_do_not_block_the_redirect() {
     let mut world = World::start(Options::default());
-    let login = WaitingLogin::start(&mut world);
+    let login = WaitingLogin::start_with_descriptors(&mut world, Some(1024));
     let port = url::Url::parse(&login.redirect_uri())
         .unwrap()
         .port()
