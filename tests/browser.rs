@@ -271,8 +271,8 @@ fn chromium_login_survives_stray_head_options_and_wrong_state_requests() {
     );
     let stderr = text(&clone.stderr);
     for what in [
-        "ignored a HEAD request",
-        "ignored a OPTIONS request",
+        "ignored a request with method HEAD",
+        "ignored a request with method OPTIONS",
         "ignored a redirect with a wrong or missing state",
         "ignored a request for another path",
     ] {
@@ -511,4 +511,48 @@ fn without_a_person_get_fails_without_quit_so_other_helpers_may_answer() {
     );
     assert!(!output.status.success());
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+}
+
+#[test]
+fn the_desktops_default_browser_takes_the_file_url() {
+    let mut world = World::start(Options::default());
+    // No $BROWSER: keygate (the webbrowser crate) asks xdg-settings for the
+    // desktop's default browser and runs its entry with the file:// URL.
+    let applications = world.home.join(".local/share/applications");
+    std::fs::create_dir_all(&applications).unwrap();
+    std::fs::write(
+        applications.join("keygate-test-browser.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=test browser\nTerminal=false\n\
+             Exec={} %u\nMimeType=text/html;x-scheme-handler/http;x-scheme-handler/https;\n",
+            support("browser.py").display()
+        ),
+    )
+    .unwrap();
+    let config = world.home.join(".config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("mimeapps.list"),
+        "[Default Applications]\nx-scheme-handler/http=keygate-test-browser.desktop\n\
+         x-scheme-handler/https=keygate-test-browser.desktop\ntext/html=keygate-test-browser.desktop\n",
+    )
+    .unwrap();
+    world.set_env("DISPLAY", ":99");
+    let mut command = world.command(common::KEYGATE);
+    command
+        .env_remove("BROWSER")
+        .args(["login", &world.repo_url()]);
+    let output = command.output().unwrap();
+    ok(&output);
+    let launches = world.browser_launches();
+    assert_eq!(launches.len(), 1);
+    assert!(
+        launches[0]["argv"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("file:///"),
+        "{}",
+        launches[0]["argv"]
+    );
+    assert_eq!(world.token_requests("authorization_code"), 1);
 }

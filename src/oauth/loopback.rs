@@ -248,7 +248,6 @@ impl Gate {
 
     /// The redirect a request carries if it is the one that counts; else
     /// the page to answer it with and how to report it.
-    #[allow(clippy::result_large_err)]
     fn check(
         &self,
         request: &Request<Incoming>,
@@ -268,7 +267,7 @@ impl Gate {
         if request.method() != Method::GET {
             let mut refusal = stray(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("a {} request", request.method()),
+                format!("a request with method {}", request.method()),
             );
             if let Err((page, _)) = &mut refusal {
                 page.allow_get = true;
