@@ -208,3 +208,43 @@ impl Receiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launch_page_is_private_leads_on_and_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = dir.path().join("pages");
+        let target =
+            url::Url::parse("https://auth.example.com/authorize?state=s%3C1&x=\"y\"").unwrap();
+        let page = LaunchPage::write(&pages, &target).unwrap();
+        assert_eq!(page.url.scheme(), "file");
+        let path = page.url.to_file_path().unwrap();
+        let html = std::fs::read_to_string(&path).unwrap();
+        assert!(html.contains(&format!("0;url={}", escape_html(target.as_str()))));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&pages), 0o700);
+        }
+        drop(page);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_login_command_names_the_account() {
+        let server = url::Url::parse("https://git.example.com").unwrap();
+        assert_eq!(
+            login_command(&AccountKey::new(&server, None)),
+            "keygate login https://git.example.com"
+        );
+        assert_eq!(
+            login_command(&AccountKey::new(&server, Some("alice@corp"))),
+            "keygate login https://alice%40corp@git.example.com"
+        );
+    }
+}

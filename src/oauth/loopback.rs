@@ -560,6 +560,73 @@ mod tests {
         assert!(body.contains("&lt;script&gt;"), "{body}");
     }
 
+    /// Sends one raw HTTP/1.1 request and reads the whole answer.
+    async fn exchange(port: u16, head: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn strays_are_answered_and_the_page_waits_for_the_redemption() {
+        let loopback = Loopback::bind(DEFAULT_REDIRECT).await.unwrap();
+        let port = loopback.redirect_uri().port().unwrap();
+        let (release, released) = oneshot::channel::<()>();
+        let login = tokio::spawn(async move {
+            let audience = Audience {
+                server: "https://git.example.com",
+                account: Some("alice"),
+                retry: "keygate login https://alice@git.example.com",
+            };
+            loopback
+                .wait("s1", Duration::from_secs(60), &audience, async |code| {
+                    let _ = released.await;
+                    Ok::<_, OAuthError>(code.expose().to_owned())
+                })
+                .await
+        });
+        let request = |method: &str, target: &str| {
+            format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        };
+        for (method, target, status) in [
+            ("HEAD", "/callback?code=c&state=s1", "405"),
+            ("OPTIONS", "/callback?code=c&state=s1", "405"),
+            ("POST", "/callback?code=c&state=s1", "405"),
+            ("GET", "/callback?code=c&state=s2", "400"),
+            ("GET", "/callback?code=c", "400"),
+            ("GET", "/other?code=c&state=s1", "404"),
+        ] {
+            let answer = exchange(port, request(method, target)).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{method} {target}: {answer}"
+            );
+            assert!(answer.contains("cache-control: no-store"), "{answer}");
+        }
+        assert!(!login.is_finished(), "a stray request ended the login");
+
+        let redirect = tokio::spawn(exchange(port, request("GET", "/callback?code=c1&state=s1")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !redirect.is_finished(),
+            "the page came before the redemption ended"
+        );
+        release.send(()).unwrap();
+        let answer = redirect.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("signed in to https://git.example.com as alice"),
+            "{answer}"
+        );
+        assert!(!answer.contains("c1") && !answer.contains("s1"), "{answer}");
+        assert_eq!(login.await.unwrap().unwrap(), "c1");
+    }
+
     #[tokio::test]
     async fn refuses_localhost_and_https_redirects() {
         assert!(Loopback::bind("http://localhost/callback").await.is_err());
