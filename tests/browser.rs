@@ -64,6 +64,8 @@ fn chromium_world(test: &str) -> (World, PathBuf) {
             .expect("certutil (apt-get install libnss3-tools)");
         ok(&output);
     }
+    // Chromium's start on a busy machine must not time the login out.
+    world.write_gitconfig(&patient(&world, ""));
     let shots = shots_dir(test);
     world.set_env("BROWSER", support("browser/chromium.mjs").to_str().unwrap());
     world.set_env("KEYGATE_TEST_CHROMIUM_HOME", home.to_str().unwrap());
@@ -71,6 +73,15 @@ fn chromium_world(test: &str) -> (World, PathBuf) {
     // Playwright must never fetch a browser of its own.
     world.set_env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
     (world, shots)
+}
+
+/// keygate settings for the test server with a generous login timeout,
+/// plus `extra` lines for the same section.
+fn patient(world: &World, extra: &str) -> String {
+    format!(
+        "[keygate \"{}\"]\n\tloginTimeout = 180\n{extra}",
+        world.git_url
+    )
 }
 
 /// The driver's record of its run, once it has written it (it outlives
@@ -222,9 +233,9 @@ fn chromium_failed_exchange_shows_a_failure_page_and_git_quits() {
     let (world, shots) = chromium_world("failure");
     // keygate-test is a public client: oidc-provider refuses a client
     // secret for it at the token endpoint, after the person authorized.
-    world.write_gitconfig(&format!(
-        "[keygate \"{}\"]\n\tclientSecret = not-this-clients-secret\n",
-        world.git_url
+    world.write_gitconfig(&patient(
+        &world,
+        "\tclientSecret = not-this-clients-secret\n",
     ));
     let output = clone_on_a_terminal(&world, "failed");
     assert_git_quit_without_prompting(&output);
@@ -297,6 +308,7 @@ impl WaitingLogin {
     /// `descriptors`: keygate's limit on open files (a desktop's usual
     /// 1024, say), so a flood of connections meets the limit it would.
     fn start_with_descriptors(world: &mut World, descriptors: Option<u32>) -> Self {
+        world.write_gitconfig(&patient(world, ""));
         world.set_env("KEYGATE_TEST_BROWSER_MODE", "hang");
         let limit = descriptors.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
         let mut command = world.command("bash");
