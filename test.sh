@@ -12,7 +12,8 @@ missing=()
 for tool_and_package in \
   gnome-keyring-daemon:gnome-keyring dbus-daemon:dbus-daemon dbus-send:dbus \
   secret-tool:libsecret-tools xdg-mime:xdg-utils openssl:openssl curl:curl python3:python3 git:git \
-  script:bsdutils setsid:util-linux php:php-cli composer:composer unzip:unzip; do
+  script:bsdutils setsid:util-linux php:php-cli composer:composer unzip:unzip \
+  chromium:chromium certutil:libnss3-tools; do
   command -v "${tool_and_package%%:*}" >/dev/null || missing+=("${tool_and_package#*:}")
 done
 # Composer behind a proxy needs PHP's curl and zip extensions.
@@ -38,6 +39,13 @@ oidc=tests/support/oidc
 if [ ! -f "$oidc/node_modules/.package-lock.json" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
   echo "test.sh: installing the pinned oidc-provider (npm ci)"
   (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The real browser's driver: playwright-core only, against Debian's chromium.
+browser=tests/support/browser
+if [ ! -f "$browser/node_modules/.package-lock.json" ] || [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+  echo "test.sh: installing the pinned playwright-core (npm ci)"
+  (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # The machine's own settings must not leak into what the tests start.

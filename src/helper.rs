@@ -67,10 +67,21 @@ pub fn serve(
         move || (context.interaction)(),
     );
     match operation {
-        Operation::Get => {
-            let record = session.fresh_token()?;
-            answer(&request, &provider, &record).write(output)?;
-        }
+        Operation::Get => match session.fresh_token() {
+            Ok(record) => answer(&request, &provider, &record).write(output)?,
+            // The person saw the login fail; git's own prompt would ask
+            // them for a password keygate never wants. Where nobody was
+            // asked, git goes on to the next helper as usual.
+            Err(error) if error.asked_a_person() => {
+                let quit = Credential {
+                    quit: Some("1".to_owned()),
+                    ..Credential::default()
+                };
+                quit.write(output)?;
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        },
         Operation::Erase => {
             let password = request.password.as_ref().or(request.credential.as_ref());
             if let Some(password) = password

@@ -172,7 +172,10 @@ fn credential(operation: Operation, config: &GitConfig) -> Result<(), AnyError> 
 }
 
 /// Opens URLs with `$BROWSER` or the OS default, through the webbrowser
-/// crate; the URL is printed on stderr either way.
+/// crate; the URL is printed on stderr either way. The login hands it the
+/// `file://` URL of a private page, never the authorization URL: the
+/// launcher's argv is readable by every local user. `$BROWSER`, xdg-open,
+/// macOS `open` and Windows' file associations all take a file URL.
 struct SystemBrowser;
 
 impl Browser for SystemBrowser {

@@ -46,6 +46,17 @@ pub enum SessionError {
     Busy { server: String, waited: Duration },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A person was asked to authorize, and the login failed.
+    #[error("{cause}; to try again, run `{command}`")]
+    LoginFailed { command: String, cause: OAuthError },
+}
+
+impl SessionError {
+    /// Whether a person took part in the login that failed: git should
+    /// then stop rather than ask them for a password.
+    pub fn asked_a_person(&self) -> bool {
+        matches!(self, SessionError::LoginFailed { .. })
+    }
 }
 
 /// A server's `expires_in` beyond ten years is not believed.
@@ -307,12 +318,19 @@ impl Session<'_> {
                             && self.provider.device_url.is_some()
                     }
                 };
-                if device {
-                    Ok(oauth::authorize_device(self.provider, http).await?)
+                let outcome = if device {
+                    oauth::authorize_device(self.provider, http).await
                 } else {
-                    let handoff_dir = store::runtime_dir()?.join("callbacks");
-                    Ok(oauth::authorize(self.provider, http, browser, &handoff_dir).await?)
-                }
+                    let runtime_dir = store::runtime_dir()?;
+                    oauth::authorize(self.provider, http, browser, &self.key, &runtime_dir).await
+                };
+                outcome.map_err(|cause| match cause.ended_a_login() {
+                    true => SessionError::LoginFailed {
+                        command: oauth::login_command(&self.key),
+                        cause,
+                    },
+                    false => cause.into(),
+                })
             }
         }
     }

@@ -262,25 +262,33 @@ fn malformed_requests_are_refused_with_one_line_and_no_credential() {
 }
 
 #[test]
-fn denied_consent_and_forged_state_end_the_login_clearly() {
+fn denied_consent_ends_the_login_and_a_forged_state_is_ignored() {
     let mut world = World::start(Options::default());
     world.set_env("KEYGATE_TEST_BROWSER_MODE", "deny");
     let output = world.keygate(&["login", &world.repo_url()]);
     assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("denied"), "{stderr}");
     assert!(
-        text(&output.stderr).contains("denied"),
-        "{}",
-        text(&output.stderr)
+        stderr.contains(&format!("run `keygate login {}`", world.git_url)),
+        "names the real URL: {stderr}"
     );
 
+    // A redirect with the wrong state does not end the login: it waits
+    // for the real one until it times out.
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tloginTimeout = 4\n",
+        world.git_url
+    ));
     world.set_env("KEYGATE_TEST_BROWSER_MODE", "forge-state");
     let output = world.keygate(&["login", &world.repo_url()]);
     assert!(!output.status.success());
+    let stderr = text(&output.stderr);
     assert!(
-        text(&output.stderr).contains("state"),
-        "{}",
-        text(&output.stderr)
+        stderr.contains("ignored a redirect with a wrong"),
+        "{stderr}"
     );
+    assert!(stderr.contains("no authorization arrived"), "{stderr}");
     assert_eq!(
         world.token_requests("authorization_code"),
         0,

@@ -38,7 +38,7 @@ fn scheme_redirect_is_handed_to_the_waiting_clone() {
     );
     let launch = &world.browser_launches()[0];
     assert!(
-        launch["argv"][1]
+        launch["url"]
             .as_str()
             .unwrap()
             .contains("redirect_uri=com.example.keygate")
@@ -96,7 +96,7 @@ fn forged_or_orphan_callbacks_are_refused_and_the_real_one_still_works() {
     assert_eq!(world.token_requests("authorization_code"), 0);
 
     let launches = world.browser_launches();
-    let auth_url = launches[0]["argv"][1].as_str().unwrap().to_owned();
+    let auth_url = launches[0]["url"].as_str().unwrap().to_owned();
     world.set_env("KEYGATE_TEST_BROWSER_MODE", "approve");
     let person = world
         .command(support("browser.py"))

@@ -182,7 +182,7 @@ fn trace_logs_and_child_processes_never_see_a_secret() {
     let launch = serde_json::to_string(&launches[0]).unwrap();
     assert_absent(&launch, &secrets, "the browser's argv or environment");
     assert!(
-        launches[0]["argv"][1]
+        launches[0]["url"]
             .as_str()
             .unwrap()
             .contains("code_challenge_method=S256")

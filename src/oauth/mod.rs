@@ -21,7 +21,7 @@ use crate::config::{ClientAuth, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
 
-pub use code::{Browser, authorize};
+pub use code::{Browser, authorize, login_command};
 pub use device::authorize_device;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +54,18 @@ pub enum OAuthError {
         code: String,
         description: Option<String>,
     },
+    /// What to run next is said by the caller, who knows the account.
     #[error(
-        "a redirect with the wrong state arrived, so this login may be under attack and was stopped; run `keygate login <url>` to start again"
+        "a redirect with the wrong state arrived, so this login may be under attack and was stopped"
     )]
     StateMismatch,
-    #[error("no authorization arrived within {0:?}; run `keygate login <url>` to try again")]
+    #[error("no authorization arrived within {0:?}")]
     Timeout(Duration),
+    #[error("the redirect from the authorization server carried no authorization code")]
+    MissingCode,
+    /// The person authorized, but redeeming the code failed.
+    #[error("the authorization could not be redeemed: {0}")]
+    Exchange(Box<OAuthError>),
     #[error("invalid redirect URL {url:?}: {reason}")]
     BadRedirect { url: String, reason: &'static str },
     #[error("cannot listen for the redirect on {addr}: {source}")]
@@ -74,6 +80,20 @@ impl OAuthError {
     /// as opposed to a passing failure worth retrying later.
     pub fn is_grant_rejected(&self) -> bool {
         matches!(self, OAuthError::Rejected { code, .. } if code == "invalid_grant" || code == "invalid_token" || code == "unauthorized_client")
+    }
+
+    /// Whether this ended a login a person took part in (denied, timed
+    /// out, a redirect or exchange that failed), as opposed to one that
+    /// could not start: then git should stop rather than prompt.
+    pub fn ended_a_login(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Denied { .. }
+                | OAuthError::StateMismatch
+                | OAuthError::Timeout(_)
+                | OAuthError::MissingCode
+                | OAuthError::Exchange(_)
+        )
     }
 }
 

@@ -3,7 +3,9 @@
 
     browser.py URL
 
-Loads the OAuth authorization URL on the test oidc-provider server, logs in
+URL is the OAuth authorization URL, or (as keygate passes it, to keep the
+state out of argv) the file:// URL of a local page whose meta refresh leads
+there. Loads the authorization URL on the test oidc-provider server, logs in
 (KEYGATE_TEST_BROWSER_USER, default "alice"), grants consent and follows the
 redirect chain until the redirect that leaves the authorization server, then
 delivers that redirect:
@@ -17,7 +19,8 @@ delivers that redirect:
 Env:
   KEYGATE_TEST_CA            CA file to trust for https (default: system)
   KEYGATE_TEST_BROWSER_LOG   append one JSON line per invocation
-                             {"argv":[...],"env":{...},"pid":..,"mode":..}
+                             {"argv":[...],"url":..,"env":{...},"pid":..,"mode":..}
+                             (url: the authorization URL, after the launch page)
   KEYGATE_TEST_BROWSER_MODE  approve (default) | deny | forge-state | hang
   KEYGATE_TEST_SCHEME_HANDLER command for non-http redirects
   KEYGATE_TEST_BROWSER_USER  login name (default alice)
@@ -29,11 +32,13 @@ Env:
 Python stdlib only.
 """
 
+import html
 import html.parser
 import http.client
 import http.cookiejar
 import json
 import os
+import re
 import shlex
 import ssl
 import subprocess
@@ -67,12 +72,27 @@ def redact(url):
         return "<unparseable url>"
 
 
-def log_invocation(mode):
+def resolve(url):
+    """The page keygate opens is a local file that redirects (meta refresh)
+    to the authorization URL; a browser follows it, and so do we."""
+    if urllib.parse.urlsplit(url).scheme != "file":
+        return url
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    with open(path, encoding="utf-8") as f:
+        page = f.read()
+    match = re.search(r'http-equiv="refresh" content="0;url=([^"]*)"', page)
+    if not match:
+        raise ValueError("the launch page has no refresh")
+    return html.unescape(match.group(1))
+
+
+def log_invocation(mode, url):
     path = os.environ.get("KEYGATE_TEST_BROWSER_LOG")
     if not path:
         return
     rec = {
         "argv": sys.argv,
+        "url": url,
         "env": dict(os.environ),
         "pid": os.getpid(),
         "cwd": os.getcwd(),
@@ -263,17 +283,24 @@ def run(url, mode):
 
 def main():
     mode = os.environ.get("KEYGATE_TEST_BROWSER_MODE", "approve")
-    log_invocation(mode)
     if len(sys.argv) < 2:
+        log_invocation(mode, None)
         print("usage: browser.py URL", file=sys.stderr)
         return 2
+    try:
+        url = resolve(sys.argv[1])
+    except Exception as e:
+        log_invocation(mode, None)
+        trace("cannot read %s: %s: %s" % (sys.argv[1], type(e).__name__, e), error=True)
+        return 1
+    log_invocation(mode, url)
     if mode == "hang":
         return 0
     if mode not in ("approve", "deny", "forge-state"):
         print("unknown KEYGATE_TEST_BROWSER_MODE %r" % mode, file=sys.stderr)
         return 2
     try:
-        return run(sys.argv[1], mode)
+        return run(url, mode)
     except Exception as e:
         trace("error: %s: %s" % (type(e).__name__, e), error=True)
         return 1
