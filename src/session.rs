@@ -617,6 +617,6 @@ mod tests {
     fn utc_dates() {
         assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(utc_date(1_796_000_000), "2026-11-30 02:13 UTC");
+        assert_eq!(utc_date(1_796_000_000), "2026-11-30 00:53 UTC");
     }
 }
