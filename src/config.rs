@@ -675,6 +675,66 @@ mod tests {
     }
 
     #[test]
+    fn presets_follow_each_forge() {
+        let resolve = |host: &str| {
+            let c = config(&[(&format!("keygate.https://{host}.clientid") as &str, "id")]);
+            Provider::resolve(&c, &url(&format!("https://{host}/o/r.git")))
+                .unwrap()
+                .unwrap()
+        };
+        let bitbucket = resolve("bitbucket.org");
+        assert_eq!(bitbucket.redirect_url.as_deref(), Some(BITBUCKET_REDIRECT));
+        assert_eq!(bitbucket.client_auth, ClientAuth::Basic);
+        assert!(bitbucket.device_url.is_none());
+        let github = resolve("github.com");
+        assert_eq!(github.client_auth, ClientAuth::Post);
+        assert_eq!(github.username.as_deref(), Some("x-access-token"));
+        assert!(github.redirect_url.is_none(), "any loopback port");
+        assert!(github.device_url.is_some());
+        let gitlab = resolve("gitlab.com");
+        assert_eq!(gitlab.username.as_deref(), Some("oauth2"));
+        assert!(gitlab.revoke_url.is_some() && gitlab.device_url.is_some());
+        assert_eq!(gitlab.explicit_login_timeout, None);
+
+        // Config still wins over the preset.
+        let c = config(&[
+            ("keygate.https://bitbucket.org.clientid", "id"),
+            (
+                "keygate.https://bitbucket.org.redirecturl",
+                "http://127.0.0.1:9999/cb",
+            ),
+            ("keygate.https://bitbucket.org.logintimeout", "60"),
+        ]);
+        let p = Provider::resolve(&c, &url("https://bitbucket.org/"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.redirect_url.as_deref(), Some("http://127.0.0.1:9999/cb"));
+        assert_eq!(p.explicit_login_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_preset_host_without_a_client_id_says_where_to_register() {
+        let said = unconfigured_message(&url("https://github.com/org/repo.git"));
+        assert!(
+            said.contains("https://github.com/settings/developers"),
+            "{said}"
+        );
+        assert!(
+            said.contains("keygate.https://github.com.clientId"),
+            "{said}"
+        );
+        let said = unconfigured_message(&url("https://bitbucket.org/team/repo.git"));
+        assert!(said.contains("http://127.0.0.1:7771/callback"), "{said}");
+        let said = unconfigured_message(&url("https://git.example.com/r.git"));
+        assert!(
+            said.contains("no configuration for https://git.example.com"),
+            "{said}"
+        );
+        assert!(registration_hint("https://gitlab.com").is_some());
+        assert!(registration_hint("https://gitlab.com:8443").is_none());
+    }
+
+    #[test]
     fn grant_is_inferred_from_secret_without_auth_endpoint() {
         let c = config(&[
             ("keygate.https://ci.example.clientid", "ci"),

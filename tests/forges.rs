@@ -654,3 +654,63 @@ fn no_secret_or_token_reaches_the_forge_logs_or_keygate_output() {
         assert!(!outputs.contains(secret));
     }
 }
+
+#[test]
+fn the_last_week_of_a_refresh_token_is_announced_once_a_day() {
+    let world = World::offline();
+    let server = "https://git.example.test";
+    std::fs::write(
+        world.gitconfig_path(),
+        format!(
+            "[keygate \"{server}\"]\n\tclientId = c\n\tauthUrl = https://auth.example.test/a\n\
+             \ttokenUrl = https://auth.example.test/t\n"
+        ),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let seed = |refresh_ends: u64| {
+        world.seed_token_file(json!({
+            "server": server, "account": "", "access_token": "fresh-access-token",
+            "token_type": "bearer", "expires_at": now + 7200, "obtained_at": now,
+            "refresh_token": "refresh-token", "refresh_token_expires_at": refresh_ends,
+            "scopes": [], "grant": "code",
+        }))
+    };
+    let get = || {
+        let mut command = world.command(KEYGATE);
+        command.arg("get");
+        common::run_with_input(command, b"protocol=https\nhost=git.example.test\n\n")
+    };
+
+    // Weeks left: nothing said, nothing written.
+    seed(now + 30 * 86_400);
+    let quiet = get();
+    ok(&quiet);
+    assert!(text(&quiet.stdout).contains("password=fresh-access-token"));
+    assert_eq!(text(&quiet.stderr), "");
+    assert!(!world.home.join(".local/share/keygate/notices").exists());
+
+    // Three days (and an hour, so seconds passing cannot make it two) left:
+    // one line, once.
+    let ends = now + 3 * 86_400 + 3600;
+    seed(ends);
+    let first = get();
+    ok(&first);
+    let said = text(&first.stderr);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("in 3 days"), "{said}");
+    assert!(said.contains(&format!("keygate login {server}")), "{said}");
+    assert!(text(&first.stdout).contains("password=fresh-access-token"));
+    let second = get();
+    ok(&second);
+    assert_eq!(text(&second.stderr), "", "at most once a day");
+
+    let listing = text(&world.keygate(&["status"]).stdout);
+    assert!(listing.contains("expires in 3d"), "{listing}");
+    let status: Value =
+        serde_json::from_slice(&world.keygate(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status[0]["refresh_token_expires_at"], ends);
+}
