@@ -181,6 +181,9 @@ pub struct Provider {
     pub refresh_margin: Duration,
     pub auth_scheme: AuthScheme,
     pub login_timeout: Duration,
+    /// `loginTimeout` when the user set it: a device login then stops
+    /// there, else when its code expires.
+    pub explicit_login_timeout: Option<Duration>,
     /// Bound on each request to the OAuth server.
     pub http_timeout: Duration,
     /// How a confidential client authenticates at the token endpoint.
@@ -206,8 +209,32 @@ struct Preset {
     revoke_url: Option<&'static str>,
     scopes: &'static str,
     username: &'static str,
+    /// A redirect the provider's app registration must name exactly.
+    redirect_url: Option<&'static str>,
+    client_auth: ClientAuth,
+    /// Where a person registers the OAuth app keygate needs a client id of.
+    register_at: &'static str,
 }
 
+/// What each forge documents, and keygate relies on:
+///
+/// - Bitbucket Cloud: consumers are confidential (key and secret, the
+///   secret sent by HTTP Basic), and a `redirect_uri` must start with the
+///   consumer's one callback URL, so an ephemeral loopback port never
+///   matches: the preset uses a fixed port to register as the callback
+///   (<https://support.atlassian.com/bitbucket-cloud/docs/use-oauth-on-bitbucket-cloud/>,
+///   <https://developer.atlassian.com/cloud/bitbucket/oauth-2/>). Tokens go
+///   to git as `x-token-auth`; no device grant, no revocation endpoint.
+/// - GitHub: the client secret goes in the form body; it is needed for
+///   the code exchange and for refreshing browser-flow tokens, not for
+///   the device flow, which must be enabled in the app's settings; a
+///   loopback callback `http://127.0.0.1/callback` accepts any port
+///   (<https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps>,
+///   <https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens>).
+///   The git user name for app tokens is `x-access-token`.
+/// - GitLab: a non-confidential application with PKCE; the device grant
+///   since GitLab 17.1; `/oauth/revoke`; git user name `oauth2`
+///   (<https://docs.gitlab.com/api/oauth2/>).
 const PRESETS: &[Preset] = &[
     Preset {
         host: "bitbucket.org",
@@ -217,6 +244,9 @@ const PRESETS: &[Preset] = &[
         revoke_url: None,
         scopes: "repository repository:write",
         username: "x-token-auth",
+        redirect_url: Some(BITBUCKET_REDIRECT),
+        client_auth: ClientAuth::Basic,
+        register_at: "create an OAuth consumer (Bitbucket workspace settings → OAuth consumers) with the callback URL http://127.0.0.1:7771/callback and set its key and secret",
     },
     Preset {
         host: "github.com",
@@ -226,6 +256,9 @@ const PRESETS: &[Preset] = &[
         revoke_url: None,
         scopes: "repo",
         username: "x-access-token",
+        redirect_url: None,
+        client_auth: ClientAuth::Post,
+        register_at: "register an OAuth app or GitHub App at https://github.com/settings/developers with the callback URL http://127.0.0.1/callback (tick \"Enable Device Flow\" for SSH sessions) and set its client id and secret",
     },
     Preset {
         host: "gitlab.com",
@@ -235,8 +268,41 @@ const PRESETS: &[Preset] = &[
         revoke_url: Some("https://gitlab.com/oauth/revoke"),
         scopes: "read_repository write_repository",
         username: "oauth2",
+        redirect_url: None,
+        client_auth: ClientAuth::Basic,
+        register_at: "create a non-confidential application at https://gitlab.com/-/user_settings/applications with the redirect URI http://127.0.0.1/callback and the scopes read_repository write_repository",
     },
 ];
+
+/// Bitbucket's registered callback: a fixed loopback port, because
+/// Bitbucket matches a `redirect_uri` by prefix, port included.
+pub const BITBUCKET_REDIRECT: &str = "http://127.0.0.1:7771/callback";
+
+/// Where to register the OAuth app for a preset host (`https://github.com`),
+/// for errors that find no client id.
+pub fn registration_hint(server: &str) -> Option<&'static str> {
+    let url = Url::parse(server).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    PRESETS
+        .iter()
+        .find(|p| url.scheme() == "https" && p.host == host && url.port().is_none())
+        .map(|p| p.register_at)
+}
+
+/// The error line for a URL keygate has no client for: where to register
+/// one when it is a preset host, and which key to set.
+pub fn unconfigured_message(url: &Url) -> String {
+    let origin = origin_of(url);
+    let server = origin.as_str().trim_end_matches('/');
+    match registration_hint(server) {
+        Some(hint) => format!(
+            "keygate has no client id for {server}; {hint}, then `git config --global keygate.{server}.clientId <id>`"
+        ),
+        None => format!(
+            "keygate has no configuration for {server}; set at least `git config --global keygate.{server}.clientId <id>`"
+        ),
+    }
+}
 
 static ENV_CLIENT_SECRET: OnceLock<Option<Secret>> = OnceLock::new();
 
@@ -378,7 +444,9 @@ impl Provider {
             revoke_url,
             scopes,
             redirect,
-            redirect_url: get("redirecturl").map(str::to_owned),
+            redirect_url: get("redirecturl")
+                .map(str::to_owned)
+                .or_else(|| preset.and_then(|p| p.redirect_url).map(str::to_owned)),
             username: get("username")
                 .map(str::to_owned)
                 .or(preset.map(|p| p.username.to_owned())),
@@ -386,9 +454,14 @@ impl Provider {
             refresh_margin: seconds("refreshmargin", DEFAULT_REFRESH_MARGIN)?,
             auth_scheme,
             login_timeout: seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?,
+            explicit_login_timeout: match get("logintimeout") {
+                Some(_) => Some(seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?),
+                None => None,
+            },
             http_timeout: seconds("timeout", DEFAULT_HTTP_TIMEOUT)?,
             client_auth: match get("clientauth").map(str::to_ascii_lowercase).as_deref() {
-                None | Some("basic") => ClientAuth::Basic,
+                None => preset.map_or(ClientAuth::Basic, |p| p.client_auth),
+                Some("basic") => ClientAuth::Basic,
                 Some("post") => ClientAuth::Post,
                 Some(other) => return Err(invalid("clientAuth", other, "basic or post")),
             },
@@ -599,6 +672,66 @@ mod tests {
         assert_eq!(p.server.as_str(), "https://bitbucket.org/");
         assert!(p.token_url.unwrap().as_str().contains("access_token"));
         assert_eq!(p.grant, Grant::Code);
+    }
+
+    #[test]
+    fn presets_follow_each_forge() {
+        let resolve = |host: &str| {
+            let c = config(&[(&format!("keygate.https://{host}.clientid") as &str, "id")]);
+            Provider::resolve(&c, &url(&format!("https://{host}/o/r.git")))
+                .unwrap()
+                .unwrap()
+        };
+        let bitbucket = resolve("bitbucket.org");
+        assert_eq!(bitbucket.redirect_url.as_deref(), Some(BITBUCKET_REDIRECT));
+        assert_eq!(bitbucket.client_auth, ClientAuth::Basic);
+        assert!(bitbucket.device_url.is_none());
+        let github = resolve("github.com");
+        assert_eq!(github.client_auth, ClientAuth::Post);
+        assert_eq!(github.username.as_deref(), Some("x-access-token"));
+        assert!(github.redirect_url.is_none(), "any loopback port");
+        assert!(github.device_url.is_some());
+        let gitlab = resolve("gitlab.com");
+        assert_eq!(gitlab.username.as_deref(), Some("oauth2"));
+        assert!(gitlab.revoke_url.is_some() && gitlab.device_url.is_some());
+        assert_eq!(gitlab.explicit_login_timeout, None);
+
+        // Config still wins over the preset.
+        let c = config(&[
+            ("keygate.https://bitbucket.org.clientid", "id"),
+            (
+                "keygate.https://bitbucket.org.redirecturl",
+                "http://127.0.0.1:9999/cb",
+            ),
+            ("keygate.https://bitbucket.org.logintimeout", "60"),
+        ]);
+        let p = Provider::resolve(&c, &url("https://bitbucket.org/"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.redirect_url.as_deref(), Some("http://127.0.0.1:9999/cb"));
+        assert_eq!(p.explicit_login_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_preset_host_without_a_client_id_says_where_to_register() {
+        let said = unconfigured_message(&url("https://github.com/org/repo.git"));
+        assert!(
+            said.contains("https://github.com/settings/developers"),
+            "{said}"
+        );
+        assert!(
+            said.contains("keygate.https://github.com.clientId"),
+            "{said}"
+        );
+        let said = unconfigured_message(&url("https://bitbucket.org/team/repo.git"));
+        assert!(said.contains("http://127.0.0.1:7771/callback"), "{said}");
+        let said = unconfigured_message(&url("https://git.example.com/r.git"));
+        assert!(
+            said.contains("no configuration for https://git.example.com"),
+            "{said}"
+        );
+        assert!(registration_hint("https://gitlab.com").is_some());
+        assert!(registration_hint("https://gitlab.com:8443").is_none());
     }
 
     #[test]

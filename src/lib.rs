@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom (nothing imports upward, no cycles): `proxy`,
 //! `helper` → `session` → `oauth`, `store`, `config`, `credential`,
-//! `composer` → `gitconfig`, `secret`, `http`, `peer`. Within the middle layer
+//! `composer` → `gitconfig`, `secret`, `http`, `peer`, `text`. Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
 //! their settings from `config`; `oauth`'s scheme hand-off uses the
 //! store's private directories), never back.
@@ -23,3 +23,4 @@ pub mod proxy;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod text;

@@ -269,13 +269,8 @@ fn parse_url(raw_url: &str) -> Result<url::Url, AnyError> {
 
 fn provider_for(config: &GitConfig, raw_url: &str) -> Result<(Provider, url::Url), AnyError> {
     let url = parse_url(raw_url)?;
-    let provider = Provider::resolve(config, &url)?.ok_or_else(|| {
-        let origin = config::origin_of(&url);
-        format!(
-            "keygate has no configuration for {origin}; set at least `git config --global keygate.{}.clientId <id>`",
-            origin.as_str().trim_end_matches('/')
-        )
-    })?;
+    let provider =
+        Provider::resolve(config, &url)?.ok_or_else(|| config::unconfigured_message(&url))?;
     Ok((provider, url))
 }
 
@@ -409,6 +404,10 @@ struct AccountStatus<'a> {
     expires_at: Option<u64>,
     expires_in_seconds: Option<i64>,
     refresh_token_present: bool,
+    /// When the refresh token itself dies, where the server said.
+    refresh_token_expires_at: Option<u64>,
+    /// The server's error code when it refused the refresh token.
+    refresh_token_rejected: Option<&'a str>,
     scopes: &'a [String],
 }
 
@@ -429,6 +428,8 @@ fn status(config: &GitConfig, json: bool) -> Result<(), AnyError> {
             expires_at: r.expires_at,
             expires_in_seconds: r.expires_at.map(|at| seconds_left(at, now)),
             refresh_token_present: r.refresh_token.is_some(),
+            refresh_token_expires_at: r.refresh_token_expires_at,
+            refresh_token_rejected: r.refresh_token_rejected.as_deref(),
             scopes: &r.scopes,
         })
         .collect();
@@ -455,14 +456,34 @@ fn status(config: &GitConfig, json: bool) -> Result<(), AnyError> {
             account.store,
             account.grant,
             describe_expiry(record),
-            if account.refresh_token_present {
-                "yes"
-            } else {
-                "no"
-            },
+            describe_refresh_token(record),
         )?;
     }
     Ok(())
+}
+
+fn describe_refresh_token(record: &TokenRecord) -> String {
+    if record.refresh_token.is_none() {
+        return "no".to_owned();
+    }
+    if let Some(code) = &record.refresh_token_rejected {
+        return format!(
+            "rejected ({}), run `keygate login`",
+            keygate::text::escape(code)
+        );
+    }
+    match record.refresh_token_expires_at {
+        None => "yes".to_owned(),
+        Some(at) => {
+            let left = seconds_left(at, unix_now());
+            let date = session::utc_date(at);
+            if left <= 0 {
+                format!("expired {date}, run `keygate login`")
+            } else {
+                format!("yes, expires in {} ({date})", human(left))
+            }
+        }
+    }
 }
 
 fn describe_expiry(record: &TokenRecord) -> String {
@@ -492,6 +513,7 @@ fn human(seconds: i64) -> String {
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s if s < 3 * 86_400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
     }
 }

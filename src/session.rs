@@ -32,6 +32,14 @@ pub enum SessionError {
         reason: String,
     },
     #[error(
+        "the refresh token for {server} {why} and {reason}; run `keygate login {server}` in a terminal"
+    )]
+    RefreshDead {
+        server: String,
+        why: String,
+        reason: String,
+    },
+    #[error(
         "refreshing the token for {server} failed: {cause}; the stored refresh token is kept, try again later"
     )]
     RefreshFailed { server: String, cause: OAuthError },
@@ -61,11 +69,16 @@ impl SessionError {
 
 /// A server's `expires_in` beyond ten years is not believed.
 const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+/// How long before the refresh token dies `get` starts saying so.
+const NOTICE_WINDOW_SECS: u64 = 7 * 24 * 3600;
+/// And how often it says it.
+const NOTICE_EVERY_SECS: u64 = 24 * 3600;
 
 /// What `obtain` got from the server.
 enum Obtained {
-    /// From a refresh, with the refresh token it used.
-    Refreshed(TokenSet, Secret),
+    /// From a refresh, with the refresh token it used and when that one
+    /// dies (kept when the server does not rotate it).
+    Refreshed(TokenSet, Secret, Option<u64>),
     /// From a first grant: login, client credentials.
     NewGrant(TokenSet),
 }
@@ -131,6 +144,8 @@ pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {
         expires_at: None,
         obtained_at: unix_now(),
         refresh_token: None,
+        refresh_token_expires_at: None,
+        refresh_token_rejected: None,
         scopes: Vec::new(),
         grant: format!("env:{name}"),
         issuer: None,
@@ -187,6 +202,7 @@ impl Session<'_> {
         if let Some(record) = self.load()?
             && record.fresh_token(unix_now(), margin).is_some()
         {
+            self.warn_if_login_ends_soon(&record);
             return Ok(record);
         }
         let _lock = self.lock()?;
@@ -198,7 +214,9 @@ impl Session<'_> {
             tracing::debug!(account = %self.key.label(), "another process refreshed the token");
             return Ok(record.clone());
         }
-        self.obtain(current)
+        let record = self.obtain(current)?;
+        self.warn_if_login_ends_soon(&record);
+        Ok(record)
     }
 
     /// Authorizes anew, ignoring what is stored (`keygate login`).
@@ -211,17 +229,69 @@ impl Session<'_> {
         self.save(tokens, None)
     }
 
+    /// The URL to give `keygate login` for this account: the server, with
+    /// the account's user name when it is not the default one.
+    pub fn login_url(&self) -> String {
+        if self.key.account.is_empty() {
+            return self.key.server.clone();
+        }
+        let user: String =
+            percent_encoding::utf8_percent_encode(&self.key.account, USERINFO).collect();
+        match self.key.server.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{user}@{rest}"),
+            None => self.key.server.clone(),
+        }
+    }
+
     /// Called with the lock held and no fresh token in hand.
     fn obtain(&self, current: Option<TokenRecord>) -> Result<TokenRecord, SessionError> {
-        let server = &self.key.server;
-        let refresh_token = current.as_ref().and_then(|r| r.refresh_token.clone());
+        let server = self.login_url();
+        let server = &server;
+        let now = unix_now();
+        // A refresh token the server refused before, or one past its own
+        // expiry, is not sent again: every git command would otherwise
+        // present a dead token and wait for the same answer.
+        let dead_why = current.as_ref().and_then(|r| {
+            r.refresh_token.as_ref()?;
+            if let Some(code) = &r.refresh_token_rejected {
+                Some(format!(
+                    "was refused earlier ({})",
+                    crate::text::escape(code)
+                ))
+            } else {
+                r.refresh_token_expires_at
+                    .filter(|&at| at <= now)
+                    .map(|_| "has expired".to_owned())
+            }
+        });
+        let refresh_token = current
+            .as_ref()
+            .filter(|_| dead_why.is_none())
+            .and_then(|r| r.refresh_token.clone());
+        let refresh_expiry = current.as_ref().and_then(|r| r.refresh_token_expires_at);
         let obtained = self.block_on(async {
             let http = self.http()?;
             let Some(refresh_token) = refresh_token else {
+                if let Some(why) = &dead_why
+                    && self.provider.grant == Grant::Code
+                {
+                    match &*self.interaction {
+                        Interaction::Forbidden(reason) => {
+                            return Err(SessionError::RefreshDead {
+                                server: server.clone(),
+                                why: why.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                        _ => eprintln!(
+                            "keygate: the refresh token for {server} {why}; authorizing again"
+                        ),
+                    }
+                }
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
             };
             match oauth::refresh(self.provider, &http, &refresh_token).await {
-                Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token)),
+                Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
                 Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
                         Err(SessionError::RefreshRejected {
@@ -243,8 +313,21 @@ impl Session<'_> {
             }
         })?;
         match obtained {
-            Ok(Obtained::Refreshed(tokens, used)) => self.save(tokens, Some(&used)),
+            Ok(Obtained::Refreshed(tokens, used, expiry)) => {
+                self.save(tokens, Some((&used, expiry)))
+            }
             Ok(Obtained::NewGrant(tokens)) => self.save(tokens, None),
+            // Remembered, so later git commands do not present it again.
+            Err(error @ SessionError::RefreshRejected { .. }) => {
+                if let (Some(mut record), SessionError::RefreshRejected { cause, .. }) =
+                    (current, &error)
+                {
+                    record.refresh_token_rejected =
+                        Some(cause.code().unwrap_or("rejected").to_owned());
+                    self.store.save(&record)?;
+                }
+                Err(error)
+            }
             // A passing failure (a 503, a timeout) while the token still
             // works for a while: use it rather than fail a git command.
             Err(error @ SessionError::RefreshFailed { .. }) => match current {
@@ -336,25 +419,34 @@ impl Session<'_> {
     }
 
     /// Saves new tokens. `refreshed_with` is the refresh token a refresh
-    /// used: kept when the server sent no new one (servers that do not
-    /// rotate). A new grant never inherits an old refresh token.
+    /// used, with its expiry: kept when the server sent no new one (servers
+    /// that do not rotate). A new grant never inherits an old refresh token.
     fn save(
         &self,
         tokens: TokenSet,
-        refreshed_with: Option<&Secret>,
+        refreshed_with: Option<(&Secret, Option<u64>)>,
     ) -> Result<TokenRecord, SessionError> {
         let now = unix_now();
+        let lifetime_end =
+            |d: std::time::Duration| now.saturating_add(d.as_secs().min(MAX_LIFETIME_SECS));
+        let (refresh_token, refresh_token_expires_at) = match tokens.refresh_token {
+            Some(new) => (Some(new), tokens.refresh_token_expires_in.map(lifetime_end)),
+            None => match refreshed_with {
+                Some((used, expiry)) => (Some(used.clone()), expiry),
+                None => (None, None),
+            },
+        };
         let record = TokenRecord {
             server: self.key.server.clone(),
             account: self.key.account.clone(),
             access_token: Some(tokens.access_token),
             token_type: tokens.token_type.to_ascii_lowercase(),
             // A server's expires_in is untrusted: never let it wrap.
-            expires_at: tokens
-                .expires_in
-                .map(|d| now.saturating_add(d.as_secs().min(MAX_LIFETIME_SECS))),
+            expires_at: tokens.expires_in.map(lifetime_end),
             obtained_at: now,
-            refresh_token: tokens.refresh_token.or_else(|| refreshed_with.cloned()),
+            refresh_token,
+            refresh_token_expires_at,
+            refresh_token_rejected: None,
             scopes: tokens
                 .scopes
                 .unwrap_or_else(|| self.provider.scopes.clone()),
@@ -389,6 +481,47 @@ impl Session<'_> {
         Ok(true)
     }
 
+    /// In the last week of the refresh token's life, says once a day when
+    /// a new login will be needed. Costs one comparison otherwise: the
+    /// day's note is read only inside that week.
+    fn warn_if_login_ends_soon(&self, record: &TokenRecord) {
+        let Some(ends) = record.refresh_token_expires_at else {
+            return;
+        };
+        let now = unix_now();
+        if ends > now.saturating_add(NOTICE_WINDOW_SECS)
+            || ends <= now
+            || record.refresh_token.is_none()
+            || record.refresh_token_rejected.is_some()
+        {
+            return;
+        }
+        let Ok(dir) = store::data_dir().map(|d| d.join("notices")) else {
+            return;
+        };
+        let path = dir.join(format!("{}.last", self.lock_name()));
+        let last = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if last.is_some_and(|last| now < last.saturating_add(NOTICE_EVERY_SECS)) {
+            return;
+        }
+        // Noted first: a notice that cannot be remembered is not repeated
+        // on every git command either.
+        if store::create_private_dir(&dir)
+            .and_then(|()| store::write_private_atomically(&path, now.to_string().as_bytes()))
+            .is_err()
+        {
+            return;
+        }
+        eprintln!(
+            "keygate: the login for {} ends {} (its refresh token expires then); run `keygate login {}` before that to keep git working without a prompt",
+            self.key.label(),
+            describe_instant(ends, now),
+            self.login_url()
+        );
+    }
+
     fn http(&self) -> Result<HttpClient, HttpError> {
         HttpClient::new(&self.ca_files, self.provider.http_timeout)
     }
@@ -409,9 +542,7 @@ impl Session<'_> {
     /// another process can take.
     fn lock(&self) -> Result<File, SessionError> {
         let dir = store::data_dir()?.join("locks");
-        let digest = Sha256::digest(self.key.label().as_bytes());
-        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        let path = dir.join(format!("{name}.lock"));
+        let path = dir.join(format!("{}.lock", self.lock_name()));
         let lock_error = |source| SessionError::Lock {
             path: path.clone(),
             source,
@@ -443,8 +574,67 @@ impl Session<'_> {
     }
 }
 
+impl Session<'_> {
+    /// A file name for the account that reveals nothing of it.
+    fn lock_name(&self) -> String {
+        let digest = Sha256::digest(self.key.label().as_bytes());
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Characters a user name must have encoded in a URL's userinfo.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// "in 3 days (2026-12-05 14:00 UTC)".
+fn describe_instant(at: u64, now: u64) -> String {
+    let left = at.saturating_sub(now);
+    let relative = match left {
+        s if s >= 2 * 86_400 => format!("in {} days", s / 86_400),
+        s if s >= 7200 => format!("in {} hours", s / 3600),
+        s => format!("in {} minutes", s / 60),
+    };
+    format!("{relative} ({})", utc_date(at))
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for Unix seconds (Howard Hinnant's
+/// days-to-civil algorithm; no calendar crate for one line).
+pub fn utc_date(at: u64) -> String {
+    let days = i64::try_from(at / 86_400).unwrap_or(0);
+    let secs = at % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        (secs % 3600) / 60
+    )
+}
+
 impl From<HttpError> for SessionError {
     fn from(error: HttpError) -> Self {
         SessionError::OAuth(OAuthError::Http(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_date(1_796_000_000), "2026-11-30 00:53 UTC");
     }
 }

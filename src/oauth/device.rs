@@ -1,16 +1,40 @@
 //! The device authorization grant (RFC 8628), for machines without a
 //! browser: show a URL and a code, poll until the person has approved.
+//!
+//! The poll loop is keygate's own, not oauth2's: that one stops at the
+//! first HTTP-200 error GitHub sends, adds a fixed 5 s on `slow_down`
+//! where GitHub's answer carries the new interval, and gives up on the
+//! first network hiccup of a wait that can last 15 minutes.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use oauth2::{DeviceAuthorizationUrl, Scope, StandardDeviceAuthorizationResponse};
+use tokio::time::Instant;
 
-use super::{OAuthError, TokenSet, classify, endpoint, send, token_client};
+use super::{
+    Answered, OAuthError, TokenSet, classify, endpoint, read_token_answer, send, token_client,
+    token_request,
+};
 use crate::config::Provider;
 use crate::http::HttpClient;
+use crate::text::escape;
 
-/// Runs the device grant. oauth2 polls at the server's `interval`, adds
-/// 5 s on `slow_down`, and stops on `access_denied` / `expired_token`.
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 8628 §3.5: "the client MUST use a reasonable default polling
+/// interval" — and adds 5 s on each `slow_down`.
+const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+/// Back-off for a poll that failed on the way (RFC 8628 §3.5 asks for
+/// exponential back-off on connection timeouts), capped.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Consecutive failed polls after which the server counts as gone.
+const MAX_FAILED_POLLS: u32 = 4;
+
+/// Runs the device grant: asks for a code, shows it, polls the token
+/// endpoint until the person approves, denies, or the code expires.
+///
+/// It polls for as long as the device code lives (`expires_in`: 900 s on
+/// GitHub), cut short only by a `loginTimeout` the user set.
 pub async fn authorize_device(
     provider: &Provider,
     http: &HttpClient,
@@ -27,40 +51,101 @@ pub async fn authorize_device(
     for scope in &provider.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
+    // GitHub refuses here with `device_flow_disabled` when the app's
+    // "Enable Device Flow" box is not ticked.
     let details: StandardDeviceAuthorizationResponse = request
         .request_async(&|request| send(http, request))
         .await
-        .map_err(classify)?;
+        .map_err(|error| stopped(classify(error)))?;
 
     let server = provider.server.as_str().trim_end_matches('/');
     let mut message = format!(
         "keygate: to authorize {server}, visit {}\nkeygate: and enter the code {}\n",
-        details.verification_uri().as_str(),
-        details.user_code().secret()
+        escape(details.verification_uri().as_str()),
+        escape(details.user_code().secret())
     );
     if let Some(complete) = details.verification_uri_complete() {
-        message.push_str(&format!("keygate: or open {}\n", complete.secret()));
+        message.push_str(&format!("keygate: or open {}\n", escape(complete.secret())));
     }
     show(&message);
 
-    client
-        .exchange_device_access_token(&details)
-        .request_async(
-            &|request| send(http, request),
-            tokio::time::sleep,
-            Some(provider.login_timeout),
-        )
-        .await
-        .map(TokenSet::from)
-        .map_err(|error| match classify(error) {
-            OAuthError::Rejected { code, description } if code == "access_denied" => {
-                OAuthError::Denied { code, description }
+    let lifetime = match provider.explicit_login_timeout {
+        Some(cap) => details.expires_in().min(cap),
+        None => details.expires_in(),
+    };
+    let deadline = Instant::now() + lifetime;
+    let mut interval = details.interval().max(Duration::from_secs(1));
+    let mut failed_polls = 0;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(OAuthError::Timeout(lifetime));
+        }
+        tokio::time::sleep(interval.min(deadline - now)).await;
+        if Instant::now() >= deadline {
+            return Err(OAuthError::Timeout(lifetime));
+        }
+        let poll = token_request(
+            provider,
+            &[
+                ("grant_type", GRANT_TYPE),
+                ("device_code", details.device_code().secret()),
+            ],
+        )?;
+        let response = match send(http, poll).await {
+            Ok(response) => response,
+            // A network failure or a 5xx while the person is typing the
+            // code: wait longer and ask again, a few times.
+            Err(error) => {
+                failed_polls += 1;
+                if failed_polls >= MAX_FAILED_POLLS {
+                    return Err(error.into());
+                }
+                tracing::debug!(%error, "device poll failed; backing off");
+                interval = interval.saturating_mul(2).min(MAX_BACKOFF);
+                continue;
             }
-            OAuthError::Rejected { code, .. } if code == "expired_token" => {
-                OAuthError::Timeout(provider.login_timeout.min(details.expires_in()))
-            }
-            other => other,
-        })
+        };
+        failed_polls = 0;
+        match read_token_answer(&response) {
+            Ok(tokens) => return Ok(tokens),
+            Err(Answered::Error {
+                code,
+                description,
+                interval: new_interval,
+            }) => match code.as_str() {
+                "authorization_pending" => {}
+                // GitHub: "The error response includes the new interval
+                // that you must use."
+                "slow_down" => {
+                    interval = new_interval
+                        .filter(|i| !i.is_zero())
+                        .unwrap_or(interval + SLOW_DOWN_STEP)
+                        .min(lifetime);
+                }
+                _ => return Err(stopped(OAuthError::Rejected { code, description })),
+            },
+            Err(Answered::Unreadable(what)) => return Err(OAuthError::BadResponse(what)),
+        }
+    }
+}
+
+/// The codes that end a device login get their own words.
+fn stopped(error: OAuthError) -> OAuthError {
+    match error {
+        OAuthError::Rejected { code, description } if code == "access_denied" => {
+            OAuthError::Denied { code, description }
+        }
+        OAuthError::Rejected { code, description }
+            if matches!(
+                code.as_str(),
+                "expired_token" | "incorrect_device_code" | "device_flow_disabled"
+            ) =>
+        {
+            OAuthError::DeviceStopped { code, description }
+        }
+        other => other,
+    }
 }
 
 /// Prints on stderr, and on the terminal too when stderr is not one (git

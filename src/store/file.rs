@@ -213,6 +213,8 @@ mod tests {
             expires_at: Some(100),
             obtained_at: 0,
             refresh_token: Some(Secret::new("r".repeat(4096))),
+            refresh_token_expires_at: None,
+            refresh_token_rejected: None,
             scopes: vec!["repo".into()],
             grant: "code".into(),
             issuer: None,

@@ -87,6 +87,15 @@ pub struct TokenRecord {
     /// `expires_at`, its lifetime.
     pub obtained_at: u64,
     pub refresh_token: Option<Secret>,
+    /// Unix seconds at which the server said the refresh token itself
+    /// dies (GitHub's `refresh_token_expires_in`). Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at: Option<u64>,
+    /// The error code with which the token endpoint refused the refresh
+    /// token when nobody could log in again: it is never sent again, and
+    /// the next login replaces the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_rejected: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     pub grant: String,
@@ -305,6 +314,8 @@ mod tests {
             expires_at,
             obtained_at,
             refresh_token: None,
+            refresh_token_expires_at: None,
+            refresh_token_rejected: None,
             scopes: vec![],
             grant: "code".into(),
             issuer: None,

@@ -330,6 +330,8 @@ mod tests {
             expires_at: Some(7200),
             obtained_at: 0,
             refresh_token: Some(Secret::new("r".repeat(100))),
+            refresh_token_expires_at: None,
+            refresh_token_rejected: None,
             scopes: vec![],
             grant: "code".into(),
             issuer: None,
