@@ -394,9 +394,25 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
         .output()
         .unwrap();
     assert_eq!(text(&output.stdout), "403", "{}", text(&output.stderr));
+    // Nor is anything else served to that user.
+    let probe = format!("{}?state=x", login.redirect_uri());
+    let output = Command::new("runuser")
+        .args(["-u", &attacker.0, "--", "curl", "-s", "-o", "/dev/null"])
+        .args([
+            "-w",
+            "%{http_code}",
+            "-X",
+            "OPTIONS",
+            "--max-time",
+            "30",
+            &probe,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&output.stdout), "403", "{}", text(&output.stderr));
     let said = login.finish(&world);
     assert!(
-        said.contains("ignored a redirect from another user's process"),
+        said.contains("ignored a request from another user's process"),
         "{said}"
     );
     assert_eq!(world.token_requests("authorization_code"), 1);
