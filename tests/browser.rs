@@ -584,3 +584,22 @@ fn the_desktops_default_browser_takes_the_file_url() {
     );
     assert_eq!(world.token_requests("authorization_code"), 1);
 }
+
+#[test]
+fn a_login_that_times_out_stops_git_without_a_prompt() {
+    let mut world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tloginTimeout = 3\n",
+        world.git_url
+    ));
+    // The person never finishes signing in.
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "hang");
+    let output = clone_on_a_terminal(&world, "repo");
+    assert_git_quit_without_prompting(&output);
+    let said = text(&output.stdout);
+    assert!(said.contains("no authorization arrived"), "{said}");
+    assert!(
+        said.contains(&format!("run `keygate login {}`", world.git_url)),
+        "{said}"
+    );
+}
