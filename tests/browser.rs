@@ -394,9 +394,25 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
         .output()
         .unwrap();
     assert_eq!(text(&output.stdout), "403", "{}", text(&output.stderr));
+    // Nor is anything else served to that user.
+    let probe = format!("{}?state=x", login.redirect_uri());
+    let output = Command::new("runuser")
+        .args(["-u", &attacker.0, "--", "curl", "-s", "-o", "/dev/null"])
+        .args([
+            "-w",
+            "%{http_code}",
+            "-X",
+            "OPTIONS",
+            "--max-time",
+            "30",
+            &probe,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&output.stdout), "403", "{}", text(&output.stderr));
     let said = login.finish(&world);
     assert!(
-        said.contains("ignored a redirect from another user's process"),
+        said.contains("ignored a request from another user's process"),
         "{said}"
     );
     assert_eq!(world.token_requests("authorization_code"), 1);
@@ -567,4 +583,23 @@ fn the_desktops_default_browser_takes_the_file_url() {
         launches[0]["argv"]
     );
     assert_eq!(world.token_requests("authorization_code"), 1);
+}
+
+#[test]
+fn a_login_that_times_out_stops_git_without_a_prompt() {
+    let mut world = World::start(Options::default());
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tloginTimeout = 3\n",
+        world.git_url
+    ));
+    // The person never finishes signing in.
+    world.set_env("KEYGATE_TEST_BROWSER_MODE", "hang");
+    let output = clone_on_a_terminal(&world, "repo");
+    assert_git_quit_without_prompting(&output);
+    let said = text(&output.stdout);
+    assert!(said.contains("no authorization arrived"), "{said}");
+    assert!(
+        said.contains(&format!("run `keygate login {}`", world.git_url)),
+        "{said}"
+    );
 }

@@ -254,6 +254,28 @@ impl Gate {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Result<Result<Secret, OAuthError>, (Page, String)> {
+        // Other users' processes are served nothing, whatever they ask.
+        match crate::peer::is_same_user(local, peer) {
+            Ok(true) => {}
+            Ok(false) => {
+                let page = Page::new(
+                    StatusCode::FORBIDDEN,
+                    "Not your sign-in",
+                    "This keygate sign-in belongs to another user of this computer. It ignored \
+                     this request and keeps waiting for its own.",
+                );
+                return Err((page, "a request from another user's process".to_owned()));
+            }
+            Err(error) => {
+                let page = Page::new(
+                    StatusCode::FORBIDDEN,
+                    "Not accepted",
+                    "keygate cannot tell which user sent this request, so it ignored it and keeps \
+                     waiting.",
+                );
+                return Err((page, format!("a request whose sender is unknown ({error})")));
+            }
+        }
         let stray = |status, what: String| {
             let page = Page::new(
                 status,
@@ -287,27 +309,7 @@ impl Gate {
                 "a redirect with a wrong or missing state (stray or forged)".to_owned(),
             );
         }
-        match crate::peer::is_same_user(local, peer) {
-            Ok(true) => Ok(redirect),
-            Ok(false) => Err((
-                Page::new(
-                    StatusCode::FORBIDDEN,
-                    "Not your sign-in",
-                    "This keygate sign-in belongs to another user of this computer. It ignored \
-                     this request and keeps waiting for its own.",
-                ),
-                "a redirect from another user's process (forged)".to_owned(),
-            )),
-            Err(error) => Err((
-                Page::new(
-                    StatusCode::FORBIDDEN,
-                    "Not accepted",
-                    "keygate cannot tell which user sent this request, so it ignored it and keeps \
-                     waiting.",
-                ),
-                format!("a redirect whose sender is unknown ({error})"),
-            )),
-        }
+        Ok(redirect)
     }
 
     /// Hands the redirect to the login and waits for the page to show.
