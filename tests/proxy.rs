@@ -3,78 +3,14 @@
 //! the CA's name constraints checked by OpenSSL.
 
 mod common;
+mod proxy_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Guard, Options, World, ok, text};
-
-/// A running `keygate proxy` and what it printed.
-struct RunningProxy {
-    url: String,
-    /// `http://127.0.0.1:PORT`, without the password.
-    bare_url: String,
-    ca: PathBuf,
-    process: Guard,
-}
-
-fn start_proxy(world: &World) -> RunningProxy {
-    let mut child = world
-        .command(common::KEYGATE)
-        .arg("proxy")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let process = Guard::new(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
-    let first = next();
-    let url = first
-        .strip_prefix("proxy: ")
-        .unwrap_or_else(|| panic!("proxy did not start: {first:?}"))
-        .to_owned();
-    let ca = PathBuf::from(next().strip_prefix("ca: ").expect("the CA path line"));
-    assert!(ca.is_absolute() && ca.exists(), "{}", ca.display());
-    std::thread::spawn(move || for _ in lines {});
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut BufReader::new(stderr), &mut sink);
-    });
-    let bare_url = format!("http://{}", url.rsplit_once('@').unwrap().1);
-    RunningProxy {
-        url,
-        bare_url,
-        ca,
-        process,
-    }
-}
-
-fn logged_in_world(ttl: u64) -> World {
-    let world = World::start(Options {
-        access_token_ttl: ttl,
-    });
-    ok(&world.keygate(&["login", &world.repo_url()]));
-    world
-}
-
-/// curl through the proxy, trusting only `ca`.
-fn curl(world: &World, proxy: &str, ca: &std::path::Path, url: &str, extra: &[&str]) -> Output {
-    world
-        .command("curl")
-        .args(["-sS", "--max-time", "30", "--proxy", proxy, "--cacert"])
-        .arg(ca)
-        .args(extra)
-        .arg(url)
-        .env_remove("CURL_CA_BUNDLE")
-        .env_remove("SSL_CERT_FILE")
-        .output()
-        .unwrap()
-}
+use common::{Guard, World, ok, text};
+use proxy_support::{curl, logged_in_world, start_proxy};
 
 #[test]
 fn curl_without_the_password_gets_407_and_with_it_the_token_is_added() {

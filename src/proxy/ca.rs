@@ -149,6 +149,13 @@ impl LocalCa {
     }
 }
 
+#[cfg(test)]
+impl LocalCa {
+    pub fn for_tests() -> Self {
+        Self::from_stored(&generate(&["127.0.0.1".to_owned()]).unwrap()).unwrap()
+    }
+}
+
 fn ca_error(error: rcgen::Error) -> ProxyError {
     ProxyError::Ca(error.to_string())
 }

@@ -481,10 +481,13 @@ impl Proxy {
 
     /// `Proxy-Authorization: Basic base64(any-user:password)`.
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::PROXY_AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
+        // Exactly one: with two, which one counts would be up to whoever
+        // reads them next.
+        let mut values = headers.get_all(header::PROXY_AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Ok(value) = value.to_str() else {
             return false;
         };
         let Some(encoded) = value
@@ -819,6 +822,48 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_comparison_needs_every_byte_and_the_length() {
+        assert!(constant_time_eq(b"3f9c", b"3f9c"));
+        assert!(!constant_time_eq(b"3f9c", b"3f9d"));
+        assert!(!constant_time_eq(b"3f9", b"3f9c"), "a prefix is not enough");
+        assert!(!constant_time_eq(b"", b"3f9c"));
+    }
+
+    #[test]
+    fn one_proxy_authorization_with_the_password_and_nothing_else_passes() {
+        let proxy = Proxy {
+            password: Secret::new("pw".to_owned()),
+            origins: Vec::new(),
+            ca: LocalCa::for_tests(),
+            plain: Client::builder(TokioExecutor::new()).build(tcp_connector(true)),
+        };
+        let basic = |pair: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        };
+        let with = |values: &[String]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::PROXY_AUTHORIZATION, value.parse().unwrap());
+            }
+            proxy.authorized(&headers)
+        };
+        assert!(with(&[basic("keygate:pw")]));
+        assert!(with(&[basic("anyone:pw")]));
+        assert!(!with(&[]));
+        assert!(!with(&[basic("keygate:px")]));
+        assert!(!with(&[basic("keygate")]));
+        assert!(
+            !with(&[basic("keygate:pw"), basic("keygate:pw")]),
+            "duplicates"
+        );
+        assert!(!with(&[basic("keygate:px"), basic("keygate:pw")]));
+        assert!(!with(&["Bearer pw".to_owned()]));
+    }
 
     #[test]
     fn hop_by_hop_headers_go_including_those_connection_names() {
