@@ -93,17 +93,20 @@ fn a_half_gigabyte_download_streams_through_in_bounded_memory() {
 fn git_clones_through_the_proxy_with_no_credential_helper() {
     let world = logged_in_world(600);
     let proxy = start_proxy(&world);
+    // As the announcement advises: ~/.gitconfig names the 0600 file the
+    // proxy rewrites on each start, and holds no secret itself.
+    let include = proxy.ca.parent().unwrap().join("gitconfig");
+    world.write_gitconfig(&format!("[include]\n\tpath = {}\n", include.display()));
+    assert!(
+        !std::fs::read_to_string(world.gitconfig_path())
+            .unwrap()
+            .contains(&proxy.password)
+    );
     let output = world
         .command("git")
-        .args([
-            "-c",
-            "credential.helper=",
-            "-c",
-            &format!("http.proxy={}", proxy.url),
-        ])
-        .args(["-c", &format!("http.sslCAInfo={}", proxy.ca.display())])
+        .args(["-c", "credential.helper="])
         .args(["clone", "-q", &world.repo_url(), "through-proxy"])
-        .env("GIT_SSL_CAINFO", &proxy.ca)
+        .env_remove("GIT_SSL_CAINFO")
         .output()
         .unwrap();
     ok(&output);
@@ -255,14 +258,14 @@ fn the_proxy_ca_cannot_vouch_for_hosts_outside_its_name_constraints() {
     )
     .unwrap();
 
-    let forge = |name: &str, san: &str| -> (PathBuf, PathBuf) {
+    let forge_with = |name: &str, san: &str, eku: &str| -> (PathBuf, PathBuf) {
         let key = dir.join(format!("{name}.key"));
         let csr = dir.join(format!("{name}.csr"));
         let cert = dir.join(format!("{name}.pem"));
         let ext = dir.join(format!("{name}.ext"));
         std::fs::write(
             &ext,
-            format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
+            format!("subjectAltName={san}\nextendedKeyUsage={eku}\n"),
         )
         .unwrap();
         let run = |args: &[&str]| {
@@ -307,6 +310,7 @@ fn the_proxy_ca_cannot_vouch_for_hosts_outside_its_name_constraints() {
         ]);
         (cert, key)
     };
+    let forge = |name: &str, san: &str| forge_with(name, san, "serverAuth");
     let check = |host: &str, port: u16| {
         world
             .command("curl")
@@ -332,6 +336,67 @@ fn the_proxy_ca_cannot_vouch_for_hosts_outside_its_name_constraints() {
         said.contains("certificate") || said.contains("SSL"),
         "{said}"
     );
+
+    // Nor for anything but a TLS server: mail, other URIs, clients
+    // (OpenSSL chains the CA's serverAuth-only EKU; its 3.0 has no
+    // code-signing purpose, so for that the CA's EKU itself is checked).
+    let verify = |cert: &std::path::Path, purpose: &str| {
+        world
+            .command("openssl")
+            .args(["verify", "-CAfile", "stolen-ca.pem", "-purpose", purpose])
+            .arg(cert)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let (cert, _) = forge("server", "IP:127.0.0.1");
+    ok(&verify(&cert, "sslserver"));
+    for (name, san, eku, purpose) in [
+        (
+            "mail",
+            "email:ceo@bank.example.com",
+            "emailProtection",
+            "smimesign",
+        ),
+        (
+            "mail-in-server",
+            "IP:127.0.0.1,email:ceo@bank.example.com",
+            "serverAuth",
+            "sslserver",
+        ),
+        (
+            "uri",
+            "IP:127.0.0.1,URI:https://bank.example.com/",
+            "serverAuth",
+            "sslserver",
+        ),
+        ("client", "IP:127.0.0.1", "clientAuth", "sslclient"),
+    ] {
+        let (cert, _) = forge_with(name, san, eku);
+        let refused = verify(&cert, purpose);
+        assert!(
+            !refused.status.success(),
+            "{name} verified: {}",
+            text(&refused.stdout)
+        );
+    }
+    let eku = world
+        .command("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-ext",
+            "extendedKeyUsage",
+            "-in",
+            "stolen-ca.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    ok(&eku);
+    let eku = text(&eku.stdout);
+    assert!(eku.contains("TLS Web Server Authentication"), "{eku}");
+    assert!(!eku.contains("Code Signing") && !eku.contains(","), "{eku}");
 }
 
 #[test]
