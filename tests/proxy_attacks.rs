@@ -459,7 +459,8 @@ fn flood(addr: SocketAddr, width: usize, duration: Duration, stop: &AtomicBool) 
         let before = open.len();
         open.retain(|stream| {
             let mut buf = [0u8; 512];
-            let closed = matches!((&*stream).read(&mut buf), Ok(_));
+            // Any answer (a 431, a 408) or the end: the proxy let go.
+            let closed = (&*stream).read(&mut buf).is_ok();
             let failed = match (&*stream).write(line.as_bytes()) {
                 Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
                 Ok(_) => false,
