@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{ok, text};
-use proxy_support::{RunningProxy, curl, logged_in_world, start_proxy};
+use proxy_support::{RunningProxy, curl, logged_in_world, start_proxy, start_proxy_with};
 
 /// A plain HTTP server on loopback that answers `ok` and keeps every
 /// request head it gets.
@@ -483,7 +483,24 @@ fn a_slow_connection_flood_without_the_password_does_not_starve_the_owner() {
         "the flood needs ~3,000 descriptors; the hard limit is {limit} (raise `ulimit -Hn`)"
     );
     let world = logged_in_world(600);
-    let proxy = start_proxy(&world);
+    // With the soft limit a login shell usually gives (1,024 descriptors,
+    // which 1,100 connections once exhausted): the proxy raises its own.
+    let proxy = start_proxy_with(&world, |command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = limit.rlim_max.min(1024);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            })
+        };
+    });
     let pid = proxy.process.id();
     let idle_kib = status_kib(pid, "VmRSS:");
     let echo = format!("{}/echo-auth", world.git_url);

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::common::{self, Guard, Options, World, ok};
@@ -25,9 +25,15 @@ pub struct RunningProxy {
 }
 
 pub fn start_proxy(world: &World) -> RunningProxy {
-    let mut child = world
-        .command(common::KEYGATE)
-        .arg("proxy")
+    start_proxy_with(world, |_| {})
+}
+
+/// `start_proxy`, with `adjust` applied to its command first.
+pub fn start_proxy_with(world: &World, adjust: impl FnOnce(&mut Command)) -> RunningProxy {
+    let mut command = world.command(common::KEYGATE);
+    command.arg("proxy");
+    adjust(&mut command);
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
