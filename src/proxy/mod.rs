@@ -183,7 +183,13 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
             ca,
             plain: Client::builder(TokioExecutor::new()).build(tcp_connector(true)),
         });
-        serve(proxy, options.listen, &proxy_dir, &ca_path, &bundle_path).await
+        let remote_peers = options.danger_allow_non_loopback;
+        let files = (
+            proxy_dir.as_path(),
+            ca_path.as_path(),
+            bundle_path.as_path(),
+        );
+        serve(proxy, options.listen, remote_peers, files).await
     })
 }
 
@@ -244,12 +250,13 @@ fn tcp_connector(http_only: bool) -> HttpConnector {
     connector
 }
 
+/// `remote_peers`: serve peers on other machines too (the `danger_`
+/// switch); local ones must still be of this user.
 async fn serve(
     proxy: Arc<Proxy>,
     listen: SocketAddr,
-    proxy_dir: &Path,
-    ca_path: &Path,
-    bundle_path: &Path,
+    remote_peers: bool,
+    (proxy_dir, ca_path, bundle_path): (&Path, &Path, &Path),
 ) -> Result<(), ProxyError> {
     let listener = TcpListener::bind(listen)
         .await
@@ -293,7 +300,8 @@ async fn serve(
                 tokio::spawn(async move {
                     // Before reading a byte: another user's process gets a
                     // closed connection, whatever password it holds.
-                    if !same_user(local, peer, &proc_checks).await {
+                    let owner = owner(local, peer, &proc_checks).await;
+                    if !owner.admitted(peer, remote_peers) {
                         return;
                     }
                     let _ = stream.set_nodelay(true);
@@ -330,21 +338,49 @@ async fn serve(
     Ok(())
 }
 
-/// Whether the process at the other end of an accepted connection runs as
-/// this user. Fails closed: a peer that cannot be looked up is refused.
-async fn same_user(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> bool {
+/// Who is at the other end of an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Owner {
+    ThisUser,
+    OtherUser,
+    /// No socket on this machine has that address: a remote peer.
+    NotLocal,
+    /// The lookup failed.
+    Unknown,
+}
+
+impl Owner {
+    /// Fails closed: only this user's processes, and remote peers when
+    /// they were asked for.
+    fn admitted(self, peer: SocketAddr, remote_peers: bool) -> bool {
+        match self {
+            Owner::ThisUser => true,
+            Owner::NotLocal => remote_peers && !peer.ip().is_loopback(),
+            Owner::OtherUser | Owner::Unknown => false,
+        }
+    }
+}
+
+async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> Owner {
     #[cfg(target_os = "linux")]
-    if let Ok(uid) = sock_diag::owner(local, peer) {
-        return uid == crate::peer::my_uid();
+    match sock_diag::owner(local, peer) {
+        Ok(uid) if uid == crate::peer::my_uid() => return Owner::ThisUser,
+        Ok(_) => return Owner::OtherUser,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Owner::NotLocal,
+        // No socket diagnostics in this kernel: the /proc table below.
+        Err(_) => {}
     }
     // Reading /proc/net/tcp blocks and grows with every socket on the
     // machine: off the worker, and a few at a time.
     let Ok(_turn) = proc_checks.acquire().await else {
-        return false;
+        return Owner::Unknown;
     };
-    tokio::task::spawn_blocking(move || crate::peer::is_same_user(local, peer))
-        .await
-        .is_ok_and(|same| same.unwrap_or(false))
+    match tokio::task::spawn_blocking(move || crate::peer::is_same_user(local, peer)).await {
+        Ok(Ok(true)) => Owner::ThisUser,
+        Ok(Ok(false)) => Owner::OtherUser,
+        Ok(Err(crate::peer::PeerError::NotFound(_))) => Owner::NotLocal,
+        _ => Owner::Unknown,
+    }
 }
 
 /// What a user needs to point tools at the proxy, printed once listening.
@@ -822,6 +858,25 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_users_processes_are_served_and_remote_peers_when_asked_for() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        for peer in [local, remote] {
+            for asked in [false, true] {
+                assert!(Owner::ThisUser.admitted(peer, asked));
+                assert!(!Owner::OtherUser.admitted(peer, asked));
+                assert!(!Owner::Unknown.admitted(peer, asked));
+            }
+        }
+        assert!(Owner::NotLocal.admitted(remote, true));
+        assert!(!Owner::NotLocal.admitted(remote, false));
+        assert!(
+            !Owner::NotLocal.admitted(local, true),
+            "a loopback peer is local"
+        );
+    }
 
     #[test]
     fn password_comparison_needs_every_byte_and_the_length() {

@@ -157,6 +157,7 @@ mod tests {
     fn no_such_connection_is_an_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
-        assert!(owner(local, "127.0.0.1:9".parse().unwrap()).is_err());
+        let error = owner(local, "127.0.0.1:9".parse().unwrap()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOENT), "{error}");
     }
 }
