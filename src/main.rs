@@ -58,6 +58,9 @@ enum Command {
     },
     /// Run a local HTTPS proxy that adds fresh tokens for configured hosts
     Proxy {
+        /// Where to listen; port 0 (the default) takes a free one, and tools
+        /// read the URL from the proxy's 0600 `url` file. A fixed port can be
+        /// taken by another local user while the proxy is down.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
         /// Listen on a non-loopback address (the proxy password is still required)

@@ -3,78 +3,14 @@
 //! the CA's name constraints checked by OpenSSL.
 
 mod common;
+mod proxy_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Guard, Options, World, ok, text};
-
-/// A running `keygate proxy` and what it printed.
-struct RunningProxy {
-    url: String,
-    /// `http://127.0.0.1:PORT`, without the password.
-    bare_url: String,
-    ca: PathBuf,
-    process: Guard,
-}
-
-fn start_proxy(world: &World) -> RunningProxy {
-    let mut child = world
-        .command(common::KEYGATE)
-        .arg("proxy")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let process = Guard::new(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
-    let first = next();
-    let url = first
-        .strip_prefix("proxy: ")
-        .unwrap_or_else(|| panic!("proxy did not start: {first:?}"))
-        .to_owned();
-    let ca = PathBuf::from(next().strip_prefix("ca: ").expect("the CA path line"));
-    assert!(ca.is_absolute() && ca.exists(), "{}", ca.display());
-    std::thread::spawn(move || for _ in lines {});
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut BufReader::new(stderr), &mut sink);
-    });
-    let bare_url = format!("http://{}", url.rsplit_once('@').unwrap().1);
-    RunningProxy {
-        url,
-        bare_url,
-        ca,
-        process,
-    }
-}
-
-fn logged_in_world(ttl: u64) -> World {
-    let world = World::start(Options {
-        access_token_ttl: ttl,
-    });
-    ok(&world.keygate(&["login", &world.repo_url()]));
-    world
-}
-
-/// curl through the proxy, trusting only `ca`.
-fn curl(world: &World, proxy: &str, ca: &std::path::Path, url: &str, extra: &[&str]) -> Output {
-    world
-        .command("curl")
-        .args(["-sS", "--max-time", "30", "--proxy", proxy, "--cacert"])
-        .arg(ca)
-        .args(extra)
-        .arg(url)
-        .env_remove("CURL_CA_BUNDLE")
-        .env_remove("SSL_CERT_FILE")
-        .output()
-        .unwrap()
-}
+use common::{Guard, World, ok, text};
+use proxy_support::{curl, logged_in_world, start_proxy};
 
 #[test]
 fn curl_without_the_password_gets_407_and_with_it_the_token_is_added() {
@@ -157,17 +93,20 @@ fn a_half_gigabyte_download_streams_through_in_bounded_memory() {
 fn git_clones_through_the_proxy_with_no_credential_helper() {
     let world = logged_in_world(600);
     let proxy = start_proxy(&world);
+    // As the announcement advises: ~/.gitconfig names the 0600 file the
+    // proxy rewrites on each start, and holds no secret itself.
+    let include = proxy.ca.parent().unwrap().join("gitconfig");
+    world.write_gitconfig(&format!("[include]\n\tpath = {}\n", include.display()));
+    assert!(
+        !std::fs::read_to_string(world.gitconfig_path())
+            .unwrap()
+            .contains(&proxy.password)
+    );
     let output = world
         .command("git")
-        .args([
-            "-c",
-            "credential.helper=",
-            "-c",
-            &format!("http.proxy={}", proxy.url),
-        ])
-        .args(["-c", &format!("http.sslCAInfo={}", proxy.ca.display())])
+        .args(["-c", "credential.helper="])
         .args(["clone", "-q", &world.repo_url(), "through-proxy"])
-        .env("GIT_SSL_CAINFO", &proxy.ca)
+        .env_remove("GIT_SSL_CAINFO")
         .output()
         .unwrap();
     ok(&output);
@@ -319,14 +258,14 @@ fn the_proxy_ca_cannot_vouch_for_hosts_outside_its_name_constraints() {
     )
     .unwrap();
 
-    let forge = |name: &str, san: &str| -> (PathBuf, PathBuf) {
+    let forge_with = |name: &str, san: &str, eku: &str| -> (PathBuf, PathBuf) {
         let key = dir.join(format!("{name}.key"));
         let csr = dir.join(format!("{name}.csr"));
         let cert = dir.join(format!("{name}.pem"));
         let ext = dir.join(format!("{name}.ext"));
         std::fs::write(
             &ext,
-            format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
+            format!("subjectAltName={san}\nextendedKeyUsage={eku}\n"),
         )
         .unwrap();
         let run = |args: &[&str]| {
@@ -371,6 +310,7 @@ fn the_proxy_ca_cannot_vouch_for_hosts_outside_its_name_constraints() {
         ]);
         (cert, key)
     };
+    let forge = |name: &str, san: &str| forge_with(name, san, "serverAuth");
     let check = |host: &str, port: u16| {
         world
             .command("curl")
@@ -396,6 +336,67 @@ fn the_proxy_ca_cannot_vouch_for_hosts_outside_its_name_constraints() {
         said.contains("certificate") || said.contains("SSL"),
         "{said}"
     );
+
+    // Nor for anything but a TLS server: mail, other URIs, clients
+    // (OpenSSL chains the CA's serverAuth-only EKU; its 3.0 has no
+    // code-signing purpose, so for that the CA's EKU itself is checked).
+    let verify = |cert: &std::path::Path, purpose: &str| {
+        world
+            .command("openssl")
+            .args(["verify", "-CAfile", "stolen-ca.pem", "-purpose", purpose])
+            .arg(cert)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let (cert, _) = forge("server", "IP:127.0.0.1");
+    ok(&verify(&cert, "sslserver"));
+    for (name, san, eku, purpose) in [
+        (
+            "mail",
+            "email:ceo@bank.example.com",
+            "emailProtection",
+            "smimesign",
+        ),
+        (
+            "mail-in-server",
+            "IP:127.0.0.1,email:ceo@bank.example.com",
+            "serverAuth",
+            "sslserver",
+        ),
+        (
+            "uri",
+            "IP:127.0.0.1,URI:https://bank.example.com/",
+            "serverAuth",
+            "sslserver",
+        ),
+        ("client", "IP:127.0.0.1", "clientAuth", "sslclient"),
+    ] {
+        let (cert, _) = forge_with(name, san, eku);
+        let refused = verify(&cert, purpose);
+        assert!(
+            !refused.status.success(),
+            "{name} verified: {}",
+            text(&refused.stdout)
+        );
+    }
+    let eku = world
+        .command("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-ext",
+            "extendedKeyUsage",
+            "-in",
+            "stolen-ca.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    ok(&eku);
+    let eku = text(&eku.stdout);
+    assert!(eku.contains("TLS Web Server Authentication"), "{eku}");
+    assert!(!eku.contains("Code Signing") && !eku.contains(","), "{eku}");
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! The proxy's local certificate authority: made on first use, its key
 //! kept in the token store, and restricted by X.509 name constraints to
 //! the configured hosts, so a stolen key cannot impersonate any other
-//! site. It is made anew whenever the set of hosts changes. Leaf
-//! certificates are issued per host on demand and cached in memory.
+//! site. Its extended key usage is `serverAuth` alone, so the key cannot
+//! sign for mail, code or clients either. It is made anew whenever the set
+//! of hosts (or this file's idea of a CA) changes. Leaf certificates are
+//! issued per host on demand and cached in memory.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,9 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    NameConstraints, SanType,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
@@ -28,11 +29,16 @@ const STORE_NAME: &str = "proxy-ca";
 /// Never matches a real name: permitting only it (and the configured
 /// names) shuts every other DNS name out when only IPs are configured.
 const NOTHING_DNS: &str = "keygate.invalid";
+/// What the stored CA's parameters are: a CA made by an older keygate
+/// (version 0: no EKU, only DNS and IP constraints) is replaced.
+const CA_VERSION: u32 = 1;
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const LEAF_LIFETIME: Duration = Duration::from_secs(397 * 24 * 3600);
 
 #[derive(Serialize, Deserialize)]
 struct StoredCa {
+    #[serde(default)]
+    version: u32,
     hosts: Vec<String>,
     cert_pem: String,
     key_pem: String,
@@ -53,7 +59,12 @@ impl LocalCa {
         hosts.dedup();
         if let Some(stored) = store.load_secret(STORE_NAME)? {
             match serde_json::from_str::<StoredCa>(stored.expose()) {
-                Ok(ca) if ca.hosts == hosts => return Self::from_stored(&ca),
+                Ok(ca) if ca.hosts == hosts && ca.version == CA_VERSION => {
+                    return Self::from_stored(&ca);
+                }
+                Ok(ca) if ca.hosts == hosts => super::note(
+                    "making a new, narrower proxy CA; tools trusting the old one need the new ca.pem or bundle",
+                ),
                 Ok(_) => super::note("the configured hosts changed; making a new proxy CA"),
                 Err(_) => super::note("the stored proxy CA is unreadable; making a new one"),
             }
@@ -127,14 +138,21 @@ impl LocalCa {
         crate::store::create_private_dir(dir).map_err(|e| ProxyError::Io(dir.to_owned(), e))?;
         let ca_path = dir.join("ca.pem");
         write_atomically(&ca_path, self.cert_pem.as_bytes())?;
+        let bundle_path = dir.join("ca-bundle.pem");
         let mut bundle = self.cert_pem.clone();
-        if let Some(system) = system_bundle() {
+        if let Some(system) = system_bundle(&bundle_path) {
             bundle.push('\n');
             bundle.push_str(&system);
         }
-        let bundle_path = dir.join("ca-bundle.pem");
         write_atomically(&bundle_path, bundle.as_bytes())?;
         Ok((ca_path, bundle_path))
+    }
+}
+
+#[cfg(test)]
+impl LocalCa {
+    pub fn for_tests() -> Self {
+        Self::from_stored(&generate(&["127.0.0.1".to_owned()]).unwrap()).unwrap()
     }
 }
 
@@ -150,6 +168,7 @@ fn generate(hosts: &[String]) -> Result<StoredCa, ProxyError> {
     params.not_after = (now + CA_LIFETIME).into();
     let cert = params.self_signed(&key).map_err(ca_error)?;
     Ok(StoredCa {
+        version: CA_VERSION,
         hosts: hosts.to_vec(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -164,56 +183,118 @@ fn ca_params(hosts: &[String]) -> CertificateParams {
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.name_constraints = Some(name_constraints(hosts));
+    // Verifiers that chain EKUs (OpenSSL, Windows, macOS) then refuse any
+    // leaf of this CA for anything but a TLS server.
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut constraints =
+        CustomExtension::from_oid_content(NAME_CONSTRAINTS_OID, name_constraints(hosts));
+    // RFC 5280 §4.2.1.10: conforming CAs MUST mark it critical.
+    constraints.set_criticality(true);
+    params.custom_extensions = vec![constraints];
     params
 }
 
-/// Permits exactly the configured names. Per RFC 5280 a constraint only
-/// binds names of its own type, so each type is closed explicitly: DNS by
-/// a permitted name that matches nothing, IP by excluding every address.
-fn name_constraints(hosts: &[String]) -> NameConstraints {
-    let mut permitted = vec![GeneralSubtree::DnsName(NOTHING_DNS.to_owned())];
-    let mut excluded = Vec::new();
+const NAME_CONSTRAINTS_OID: &[u64] = &[2, 5, 29, 30];
+
+/// GeneralName tags (RFC 5280 §4.2.1.6), context-specific and implicit.
+const RFC822_NAME: u8 = 0x81;
+const DNS_NAME: u8 = 0x82;
+const URI: u8 = 0x86;
+const IP_ADDRESS: u8 = 0x87;
+
+/// The DER of a NameConstraints extension permitting exactly the
+/// configured names. Per RFC 5280 a constraint binds only names of its own
+/// type, so each type is closed explicitly: DNS, email and URI by a
+/// permitted name that matches nothing real (`keygate.invalid`), IP by
+/// excluding every address when no IP host is configured.
+///
+/// Written by hand because rcgen has no URI subtree. Directory names are
+/// left open on purpose: rustls-webpki and Go's crypto/x509 reject every
+/// leaf below a CA with any directoryName constraint (webpki
+/// `subject_name/mod.rs`: "we don't implement this"), and the leaves have
+/// no subject anyway.
+fn name_constraints(hosts: &[String]) -> Vec<u8> {
+    let mut permitted = Vec::new();
     let mut any_ip = false;
     for host in hosts {
         match host.parse::<IpAddr>() {
             Ok(ip) => {
                 any_ip = true;
-                let prefix = if ip.is_ipv4() { 32 } else { 128 };
-                permitted.push(GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
-                    ip, prefix,
-                )));
+                let mut address = ip_bytes(ip);
+                address.extend(vec![0xff; address.len()]);
+                permitted.extend(subtree(IP_ADDRESS, &address));
             }
-            Err(_) => permitted.push(GeneralSubtree::DnsName(host.clone())),
+            Err(_) => permitted.extend(subtree(DNS_NAME, host.as_bytes())),
         }
     }
-    if !any_ip {
-        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::from_v4_prefix(
-            [0; 4], 0,
-        )));
-        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::from_v6_prefix(
-            [0; 16], 0,
-        )));
+    for tag in [DNS_NAME, RFC822_NAME, URI] {
+        permitted.extend(subtree(tag, NOTHING_DNS.as_bytes()));
     }
-    NameConstraints {
-        permitted_subtrees: permitted,
-        excluded_subtrees: excluded,
+    let mut constraints = der(0xa0, &permitted);
+    if !any_ip {
+        let mut excluded = subtree(IP_ADDRESS, &[0; 8]);
+        excluded.extend(subtree(IP_ADDRESS, &[0; 32]));
+        constraints.extend(der(0xa1, &excluded));
+    }
+    der(0x30, &constraints)
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }
 
-/// The system's CA bundle, as tools on this machine would read it.
-fn system_bundle() -> Option<String> {
-    let candidates = [
-        std::env::var("SSL_CERT_FILE")
-            .ok()
-            .filter(|p| !p.is_empty()),
-        Some("/etc/ssl/certs/ca-certificates.crt".to_owned()),
-        Some("/etc/pki/tls/certs/ca-bundle.crt".to_owned()),
-        Some("/etc/ssl/cert.pem".to_owned()),
-    ];
+/// GeneralSubtree: a SEQUENCE holding just the base name.
+fn subtree(tag: u8, name: &[u8]) -> Vec<u8> {
+    der(0x30, &der(tag, name))
+}
+
+/// One DER element: tag, definite length, content.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let significant = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+        out.push(0x80 | significant.len() as u8);
+        out.extend(significant);
+    }
+    out.extend(content);
+    out
+}
+
+/// The system's CA bundle, as tools on this machine would read it, but
+/// never keygate's own bundle (`ours`): `SSL_CERT_FILE` points there once
+/// a user follows the proxy's advice, and reading it back would stack one
+/// more copy of the CA (and keep old CAs trusted) on every start.
+fn system_bundle(ours: &Path) -> Option<String> {
+    let from_env = std::env::var("SSL_CERT_FILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let system = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .map(PathBuf::from);
+    first_readable(from_env.into_iter().chain(system), ours)
+}
+
+/// The first of `candidates` that can be read and is not `ours` (by any
+/// path: a symlink to it counts as it).
+fn first_readable(candidates: impl Iterator<Item = PathBuf>, ours: &Path) -> Option<String> {
+    let ours_resolved = std::fs::canonicalize(ours).ok();
+    let is_ours = |path: &Path| {
+        path == ours
+            || (ours_resolved.is_some() && std::fs::canonicalize(path).ok() == ours_resolved)
+    };
     candidates
-        .into_iter()
-        .flatten()
+        .filter(|path| !is_ours(path))
         .find_map(|path| std::fs::read_to_string(path).ok())
 }
 
@@ -228,14 +309,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constraints_close_both_name_types() {
+    fn der_lengths_use_the_long_form_past_127_bytes() {
+        assert_eq!(der(0x04, &[7; 3]), [0x04, 3, 7, 7, 7]);
+        let long = der(0x04, &[0; 300]);
+        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        assert_eq!(long.len(), 304);
+    }
+
+    #[test]
+    fn constraints_close_every_name_type_a_tls_client_checks() {
+        let contains =
+            |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
         let dns_only = name_constraints(&["git.example.com".to_owned()]);
-        assert_eq!(dns_only.permitted_subtrees.len(), 2);
-        assert_eq!(dns_only.excluded_subtrees.len(), 2, "every IP excluded");
-        let ip_only = name_constraints(&["127.0.0.1".to_owned()]);
-        assert!(ip_only.excluded_subtrees.is_empty());
+        assert!(contains(&dns_only, &subtree(DNS_NAME, b"git.example.com")));
+        for tag in [DNS_NAME, RFC822_NAME, URI] {
+            assert!(contains(&dns_only, &subtree(tag, NOTHING_DNS.as_bytes())));
+        }
         assert!(
-            matches!(&ip_only.permitted_subtrees[0], GeneralSubtree::DnsName(n) if n == NOTHING_DNS)
+            contains(&dns_only, &subtree(IP_ADDRESS, &[0; 8])),
+            "every IPv4 excluded"
         );
+        assert!(
+            contains(&dns_only, &subtree(IP_ADDRESS, &[0; 32])),
+            "every IPv6 excluded"
+        );
+        let ip_only = name_constraints(&["127.0.0.1".to_owned()]);
+        assert!(contains(
+            &ip_only,
+            &subtree(IP_ADDRESS, &[127, 0, 0, 1, 255, 255, 255, 255])
+        ));
+        assert!(!contains(&ip_only, &[0xa1]), "no excluded subtrees");
+    }
+
+    #[test]
+    fn keygates_own_bundle_is_never_read_as_the_system_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ca-bundle.pem");
+        std::fs::write(&ours, "ours").unwrap();
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&ours, &link).unwrap();
+        let system = dir.path().join("system.pem");
+        std::fs::write(&system, "system").unwrap();
+        for first in [&ours, &link] {
+            let candidates = [first.clone(), system.clone()].into_iter();
+            assert_eq!(first_readable(candidates, &ours).as_deref(), Some("system"));
+        }
     }
 }

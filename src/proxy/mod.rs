@@ -5,21 +5,31 @@
 //! # Security
 //!
 //! It listens on loopback only (unless told otherwise with a `danger_`
-//! switch) and answers only requests carrying the per-user proxy password.
+//! switch) and answers only requests carrying the per-user proxy password,
+//! new on every start. On Linux it also closes, before reading a byte,
+//! every connection from a process of another user. Request heads are
+//! bounded in size and time, and connections without the password are
+//! capped, the oldest dropped first (see `admission`), so clients without
+//! the password cannot starve those with it.
 //! `CONNECT` to a configured origin (scheme, host and port, as git matches
 //! URLs) is intercepted with a leaf from the local CA, whose name
 //! constraints admit only the configured hosts; the token is added only
-//! there, replacing any `Authorization` the client sent. Every other
+//! there, replacing any `Authorization` the client sent, and `Host` is the
+//! origin's (a request naming another host is refused). Every other
 //! `CONNECT` is tunnelled byte for byte, never decrypted. Redirects are
 //! passed to the client, so a token never follows one to another host.
 
+mod admission;
 mod ca;
+#[cfg(target_os = "linux")]
+mod sock_diag;
 mod tokens;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use http_body_util::combinators::BoxBody;
@@ -29,13 +39,15 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::config::{self, AuthScheme, GitConfig};
 use crate::secret::Secret;
 use crate::store::{self, StoreError};
 
+use admission::{Admission, Slot};
 use ca::LocalCa;
 use tokens::TokenSource;
 
@@ -106,14 +118,10 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
     }
     let store_choice = config::store_choice(config)?;
     let store = store::open(store_choice)?;
-    let password = match store.load_secret("proxy-password")? {
-        Some(password) => password,
-        None => {
-            let password = random_password()?;
-            store.save_secret("proxy-password", &password)?;
-            password
-        }
-    };
+    // New on every start: a password that leaked (a shell history, a
+    // file another user could read) dies with the process it opened.
+    let password = random_password()?;
+    raise_open_file_limit();
     let hosts: Vec<String> = providers
         .iter()
         .filter_map(|p| {
@@ -175,12 +183,62 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
             ca,
             plain: Client::builder(TokioExecutor::new()).build(tcp_connector(true)),
         });
-        serve(proxy, options.listen, &proxy_dir, &ca_path, &bundle_path).await
+        let remote_peers = options.danger_allow_non_loopback;
+        let files = (
+            proxy_dir.as_path(),
+            ca_path.as_path(),
+            bundle_path.as_path(),
+        );
+        serve(proxy, options.listen, remote_peers, files).await
     })
 }
 
+/// The connection caps (see `admission`) need more descriptors than the
+/// usual soft limit of 1,024: raise it towards the hard limit.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        const WANTED: libc::rlim_t = 8192;
+        // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+        unsafe {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < WANTED {
+                limit.rlim_cur = WANTED.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    }
+}
+
 /// How long reaching a server may take before the client gets a 502.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request head to the proxy (and,
+/// on a kept-alive connection, to start the next one): real clients send
+/// theirs at once.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same inside an intercepted tunnel, whose client is authenticated.
+const TUNNEL_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the TLS handshake inside an intercepted tunnel may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head, to the proxy (a `CONNECT` is a few hundred
+/// bytes) and inside a tunnel; a bigger one gets 431.
+const MAX_HEAD: usize = 32 * 1024;
+const MAX_TUNNEL_HEAD: usize = 64 * 1024;
+/// Peer checks that read `/proc` (no socket diagnostics) at once.
+const PROC_CHECKS: usize = 2;
+
+/// The HTTP/1 server settings for connections to the proxy.
+fn proxy_server() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD);
+    builder
+}
 
 /// `http_only`: refuse `https://` URIs, for the client that speaks
 /// plain HTTP; under TLS the TLS layer decides instead.
@@ -192,12 +250,13 @@ fn tcp_connector(http_only: bool) -> HttpConnector {
     connector
 }
 
+/// `remote_peers`: serve peers on other machines too (the `danger_`
+/// switch); local ones must still be of this user.
 async fn serve(
     proxy: Arc<Proxy>,
     listen: SocketAddr,
-    proxy_dir: &std::path::Path,
-    ca_path: &std::path::Path,
-    bundle_path: &std::path::Path,
+    remote_peers: bool,
+    (proxy_dir, ca_path, bundle_path): (&Path, &Path, &Path),
 ) -> Result<(), ProxyError> {
     let listener = TcpListener::bind(listen)
         .await
@@ -210,38 +269,55 @@ async fn serve(
         source,
     })?;
     let url = format!("http://keygate:{}@{addr}", proxy.password.expose());
-    // For services, whose stdout may end up in a log: the URL, 0600.
-    ca::write_atomically(&proxy_dir.join("url"), format!("{url}\n").as_bytes())?;
-    announce(&url, ca_path, bundle_path);
+    // For services, whose stdout may end up in a log, and for tools that
+    // must pick up the new password: the URL in files only the user reads.
+    let files = Files::write(proxy_dir, &url, bundle_path)?;
+    announce(&url, ca_path, &files);
 
     // Each connection holds a sender: when all are gone, all are done.
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let admission = Admission::new();
+    let proc_checks = Arc::new(Semaphore::new(PROC_CHECKS));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
+                let Ok((stream, peer)) = accepted else {
                     // Out of descriptors, say: do not spin the one worker.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
                 let proxy = proxy.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(request).await) }
-                });
+                let admission = admission.clone();
+                let proc_checks = proc_checks.clone();
                 let mut stop_seen = stop_seen.clone();
                 let alive = alive.clone();
                 tokio::spawn(async move {
-                    let connection = hyper::server::conn::http1::Builder::new()
+                    // Before reading a byte: another user's process gets a
+                    // closed connection, whatever password it holds.
+                    let owner = owner(local, peer, &proc_checks).await;
+                    if !owner.admitted(peer, remote_peers) {
+                        return;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let (slot, evicted) = admission.admit(peer.ip());
+                    let service = hyper::service::service_fn(move |request| {
+                        let proxy = proxy.clone();
+                        let slot = slot.clone();
+                        async move { Ok::<_, Infallible>(proxy.handle(request, slot).await) }
+                    });
+                    let connection = proxy_server()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades();
                     tokio::pin!(connection);
                     tokio::select! {
                         _ = connection.as_mut() => {}
+                        () = evicted => {}
                         _ = stop_seen.changed() => {
                             // Finish the request in flight, take no more.
                             connection.as_mut().graceful_shutdown();
@@ -258,32 +334,114 @@ async fn serve(
     note("proxy stopping; letting open requests finish");
     let _ = stopping.send(true);
     drop(alive);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all_done.recv()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), all_done.recv()).await;
     Ok(())
 }
 
+/// Who is at the other end of an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Owner {
+    ThisUser,
+    OtherUser,
+    /// No socket on this machine has that address: a remote peer.
+    NotLocal,
+    /// The lookup failed.
+    Unknown,
+}
+
+impl Owner {
+    /// Fails closed: only this user's processes, and remote peers when
+    /// they were asked for.
+    fn admitted(self, peer: SocketAddr, remote_peers: bool) -> bool {
+        match self {
+            Owner::ThisUser => true,
+            Owner::NotLocal => remote_peers && !peer.ip().is_loopback(),
+            Owner::OtherUser | Owner::Unknown => false,
+        }
+    }
+}
+
+async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> Owner {
+    #[cfg(target_os = "linux")]
+    match sock_diag::owner(local, peer) {
+        Ok(uid) if uid == crate::peer::my_uid() => return Owner::ThisUser,
+        Ok(_) => return Owner::OtherUser,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Owner::NotLocal,
+        // No socket diagnostics in this kernel: the /proc table below.
+        Err(_) => {}
+    }
+    // Reading /proc/net/tcp blocks and grows with every socket on the
+    // machine: off the worker, and a few at a time.
+    let Ok(_turn) = proc_checks.acquire().await else {
+        return Owner::Unknown;
+    };
+    match tokio::task::spawn_blocking(move || crate::peer::is_same_user(local, peer)).await {
+        Ok(Ok(true)) => Owner::ThisUser,
+        Ok(Ok(false)) => Owner::OtherUser,
+        Ok(Err(crate::peer::PeerError::NotFound(_))) => Owner::NotLocal,
+        _ => Owner::Unknown,
+    }
+}
+
 /// What a user needs to point tools at the proxy, printed once listening.
-/// The first two lines are for scripts: the URL and the CA path.
-fn announce(url: &str, ca: &std::path::Path, bundle: &std::path::Path) {
+/// The first two lines are for scripts: the URL and the CA path. Only the
+/// first carries the password: every suggestion below reads it from a
+/// file only the user can read, never puts it in one others can.
+fn announce(url: &str, ca: &Path, files: &Files) {
     use std::io::Write;
     let text = format!(
         "proxy: {url}\n\
          ca: {ca}\n\
          \n\
-         # shells, curl, Composer, npm, pip:\n\
-         export HTTPS_PROXY={url} https_proxy={url}\n\
+         # The password changes on every start; these files (mode 0600) always\n\
+         # hold the current one: {url_file} (the URL), {gitconfig} (for git).\n\
+         # shells, curl, Composer, npm, pip (each new shell reads the current URL):\n\
+         export HTTPS_PROXY=\"$(cat {url_file})\"; export https_proxy=\"$HTTPS_PROXY\"\n\
          export SSL_CERT_FILE={bundle}   # the proxy CA plus the system CAs\n\
-         # git:\n\
-         git config --global http.proxy {url}\n\
-         git config --global http.sslCAInfo {bundle}\n\
+         # git (~/.gitconfig is readable by others: it gets the path, never the URL):\n\
+         git config --global include.path {gitconfig}\n\
          # Composer (or COMPOSER_CAFILE={bundle}):\n\
          composer config --global cafile {bundle}\n",
         ca = ca.display(),
-        bundle = bundle.display(),
+        url_file = files.url.display(),
+        gitconfig = files.gitconfig.display(),
+        bundle = files.bundle.display(),
     );
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// Where the proxy leaves what tools need: the URL and a git config
+/// include (both 0600, rewritten on every start) and the CA bundle.
+struct Files {
+    url: PathBuf,
+    gitconfig: PathBuf,
+    bundle: PathBuf,
+}
+
+impl Files {
+    fn write(dir: &Path, url: &str, bundle: &Path) -> Result<Self, ProxyError> {
+        let files = Self {
+            url: dir.join("url"),
+            gitconfig: dir.join("gitconfig"),
+            bundle: bundle.to_owned(),
+        };
+        ca::write_atomically(&files.url, format!("{url}\n").as_bytes())?;
+        let gitconfig = format!(
+            "# Written by `keygate proxy` on every start: the password changes.\n\
+             [http]\n\tproxy = {}\n\tsslCAInfo = {}\n",
+            git_config_value(url),
+            git_config_value(&bundle.to_string_lossy()),
+        );
+        ca::write_atomically(&files.gitconfig, gitconfig.as_bytes())?;
+        Ok(files)
+    }
+}
+
+/// A git config value, quoted so that `#`, `;` and spaces stay in it.
+fn git_config_value(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 async fn shutdown_signal() {
@@ -327,7 +485,11 @@ fn random_password() -> Result<Secret, ProxyError> {
 }
 
 impl Proxy {
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        slot: Arc<Slot>,
+    ) -> Response<Body> {
         if !self.authorized(request.headers()) {
             let mut response = text(
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED,
@@ -337,20 +499,31 @@ impl Proxy {
                 header::PROXY_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"keygate\""),
             );
-            return response;
+            // One try per connection: a client without the password does
+            // not get to hold it open with request after request.
+            return closing(response);
+        }
+        if !slot.authenticate() {
+            return closing(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keygate proxy: too many open connections; close some and try again\n",
+            ));
         }
         if request.method() == Method::CONNECT {
-            return self.connect(request).await;
+            return self.connect(request, slot).await;
         }
         self.forward_plain(request).await
     }
 
     /// `Proxy-Authorization: Basic base64(any-user:password)`.
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::PROXY_AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
+        // Exactly one: with two, which one counts would be up to whoever
+        // reads them next.
+        let mut values = headers.get_all(header::PROXY_AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Ok(value) = value.to_str() else {
             return false;
         };
         let Some(encoded) = value
@@ -374,7 +547,12 @@ impl Proxy {
             .find(|o| o.port == port && o.host.eq_ignore_ascii_case(host))
     }
 
-    async fn connect(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    /// `slot` goes with the tunnel: its connection counts until it closes.
+    async fn connect(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        slot: Arc<Slot>,
+    ) -> Response<Body> {
         let Some(authority) = request.uri().authority().cloned() else {
             return text(
                 StatusCode::BAD_REQUEST,
@@ -406,6 +584,7 @@ impl Proxy {
                 proxy
                     .intercept(TokioIo::new(upgraded), config, host, port)
                     .await;
+                drop(slot);
             });
         } else {
             let connect = TcpStream::connect((host.as_str(), port));
@@ -429,6 +608,7 @@ impl Proxy {
                 let mut client = TokioIo::new(upgraded);
                 let mut upstream = upstream;
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                drop(slot);
             });
         }
         Response::new(empty())
@@ -443,7 +623,8 @@ impl Proxy {
         host: String,
         port: u16,
     ) {
-        let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(client).await else {
+        let handshake = tokio_rustls::TlsAcceptor::from(config).accept(client);
+        let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await else {
             return;
         };
         let service = hyper::service::service_fn(move |request| {
@@ -452,6 +633,9 @@ impl Proxy {
             async move { Ok::<_, Infallible>(proxy.forward_with_token(request, &host, port).await) }
         });
         let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(TUNNEL_HEAD_TIMEOUT)
+            .max_buf_size(MAX_TUNNEL_HEAD)
             .serve_connection(TokioIo::new(tls), service)
             .await;
     }
@@ -495,17 +679,34 @@ impl Proxy {
         authorization.set_sensitive(true);
 
         let (mut parts, body) = request.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
         let authority = if port == 443 {
             host.to_owned()
         } else {
             format!("{}:{port}", bracket(host))
         };
+        // A front end that routes by name would take the token wherever the
+        // client's Host (or absolute URL) pointed: a request naming any host
+        // but the tunnel's never goes out.
+        if !names_only(&parts, host, port) {
+            return text(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!(
+                    "keygate proxy: this tunnel is for {authority}; the request names another host\n"
+                ),
+            );
+        }
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let Ok(uri) = format!("https://{authority}{path}").parse::<Uri>() else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "keygate proxy: bad request target\n",
+            );
+        };
+        let Ok(host_header) = HeaderValue::from_str(&authority) else {
             return text(
                 StatusCode::BAD_REQUEST,
                 "keygate proxy: bad request target\n",
@@ -513,7 +714,9 @@ impl Proxy {
         };
         parts.uri = uri;
         strip_hop_by_hop(&mut parts.headers);
-        // Replaced, never forwarded alongside: the server sees one identity.
+        // Replaced, never forwarded alongside: the server sees one identity,
+        // for the one host the token is for.
+        parts.headers.insert(header::HOST, host_header);
         parts.headers.remove(header::AUTHORIZATION);
         parts.headers.insert(header::AUTHORIZATION, authorization);
         relay(
@@ -541,6 +744,31 @@ impl Proxy {
             &host,
         )
     }
+}
+
+/// Whether every name the request gives for its target (absolute-form
+/// authority, each `Host`) is the tunnel's `host`:`port`.
+fn names_only(parts: &hyper::http::request::Parts, host: &str, port: u16) -> bool {
+    let same = |authority: &hyper::http::uri::Authority| {
+        authority
+            .host()
+            .trim_matches(['[', ']'])
+            .eq_ignore_ascii_case(host)
+            && authority.port_u16().unwrap_or(443) == port
+    };
+    let target_ok = parts.uri.authority().is_none_or(same)
+        && parts
+            .uri
+            .scheme()
+            .is_none_or(|s| s == &hyper::http::uri::Scheme::HTTPS);
+    target_ok
+        && parts.headers.get_all(header::HOST).iter().all(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<hyper::http::uri::Authority>().ok())
+                .is_some_and(|a| same(&a))
+        })
 }
 
 /// Compares without an early exit, so timing tells nothing of the prefix.
@@ -599,6 +827,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// `response`, after which the connection is closed.
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn empty() -> Body {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
@@ -622,6 +858,67 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_users_processes_are_served_and_remote_peers_when_asked_for() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        for peer in [local, remote] {
+            for asked in [false, true] {
+                assert!(Owner::ThisUser.admitted(peer, asked));
+                assert!(!Owner::OtherUser.admitted(peer, asked));
+                assert!(!Owner::Unknown.admitted(peer, asked));
+            }
+        }
+        assert!(Owner::NotLocal.admitted(remote, true));
+        assert!(!Owner::NotLocal.admitted(remote, false));
+        assert!(
+            !Owner::NotLocal.admitted(local, true),
+            "a loopback peer is local"
+        );
+    }
+
+    #[test]
+    fn password_comparison_needs_every_byte_and_the_length() {
+        assert!(constant_time_eq(b"3f9c", b"3f9c"));
+        assert!(!constant_time_eq(b"3f9c", b"3f9d"));
+        assert!(!constant_time_eq(b"3f9", b"3f9c"), "a prefix is not enough");
+        assert!(!constant_time_eq(b"", b"3f9c"));
+    }
+
+    #[test]
+    fn one_proxy_authorization_with_the_password_and_nothing_else_passes() {
+        let proxy = Proxy {
+            password: Secret::new("pw".to_owned()),
+            origins: Vec::new(),
+            ca: LocalCa::for_tests(),
+            plain: Client::builder(TokioExecutor::new()).build(tcp_connector(true)),
+        };
+        let basic = |pair: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        };
+        let with = |values: &[String]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::PROXY_AUTHORIZATION, value.parse().unwrap());
+            }
+            proxy.authorized(&headers)
+        };
+        assert!(with(&[basic("keygate:pw")]));
+        assert!(with(&[basic("anyone:pw")]));
+        assert!(!with(&[]));
+        assert!(!with(&[basic("keygate:px")]));
+        assert!(!with(&[basic("keygate")]));
+        assert!(
+            !with(&[basic("keygate:pw"), basic("keygate:pw")]),
+            "duplicates"
+        );
+        assert!(!with(&[basic("keygate:px"), basic("keygate:pw")]));
+        assert!(!with(&["Bearer pw".to_owned()]));
+    }
 
     #[test]
     fn hop_by_hop_headers_go_including_those_connection_names() {
