@@ -453,13 +453,23 @@ fn config_of_another_users_repository_is_applied_only_where_git_trusts_it() {
             "KG_STOLEN",
         ],
     );
-    let status = Command::new("chown")
-        .args(["-R", &format!("{}:{}", attacker.uid, attacker.gid)])
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let chown = |args: &[&str]| {
+        let owner = format!("{}:{}", attacker.uid, attacker.gid);
+        let status = Command::new("chown")
+            .args(args)
+            .arg(&owner)
+            .arg(&repo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // git checks the working tree's owner too, not only `.git`'s.
+    chown(&[]);
+    let (by_git, by_keygate) = token_env_seen(&world, &repo, None);
+    assert_eq!(by_git, "", "git ignores a working tree of another user's");
+    assert!(!by_keygate.contains("env-secret-value"), "{by_keygate}");
 
+    chown(&["-R"]);
     for cwd in [repo.clone(), repo.join(".git/refs")] {
         let (by_git, by_keygate) = token_env_seen(&world, &cwd, None);
         assert_eq!(

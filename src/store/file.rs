@@ -249,6 +249,7 @@ mod tests {
         assert_eq!(mode(&dir.path().join("keygate")), 0o700);
     }
 
+    #[cfg(unix)]
     #[test]
     fn planted_files_are_refused_not_read() {
         use std::os::unix::fs::{PermissionsExt, symlink};

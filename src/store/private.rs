@@ -34,17 +34,18 @@ pub enum Unsafe {
     NotDirectory(PathBuf),
     #[error("{0} has too many symbolic links on the way")]
     Links(PathBuf),
-    #[error("{0} is a symbolic link, which keygate does not follow there; move it aside")]
+    // The file errors below come wrapped in a message that names the file.
+    #[error("it is a symbolic link, which keygate does not follow there; move it aside")]
     Symlink(PathBuf),
-    #[error("{0} is {1}, not a regular file; move it aside")]
+    #[error("it is {1}, not a regular file; move it aside")]
     NotRegular(PathBuf, &'static str),
-    #[error("{0} belongs to another user (uid {1}); move it aside")]
+    #[error("it belongs to another user (uid {1}); move it aside")]
     ForeignFile(PathBuf, u32),
     #[error(
-        "{0} can be read by other users (mode {1:04o}); check who may have read it, then run `chmod 600 {0}`"
+        "it can be read by other users (mode {1:04o}); check who may have read it, then run `chmod 600 {0}`"
     )]
     Exposed(PathBuf, u32),
-    #[error("{0} is larger than {1} MiB, too large to be keygate's; move it aside")]
+    #[error("it is larger than {1} MiB, too large to be keygate's; move it aside")]
     TooLarge(PathBuf, u64),
 }
 
