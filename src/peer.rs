@@ -1,13 +1,18 @@
 //! Who is on the other end of a loopback TCP connection.
 //!
 //! Other local users are adversaries: the proxy and the login listener
-//! must serve only the user's own processes. On Linux the kernel lists
-//! every TCP socket with its owner's UID in `/proc/net/tcp` and
-//! `/proc/net/tcp6`; the peer of a connection we accepted is the socket
-//! whose local address is the peer's address and whose remote address is
-//! ours. Elsewhere there is no such table, and [`owner`] says so.
+//! must serve only the user's own processes. On Linux the kernel tells a
+//! socket's owner by exact address through `NETLINK_SOCK_DIAG`
+//! ([`sock_diag`]), and lists every TCP socket with its owner's UID in
+//! `/proc/net/tcp` and `/proc/net/tcp6`, the fallback: the peer of a
+//! connection we accepted is the socket whose local address is the peer's
+//! address and whose remote address is ours. Elsewhere there is no such
+//! table, and [`owner`] says so.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+#[cfg(target_os = "linux")]
+pub mod sock_diag;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -29,6 +34,12 @@ pub fn my_uid() -> u32 {
 /// The UID owning the socket at `peer` that is connected to `local`.
 #[cfg(target_os = "linux")]
 pub fn owner(local: SocketAddr, peer: SocketAddr) -> Result<u32, PeerError> {
+    match sock_diag::owner(local, peer) {
+        Ok(uid) => return Ok(uid),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(PeerError::NotFound(peer)),
+        // No socket diagnostics in this kernel: the /proc tables.
+        Err(_) => {}
+    }
     // A v4 peer may show up in tcp6 as a mapped address when we listen on
     // a dual-stack socket, so both tables are read.
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {

@@ -22,7 +22,6 @@
 mod admission;
 mod ca;
 #[cfg(target_os = "linux")]
-mod sock_diag;
 mod tokens;
 
 use std::convert::Infallible;
@@ -363,7 +362,7 @@ impl Owner {
 
 async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> Owner {
     #[cfg(target_os = "linux")]
-    match sock_diag::owner(local, peer) {
+    match crate::peer::sock_diag::owner(local, peer) {
         Ok(uid) if uid == crate::peer::my_uid() => return Owner::ThisUser,
         Ok(_) => return Owner::OtherUser,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Owner::NotLocal,

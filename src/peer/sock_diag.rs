@@ -1,12 +1,11 @@
 //! The UID owning the client end of an accepted loopback connection, asked
 //! of the kernel by exact address (`NETLINK_SOCK_DIAG`, as `ss` does).
 //!
-//! `crate::peer` reads `/proc/net/tcp`, which lists every socket on the
-//! machine: with 3,000 connections open that is 15 ms a read (measured
-//! here), so a flood of connections would make the check itself the
-//! denial of service. This lookup costs the same with one socket or a
-//! hundred thousand. Where the kernel lacks it (no `inet_diag`), the
-//! caller falls back to `crate::peer`.
+//! `/proc/net/tcp` lists every socket on the machine: with 3,000
+//! connections open reading it takes 15 ms (measured here), so a flood of
+//! connections would make the check itself the denial of service. This
+//! lookup costs the same with one socket or a hundred thousand. Where the
+//! kernel lacks it (no `inet_diag`), `super::owner` falls back to the table.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
