@@ -4,6 +4,7 @@
 
 mod code;
 mod device;
+pub mod discovery;
 pub mod handoff;
 mod loopback;
 
@@ -49,6 +50,8 @@ pub enum OAuthError {
     BadResponse(String),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Discovery(#[from] discovery::DiscoveryError),
     #[error("authorization was denied in the browser: {code}{}", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Denied {
         code: String,

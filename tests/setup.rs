@@ -1,0 +1,185 @@
+//! Server metadata discovery, dynamic client registration and
+//! `keygate setup`, against the real oidc-provider (discovery always on,
+//! registration when the test asks for it) and the test git server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FakeTokenServer, Options, World, credential_field, ok, response, text};
+
+/// The global git config with keygate as the helper and `section` as the
+/// keygate settings of the git server.
+fn write_config(world: &World, section: &str) {
+    let config = format!(
+        "[user]\n\tname = Test\n\temail = test@example.com\n\
+         [init]\n\tdefaultBranch = main\n\
+         [credential]\n\thelper = keygate\n\
+         [keygate \"{git}\"]\n{section}\tloginTimeout = 20\n\
+         [http]\n\tsslCAInfo = {ca}\n",
+        git = world.git_url,
+        ca = world.ca().display(),
+    );
+    std::fs::write(world.gitconfig_path(), config).unwrap();
+}
+
+fn discovery_fetches(world: &World) -> usize {
+    world
+        .events()
+        .iter()
+        .filter(|e| e["endpoint"] == "discovery" && e["status"] == 200)
+        .count()
+}
+
+fn metadata_cache_dir(world: &World) -> std::path::PathBuf {
+    world.home.join(".local/share/keygate/metadata")
+}
+
+fn clone(world: &World, dest: &str) -> std::process::Output {
+    world.git(&["clone", "-q", &world.repo_url(), dest])
+}
+
+fn push_a_change(world: &World, repo: &str) {
+    let repo = world.dir.path().join(repo);
+    std::fs::write(repo.join("change.txt"), "pushed through keygate\n").unwrap();
+    let repo = repo.to_str().unwrap();
+    ok(&world.git(&["-C", repo, "add", "change.txt"]));
+    ok(&world.git(&["-C", repo, "commit", "-q", "-m", "change"]));
+    ok(&world.git(&["-C", repo, "push", "-q", "origin", "main"]));
+}
+
+#[test]
+fn an_issuer_alone_names_the_endpoints_and_its_metadata_is_cached() {
+    let world = World::start(Options::default());
+    write_config(
+        &world,
+        &format!(
+            "\tissuer = {}\n\tclientId = keygate-test\n\tscopes = git\n",
+            world.issuer()
+        ),
+    );
+
+    ok(&clone(&world, "repo"));
+    push_a_change(&world, "repo");
+    assert_eq!(world.browser_launches().len(), 1);
+    assert_eq!(world.token_requests("authorization_code"), 1);
+    assert_eq!(discovery_fetches(&world), 1, "{:?}", world.events());
+    let account = world.stored_account();
+    assert_eq!(account["issuer"]["token_url"], world.issuer());
+
+    let cached: Vec<_> = std::fs::read_dir(metadata_cache_dir(&world))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cached[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A refresh takes its endpoint from the cache, not from the server.
+    world.expire_stored_token();
+    let repo = world.dir.path().join("repo");
+    ok(&world.git(&["-C", repo.to_str().unwrap(), "fetch", "-q"]));
+    assert_eq!(world.token_requests("refresh_token"), 1);
+    assert_eq!(discovery_fetches(&world), 1, "metadata came from the cache");
+}
+
+#[test]
+fn a_fresh_get_needs_neither_the_metadata_nor_the_server() {
+    let mut world = World::start(Options::default());
+    write_config(
+        &world,
+        &format!("\tissuer = {}\n\tclientId = keygate-test\n", world.issuer()),
+    );
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    std::fs::remove_dir_all(metadata_cache_dir(&world)).unwrap();
+    world.stop_oauth_server();
+
+    let fill = world.credential_fill();
+    ok(&fill);
+    assert!(credential_field(&fill, "password").is_some_and(|p| !p.is_empty()));
+
+    // Without a fresh token the server is needed: the check above is real.
+    world.expire_stored_token();
+    let fill = world.credential_fill();
+    assert!(!fill.status.success(), "{}", text(&fill.stdout));
+}
+
+#[test]
+fn explicit_keys_win_over_discovered_ones() {
+    let world = World::start(Options::default());
+    let token_endpoint = FakeTokenServer::start(
+        response(
+            "200 OK",
+            "application/json",
+            r#"{"access_token":"from-the-configured-endpoint","token_type":"bearer","expires_in":600}"#,
+        ),
+        Duration::ZERO,
+    );
+    write_config(
+        &world,
+        &format!(
+            "\tissuer = {}\n\tclientId = keygate-test\n\ttokenUrl = {}\n",
+            world.issuer(),
+            token_endpoint.url
+        ),
+    );
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    // The code came from the discovered authorization endpoint, the token
+    // from the configured token endpoint.
+    assert_eq!(world.authorization_requests(), 1);
+    assert_eq!(
+        token_endpoint
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(world.token_requests("authorization_code"), 0);
+    let fill = world.credential_fill();
+    ok(&fill);
+    assert_eq!(
+        credential_field(&fill, "password").as_deref(),
+        Some("from-the-configured-endpoint")
+    );
+}
+
+#[test]
+fn an_issuer_the_metadata_does_not_name_is_refused() {
+    let world = World::start(Options::default());
+    // The same server under another name: its metadata says 127.0.0.1.
+    let impostor = world.issuer().replace("127.0.0.1", "localhost");
+    write_config(
+        &world,
+        &format!("\tissuer = {impostor}\n\tclientId = keygate-test\n"),
+    );
+    let login = world.keygate(&["login", &world.repo_url()]);
+    assert!(!login.status.success());
+    let said = text(&login.stderr);
+    assert!(said.contains("names the issuer"), "{said}");
+    assert_eq!(world.authorization_requests(), 0);
+    assert!(world.browser_launches().is_empty());
+    assert!(!clone(&world, "repo").status.success());
+    assert!(!metadata_cache_dir(&world).exists());
+}
+
+#[test]
+fn metadata_that_is_not_json_is_refused() {
+    let world = World::offline();
+    let server = FakeTokenServer::start(
+        response("200 OK", "text/html", "<html>welcome</html>"),
+        Duration::ZERO,
+    );
+    let issuer = server.url.trim_end_matches("/token").to_owned();
+    std::fs::write(
+        world.gitconfig_path(),
+        format!("[keygate \"https://git.example.com\"]\n\tissuer = {issuer}\n"),
+    )
+    .unwrap();
+    let login = world.keygate(&["login", "https://git.example.com/r.git"]);
+    assert!(!login.status.success());
+    let said = text(&login.stderr);
+    assert!(said.contains("is not OAuth server metadata JSON"), "{said}");
+    assert!(!metadata_cache_dir(&world).exists());
+}
