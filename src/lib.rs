@@ -22,4 +22,5 @@ pub mod peer;
 pub mod proxy;
 pub mod secret;
 pub mod session;
+pub mod setup;
 pub mod store;

@@ -35,7 +35,12 @@ enum Command {
     /// Authorize now, in the browser
     Login { url: String },
     /// Forget the tokens kept for a URL
-    Logout { url: String },
+    Logout {
+        url: String,
+        /// Also delete the client keygate registered at the server
+        #[arg(long)]
+        forget_client: bool,
+    },
     /// List the accounts keygate holds tokens for (never a secret)
     Status {
         #[arg(long)]
@@ -131,7 +136,13 @@ fn run(command: Command) -> Result<(), AnyError> {
         Command::Store => credential(Operation::Store, &config),
         Command::Erase => credential(Operation::Erase, &config),
         Command::Login { url } => login(&config, &url),
-        Command::Logout { url } => logout(&config, &url),
+        Command::Logout { url, forget_client } => {
+            logout(&config, &url)?;
+            if forget_client {
+                forget_client_of(&config, &url)?;
+            }
+            Ok(())
+        }
         Command::Status { json } => status(&config, json),
         Command::Token { url } => token(&config, &url),
         Command::Env {
@@ -326,6 +337,29 @@ fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         ),
         (Revocation::Failed(error), true) => eprintln!(
             "keygate: forgot the tokens for {label}, but the server did not revoke them: {error}"
+        ),
+    }
+    Ok(())
+}
+
+/// `logout --forget-client`: the dynamically registered client goes too.
+fn forget_client_of(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
+    use keygate::oauth::register::Forgotten;
+    let (provider, _) = provider_for(config, raw_url)?;
+    let store = store::open(config::store_choice(config)?)?;
+    let server = provider.server.as_str().trim_end_matches('/');
+    match keygate::setup::forget_client(config, &provider, store.as_ref())? {
+        Forgotten::NothingStored => {
+            eprintln!("keygate: no registered client was kept for {server}")
+        }
+        Forgotten::Deleted => {
+            eprintln!("keygate: deleted the client registered at the server for {server}")
+        }
+        Forgotten::KeptAtServer => eprintln!(
+            "keygate: forgot the client registered for {server} (the server offers no way to delete it)"
+        ),
+        Forgotten::Failed(error) => eprintln!(
+            "keygate: forgot the client registered for {server}, but the server did not delete it: {error}"
         ),
     }
     Ok(())

@@ -394,7 +394,7 @@ impl Session<'_> {
         if let Some(completed) = self.completed.get() {
             return Ok(completed);
         }
-        let completed = oauth::discovery::complete(self.provider, http).await?;
+        let completed = oauth::discovery::complete(self.provider, self.store, http).await?;
         Ok(self.completed.get_or_init(|| completed))
     }
 

@@ -183,3 +183,121 @@ fn metadata_that_is_not_json_is_refused() {
     assert!(said.contains("is not OAuth server metadata JSON"), "{said}");
     assert!(!metadata_cache_dir(&world).exists());
 }
+
+fn registration_world() -> World {
+    World::start_with_oidc_env(Options::default(), &[("REGISTRATION", "open")])
+}
+
+/// The client keygate registered, as kept in the file store.
+fn stored_client(world: &World) -> Option<serde_json::Value> {
+    let file = world.token_file();
+    let secrets = file["secrets"].as_object()?;
+    let (_, value) = secrets
+        .iter()
+        .find(|(name, _)| name.starts_with("registered-client "))?;
+    let value = value.as_str()?;
+    (!value.is_empty()).then(|| serde_json::from_str(value).unwrap())
+}
+
+fn events_at(world: &World, endpoint: &str, method: &str) -> Vec<serde_json::Value> {
+    world
+        .events()
+        .into_iter()
+        .filter(|e| e["endpoint"] == endpoint && e["method"] == method)
+        .collect()
+}
+
+/// What the token endpoint says to `client_id` presenting a made-up
+/// refresh token: `invalid_grant` from a client it knows.
+fn token_endpoint_verdict(world: &World, client_id: &str) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(world.ca())
+        .arg("-d")
+        .arg(format!(
+            "grant_type=refresh_token&refresh_token=made-up&client_id={client_id}"
+        ))
+        .arg(world.oidc["token_endpoint"].as_str().unwrap())
+        .env_remove("CURL_CA_BUNDLE")
+        .output()
+        .expect("curl");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    answer["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn without_a_client_id_keygate_registers_once_and_forget_client_deletes_it() {
+    let world = registration_world();
+    write_config(&world, &format!("\tissuer = {}\n", world.issuer()));
+
+    ok(&clone(&world, "repo"));
+    push_a_change(&world, "repo");
+    let registrations = events_at(&world, "registration", "POST");
+    assert_eq!(registrations.len(), 1, "{registrations:?}");
+    assert_eq!(registrations[0]["status"], 201);
+    let client = stored_client(&world).expect("a registered client in the store");
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    assert!(client["registration_access_token"].is_string());
+    let config = std::fs::read_to_string(world.gitconfig_path()).unwrap();
+    assert!(
+        !config.contains(&client_id),
+        "nothing written to ~/.gitconfig"
+    );
+
+    // The registered client is reused: by a refresh, and by a new login.
+    world.expire_stored_token();
+    ok(&clone(&world, "again"));
+    assert_eq!(world.token_requests("refresh_token"), 1);
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    assert_eq!(events_at(&world, "registration", "POST").len(), 1);
+    assert_eq!(token_endpoint_verdict(&world, &client_id), "invalid_grant");
+
+    let logout = world.keygate(&["logout", &world.repo_url(), "--forget-client"]);
+    ok(&logout);
+    assert!(
+        text(&logout.stderr).contains("deleted the client"),
+        "{}",
+        text(&logout.stderr)
+    );
+    let deletions = events_at(&world, "registration", "DELETE");
+    assert_eq!(deletions.len(), 1, "{deletions:?}");
+    assert_eq!(deletions[0]["status"], 204);
+    assert!(stored_client(&world).is_none());
+    assert!(
+        world.token_file()["accounts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // The server no longer knows the client.
+    assert_eq!(token_endpoint_verdict(&world, &client_id), "invalid_client");
+}
+
+#[test]
+fn a_registration_endpoint_that_wants_a_token_says_how_to_give_one() {
+    let world = World::start_with_oidc_env(
+        Options::default(),
+        &[
+            ("REGISTRATION", "open"),
+            ("REGISTRATION_TOKEN", "initial-token"),
+        ],
+    );
+    write_config(&world, &format!("\tissuer = {}\n", world.issuer()));
+    let login = world.keygate(&["login", &world.repo_url()]);
+    assert!(!login.status.success());
+    let said = text(&login.stderr);
+    assert!(said.contains("--registration-token"), "{said}");
+    assert!(world.browser_launches().is_empty());
+}
+
+#[test]
+fn without_registration_or_client_id_keygate_says_what_to_create() {
+    let world = World::start(Options::default());
+    write_config(&world, &format!("\tissuer = {}\n", world.issuer()));
+    let login = world.keygate(&["login", &world.repo_url()]);
+    assert!(!login.status.success());
+    let said = text(&login.stderr);
+    assert!(said.contains("offers no dynamic registration"), "{said}");
+    assert!(said.contains(".clientId <id>"), "{said}");
+    assert!(world.browser_launches().is_empty());
+}

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::OAuthError;
+use super::{OAuthError, register};
 use crate::config::Provider;
 use crate::http::{HttpClient, HttpError, check_endpoint};
-use crate::store::{self, unix_now};
+use crate::store::{self, TokenStore, unix_now};
 
 /// How long cached metadata is believed.
 const MAX_AGE_SECS: u64 = 24 * 3600;
@@ -54,6 +54,12 @@ pub enum DiscoveryError {
     },
     #[error(transparent)]
     Http(#[from] HttpError),
+}
+
+impl From<DiscoveryError> for OAuthError {
+    fn from(error: DiscoveryError) -> Self {
+        OAuthError::Discovery(Box::new(error))
+    }
 }
 
 /// The parts of an authorization server's metadata keygate uses.
@@ -298,13 +304,20 @@ pub fn suggests_moved(error: &OAuthError) -> bool {
 }
 
 /// `provider` ready for the network: with an issuer, the endpoints it
-/// does not configure come from the issuer's metadata.
-pub async fn complete(provider: &Provider, http: &HttpClient) -> Result<Provider, OAuthError> {
+/// does not configure come from the issuer's metadata, and without a
+/// client id it uses the client registered there (registering one first).
+pub async fn complete(
+    provider: &Provider,
+    store: &dyn TokenStore,
+    http: &HttpClient,
+) -> Result<Provider, OAuthError> {
     let Some(issuer) = provider.issuer.as_deref() else {
         return Ok(provider.clone());
     };
     let metadata = metadata(http, issuer).await?;
-    Ok(apply(provider, &metadata))
+    let mut completed = apply(provider, &metadata);
+    register::ensure_client(&mut completed, &metadata, store, http, None).await?;
+    Ok(completed)
 }
 
 /// `provider` with the endpoints it does not configure taken from

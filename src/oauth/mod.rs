@@ -7,6 +7,7 @@ mod device;
 pub mod discovery;
 pub mod handoff;
 mod loopback;
+pub mod register;
 
 use std::time::Duration;
 
@@ -51,7 +52,9 @@ pub enum OAuthError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Discovery(#[from] discovery::DiscoveryError),
+    Discovery(Box<discovery::DiscoveryError>),
+    #[error(transparent)]
+    Registration(Box<register::RegisterError>),
     #[error("authorization was denied in the browser: {code}{}", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Denied {
         code: String,
