@@ -301,3 +301,169 @@ fn without_registration_or_client_id_keygate_says_what_to_create() {
     assert!(said.contains(".clientId <id>"), "{said}");
     assert!(world.browser_launches().is_empty());
 }
+
+/// A global git config that knows nothing of keygate.
+fn write_bare_config(world: &World) {
+    let config = format!(
+        "[user]\n\tname = Test\n\temail = test@example.com\n\
+         [init]\n\tdefaultBranch = main\n\
+         [http]\n\tsslCAInfo = {}\n",
+        world.ca().display()
+    );
+    std::fs::write(world.gitconfig_path(), config).unwrap();
+}
+
+fn gitconfig(world: &World) -> String {
+    std::fs::read_to_string(world.gitconfig_path()).unwrap()
+}
+
+fn json_of(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&output.stdout), text(&output.stderr)))
+}
+
+#[test]
+fn setup_goes_from_nothing_to_clone_and_push_and_changes_nothing_the_second_time() {
+    let world = registration_world();
+    write_bare_config(&world);
+    let setup = world.keygate(&["setup", &world.repo_url(), "--issuer", world.issuer()]);
+    ok(&setup);
+    let said = text(&setup.stdout);
+    assert!(
+        said.contains(&format!("keygate.{}.issuer", world.git_url)),
+        "{said}"
+    );
+    assert!(said.contains("registered at the server just now"), "{said}");
+    assert_eq!(events_at(&world, "registration", "POST").len(), 1);
+    assert_eq!(world.browser_launches().len(), 1, "setup logged in");
+    let config = gitconfig(&world);
+    assert!(config.contains(world.issuer()), "{config}");
+    assert!(config.contains("helper = keygate"), "{config}");
+    let client_id = stored_client(&world).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !config.contains(&client_id),
+        "the client stays in the store"
+    );
+
+    ok(&clone(&world, "repo"));
+    push_a_change(&world, "repo");
+    assert_eq!(world.browser_launches().len(), 1, "no second login");
+
+    let again = world.keygate(&[
+        "setup",
+        &world.repo_url(),
+        "--issuer",
+        world.issuer(),
+        "--json",
+    ]);
+    ok(&again);
+    let report = json_of(&again);
+    assert_eq!(report["status"], "done");
+    assert_eq!(report["client"], "stored");
+    assert_eq!(report["helper"], "present");
+    assert_eq!(report["settings"][0]["state"], "present");
+    assert_eq!(gitconfig(&world), config, "nothing rewritten");
+    assert_eq!(events_at(&world, "registration", "POST").len(), 1);
+    assert_eq!(world.browser_launches().len(), 1);
+}
+
+#[test]
+fn setup_dry_run_writes_registers_and_logs_in_nothing() {
+    let world = registration_world();
+    write_bare_config(&world);
+    let before = gitconfig(&world);
+    let setup = world.keygate(&[
+        "setup",
+        &world.repo_url(),
+        "--issuer",
+        world.issuer(),
+        "--dry-run",
+        "--json",
+    ]);
+    ok(&setup);
+    let report = json_of(&setup);
+    assert_eq!(report["status"], "dry-run");
+    assert_eq!(report["client"], "would-register");
+    assert_eq!(report["helper"], "would-add");
+    assert_eq!(report["settings"][0]["value"], world.issuer());
+    assert_eq!(report["settings"][0]["state"], "would-write");
+    assert_eq!(gitconfig(&world), before);
+    assert!(events_at(&world, "registration", "POST").is_empty());
+    assert!(world.browser_launches().is_empty());
+}
+
+#[test]
+fn setup_says_what_to_do_where_it_cannot_finish() {
+    let world = World::start(Options::default());
+    write_bare_config(&world);
+    let before = gitconfig(&world);
+
+    // The git server's origin publishes no metadata.
+    let setup = world.keygate(&["setup", &world.repo_url(), "--json"]);
+    assert_eq!(setup.status.code(), Some(3), "{}", text(&setup.stderr));
+    let report = json_of(&setup);
+    assert_eq!(report["status"], "incomplete");
+    let steps = report["next_steps"].to_string();
+    assert!(steps.contains("--issuer"), "{steps}");
+    assert!(steps.contains(".tokenUrl"), "{steps}");
+    assert!(steps.contains("credential.helper keygate"), "{steps}");
+
+    // Discovery but no registration: the client must be made by hand.
+    let setup = world.keygate(&["setup", &world.repo_url(), "--issuer", world.issuer()]);
+    assert_eq!(setup.status.code(), Some(3), "{}", text(&setup.stderr));
+    let said = text(&setup.stdout);
+    assert!(
+        said.contains("offers no dynamic client registration"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "git config --global keygate.{}.issuer {}",
+            world.git_url,
+            world.issuer()
+        )),
+        "{said}"
+    );
+    assert!(said.contains(".clientId <id>"), "{said}");
+    assert_eq!(gitconfig(&world), before, "nothing written");
+    assert!(world.browser_launches().is_empty());
+}
+
+#[test]
+fn setup_refuses_an_issuer_the_metadata_does_not_name() {
+    let world = registration_world();
+    write_bare_config(&world);
+    let before = gitconfig(&world);
+    let impostor = world.issuer().replace("127.0.0.1", "localhost");
+    let setup = world.keygate(&["setup", &world.repo_url(), "--issuer", &impostor]);
+    assert_eq!(setup.status.code(), Some(1));
+    assert!(
+        text(&setup.stderr).contains("names the issuer"),
+        "{}",
+        text(&setup.stderr)
+    );
+    assert_eq!(gitconfig(&world), before);
+    assert!(events_at(&world, "registration", "POST").is_empty());
+}
+
+#[test]
+fn setup_for_a_forge_that_needs_a_hand_made_app_says_where_to_make_it() {
+    let world = World::offline();
+    let setup = world.keygate(&["setup", "https://github.com/org/repo.git", "--json"]);
+    assert_eq!(setup.status.code(), Some(3), "{}", text(&setup.stderr));
+    let report = json_of(&setup);
+    assert_eq!(report["endpoints"], "preset");
+    let steps = report["next_steps"].to_string();
+    assert!(
+        steps.contains("https://github.com/settings/applications/new"),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("git config --global keygate.https://github.com.clientId"),
+        "{steps}"
+    );
+    assert_eq!(gitconfig(&world), "", "nothing written");
+}
