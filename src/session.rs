@@ -155,8 +155,11 @@ impl Session<'_> {
         } else {
             let outcome = self.block_on(async {
                 let http = self.http().map_err(OAuthError::from)?;
+                // Leaving is no reason to register a client.
+                let provider =
+                    oauth::discovery::complete(self.provider, self.store, &http, false).await?;
                 oauth::revoke(
-                    self.endpoints(&http).await?,
+                    &provider,
                     &http,
                     record.refresh_token.as_ref(),
                     record.access_token.as_ref(),
@@ -394,7 +397,7 @@ impl Session<'_> {
         if let Some(completed) = self.completed.get() {
             return Ok(completed);
         }
-        let completed = oauth::discovery::complete(self.provider, self.store, http).await?;
+        let completed = oauth::discovery::complete(self.provider, self.store, http, true).await?;
         Ok(self.completed.get_or_init(|| completed))
     }
 

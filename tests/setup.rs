@@ -467,3 +467,191 @@ fn setup_for_a_forge_that_needs_a_hand_made_app_says_where_to_make_it() {
     );
     assert_eq!(gitconfig(&world), "", "nothing written");
 }
+
+/// A loopback OAuth server made up for answers the real one never gives:
+/// `routes` maps a path to a status and a body (JSON unless it starts with
+/// `<`); `{base}` in a body is replaced by the server's own
+/// `http://127.0.0.1:PORT`.
+fn fake_server(routes: Vec<(&'static str, &'static str, String)>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let routes: Vec<(&'static str, String)> = routes
+        .into_iter()
+        .map(|(path, status, body)| {
+            let body = body.replace("{base}", &base);
+            let kind = if body.starts_with('<') {
+                "text/html"
+            } else {
+                "application/json"
+            };
+            (path, response(status, kind, &body))
+        })
+        .collect();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+            let answer = routes
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| response("404 Not Found", "text/plain", "no"));
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    base
+}
+
+fn metadata_body(extra: &str) -> String {
+    format!(
+        r#"{{"issuer":"{{base}}","authorization_endpoint":"{{base}}/auth","token_endpoint":"{{base}}/token","registration_endpoint":"{{base}}/reg"{extra}}}"#
+    )
+}
+
+#[test]
+fn setup_refuses_bad_metadata_and_registrations_and_changes_nothing() {
+    let world = World::offline();
+    let run_setup = |issuer: &str| {
+        world.keygate(&["setup", "https://git.example.com/r.git", "--issuer", issuer])
+    };
+
+    let no_client_id = fake_server(vec![
+        (
+            "/.well-known/oauth-authorization-server",
+            "200 OK",
+            metadata_body(""),
+        ),
+        (
+            "/reg",
+            "201 Created",
+            r#"{"client_name":"keygate"}"#.to_owned(),
+        ),
+    ]);
+    let setup = run_setup(&no_client_id);
+    assert_eq!(setup.status.code(), Some(1), "{}", text(&setup.stdout));
+    assert!(
+        text(&setup.stderr).contains("without a client_id"),
+        "{}",
+        text(&setup.stderr)
+    );
+
+    let insecure = fake_server(vec![(
+        "/.well-known/openid-configuration",
+        "200 OK",
+        metadata_body(r#","revocation_endpoint":"http://auth.example.com/revoke""#),
+    )]);
+    let setup = run_setup(&insecure);
+    assert_eq!(setup.status.code(), Some(1));
+    let said = text(&setup.stderr);
+    assert!(
+        said.contains("revocation_endpoint") && said.contains("not an https URL"),
+        "{said}"
+    );
+
+    let not_json = fake_server(vec![(
+        "/.well-known/oauth-authorization-server",
+        "200 OK",
+        "<html>sign in</html>".to_owned(),
+    )]);
+    let setup = run_setup(&not_json);
+    assert_eq!(setup.status.code(), Some(1));
+    assert!(text(&setup.stderr).contains("not OAuth server metadata JSON"));
+
+    assert_eq!(gitconfig(&world), "", "nothing written");
+    let tokens = world.home.join(".local/share/keygate/tokens.json");
+    assert!(
+        !tokens.exists()
+            || !std::fs::read_to_string(&tokens)
+                .unwrap()
+                .contains("registered-client")
+    );
+}
+
+#[test]
+fn setup_passes_an_initial_access_token_from_stdin() {
+    let world = World::start_with_oidc_env(
+        Options::default(),
+        &[
+            ("REGISTRATION", "open"),
+            ("REGISTRATION_TOKEN", "initial-token"),
+        ],
+    );
+    write_bare_config(&world);
+    let setup_with = |token: &str| {
+        let mut command = world.command(common::KEYGATE);
+        command.args([
+            "setup",
+            &world.repo_url(),
+            "--issuer",
+            world.issuer(),
+            "--registration-token",
+            "-",
+            "--json",
+        ]);
+        common::run_with_input(command, format!("{token}\n").as_bytes())
+    };
+    let refused = setup_with("wrong-token");
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(
+        json_of(&refused)["next_steps"]
+            .to_string()
+            .contains("refused the initial access token")
+    );
+
+    let setup = setup_with("initial-token");
+    ok(&setup);
+    assert_eq!(json_of(&setup)["client"], "registered");
+    assert!(stored_client(&world).is_some());
+    ok(&clone(&world, "repo"));
+}
+
+#[test]
+fn metadata_whose_endpoint_moved_is_fetched_again() {
+    let world = World::start(Options::default());
+    write_config(
+        &world,
+        &format!("\tissuer = {}\n\tclientId = keygate-test\n", world.issuer()),
+    );
+    ok(&clone(&world, "repo"));
+    assert_eq!(discovery_fetches(&world), 1);
+
+    // The cached metadata now names a token endpoint nobody listens on.
+    let cached = std::fs::read_dir(metadata_cache_dir(&world))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/token", dead.local_addr().unwrap());
+    drop(dead);
+    let mut document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cached).unwrap()).unwrap();
+    document["metadata"]["token_endpoint"] = serde_json::Value::from(dead_url);
+    std::fs::write(&cached, serde_json::to_vec(&document).unwrap()).unwrap();
+
+    world.expire_stored_token();
+    let repo = world.dir.path().join("repo");
+    let fetch = world.git(&["-C", repo.to_str().unwrap(), "fetch", "-q"]);
+    assert!(!fetch.status.success(), "the moved endpoint was used");
+    assert!(!cached.exists(), "and the metadata dropped");
+    ok(&world.git(&["-C", repo.to_str().unwrap(), "fetch", "-q"]));
+    assert_eq!(discovery_fetches(&world), 2);
+    assert_eq!(world.token_requests("refresh_token"), 1);
+}

@@ -305,18 +305,26 @@ pub fn suggests_moved(error: &OAuthError) -> bool {
 
 /// `provider` ready for the network: with an issuer, the endpoints it
 /// does not configure come from the issuer's metadata, and without a
-/// client id it uses the client registered there (registering one first).
+/// client id it uses the client registered there, registering one first
+/// if `may_register` (not to revoke tokens on the way out).
 pub async fn complete(
     provider: &Provider,
     store: &dyn TokenStore,
     http: &HttpClient,
+    may_register: bool,
 ) -> Result<Provider, OAuthError> {
     let Some(issuer) = provider.issuer.as_deref() else {
         return Ok(provider.clone());
     };
     let metadata = metadata(http, issuer).await?;
     let mut completed = apply(provider, &metadata);
-    register::ensure_client(&mut completed, &metadata, store, http, None).await?;
+    if may_register {
+        register::ensure_client(&mut completed, &metadata, store, http, None).await?;
+    } else if completed.client_id.is_empty()
+        && let Some(client) = register::load(&completed, store)?
+    {
+        register::apply(&mut completed, &client);
+    }
     Ok(completed)
 }
 
