@@ -414,6 +414,10 @@ fn incomplete_without_client(report: &mut Report, url: &Url, server: &str) {
     ));
 }
 
+/// keygate's default bound on a request to an OAuth server, for a server
+/// with no `keygate.<url>.timeout` yet.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The issuer to use and its metadata, or `None` when the server's origin
 /// publishes none. An issuer given or configured must answer.
 fn discover(
@@ -430,7 +434,8 @@ fn discover(
         .clone()
         .unwrap_or_else(|| origin.as_str().trim_end_matches('/').to_owned());
     let ca_files = config::ca_files_for(config, &Url::parse(&candidate).unwrap_or(origin.clone()));
-    let http = HttpClient::new(&ca_files, std::time::Duration::from_secs(30))?;
+    let timeout = existing.map_or(DISCOVERY_TIMEOUT, |p| p.http_timeout);
+    let http = HttpClient::new(&ca_files, timeout)?;
     let found = block_on(async {
         match discovery::fetch(&http, &candidate).await {
             // `https://host` and `https://host/` are one issuer to a

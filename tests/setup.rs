@@ -375,11 +375,12 @@ fn setup_dry_run_writes_registers_and_logs_in_nothing() {
     let world = registration_world();
     write_bare_config(&world);
     let before = gitconfig(&world);
+    // Typed with a trailing slash: the server's own spelling is kept.
     let setup = world.keygate(&[
         "setup",
         &world.repo_url(),
         "--issuer",
-        world.issuer(),
+        &format!("{}/", world.issuer()),
         "--dry-run",
         "--json",
     ]);
