@@ -60,60 +60,105 @@ pub struct Request {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub server: String,
-    /// `done`, `dry-run` (nothing written) or `incomplete` (a person must
-    /// do what `next_steps` says).
-    pub status: &'static str,
-    /// Where the endpoints come from: `preset`, `configured`, `discovery`
-    /// or `none`.
-    pub endpoints: &'static str,
+    pub status: Status,
+    pub endpoints: Endpoints,
     pub issuer: Option<String>,
-    /// `configured`, `stored` (registered earlier), `registered`,
-    /// `would-register` (dry run) or `missing`.
-    pub client: &'static str,
+    pub client: Client,
     pub settings: Vec<Setting>,
-    /// Keygate as git's credential helper: `present`, `added`, `would-add`,
-    /// or `missing` (when setup stopped short).
-    pub helper: &'static str,
+    /// keygate as git's credential helper.
+    pub helper: Helper,
     pub logged_in: bool,
+    /// What a person must do, when `status` is `incomplete`.
     pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Done,
+    /// `--dry-run`: nothing written, registered or logged in.
+    DryRun,
+    /// A step is left to a person: see `next_steps`.
+    Incomplete,
+}
+
+/// Where the endpoints come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Endpoints {
+    Preset,
+    Configured,
+    Discovery,
+    None,
+}
+
+/// Where the client id comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Client {
+    Configured,
+    /// Registered by an earlier run, kept in the token store.
+    Stored,
+    Registered,
+    WouldRegister,
+    Missing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Helper {
+    Present,
+    Added,
+    WouldAdd,
+    Missing,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Setting {
     pub key: String,
     pub value: String,
-    /// `present` (nothing to do), `written` or `would-write`.
-    pub state: &'static str,
+    pub state: SettingState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingState {
+    /// Already set to this value: left alone.
+    Present,
+    Written,
+    WouldWrite,
 }
 
 impl Report {
     pub fn is_complete(&self) -> bool {
-        self.status != "incomplete"
+        self.status != Status::Incomplete
     }
 
     /// The report for a person.
     pub fn to_text(&self) -> String {
         let mut out = format!("keygate setup for {}\n", self.server);
         let endpoints = match (self.endpoints, &self.issuer) {
-            ("discovery", Some(issuer)) => format!("discovered from the metadata of {issuer}"),
-            ("preset", _) => "built into keygate".to_owned(),
-            ("configured", _) => "already configured".to_owned(),
+            (Endpoints::Discovery, Some(issuer)) => {
+                format!("discovered from the metadata of {issuer}")
+            }
+            (Endpoints::Preset, _) => "built into keygate".to_owned(),
+            (Endpoints::Configured, _) => "already configured".to_owned(),
             _ => "not found".to_owned(),
         };
         out += &format!("  endpoints: {endpoints}\n");
         let client = match self.client {
-            "configured" => "configured",
-            "stored" => "registered earlier, kept in the token store",
-            "registered" => "registered at the server just now, kept in the token store",
-            "would-register" => "would be registered at the server",
-            _ => "none yet",
+            Client::Configured => "configured",
+            Client::Stored => "registered earlier, kept in the token store",
+            Client::Registered => "registered at the server just now, kept in the token store",
+            Client::WouldRegister => "would be registered at the server",
+            Client::Missing => "none yet",
         };
         out += &format!("  client: {client}\n");
         for setting in &self.settings {
             let state = match setting.state {
-                "present" => "already set",
-                "written" => "written",
-                _ => "would write",
+                SettingState::Present => "already set",
+                SettingState::Written => "written",
+                SettingState::WouldWrite => "would write",
             };
             out += &format!(
                 "  git config --global {} {}   ({state})\n",
@@ -122,10 +167,10 @@ impl Report {
             );
         }
         let helper = match self.helper {
-            "present" => "already keygate",
-            "added" => "added keygate",
-            "would-add" => "would add keygate",
-            _ => "not keygate yet",
+            Helper::Present => "already keygate",
+            Helper::Added => "added keygate",
+            Helper::WouldAdd => "would add keygate",
+            Helper::Missing => "not keygate yet",
         };
         out += &format!("  credential helper: {helper}\n");
         if self.logged_in {
@@ -139,7 +184,21 @@ impl Report {
         }
         out
     }
+
+    /// Stops short: a person must do `steps`.
+    fn incomplete(mut self, steps: impl IntoIterator<Item = String>) -> Self {
+        self.status = Status::Incomplete;
+        self.next_steps.extend(steps);
+        if self.helper == Helper::Missing {
+            self.next_steps
+                .push("git config --global --add credential.helper keygate".to_owned());
+        }
+        self
+    }
 }
+
+/// What to register by hand where a server cannot register keygate.
+const NATIVE_APP: &str = "a public/native client with redirect URI http://127.0.0.1/callback";
 
 /// Quotes a config value for a shell line when it needs it.
 fn shell_quote(value: &str) -> String {
@@ -185,20 +244,6 @@ pub fn run<'a>(
     request: &Request,
     interaction: impl FnOnce() -> Interaction<'a> + 'a,
 ) -> Result<Report, SetupError> {
-    let mut report = set_up(config, request, interaction)?;
-    if report.status == "incomplete" && report.helper == "missing" {
-        report
-            .next_steps
-            .push("git config --global --add credential.helper keygate".to_owned());
-    }
-    Ok(report)
-}
-
-fn set_up<'a>(
-    config: &GitConfig,
-    request: &Request,
-    interaction: impl FnOnce() -> Interaction<'a> + 'a,
-) -> Result<Report, SetupError> {
     let url = &request.url;
     if crate::http::check_endpoint(url).is_err() {
         return Err(SetupError::NotHttps {
@@ -210,63 +255,62 @@ fn set_up<'a>(
     let existing = Provider::resolve(config, url)?;
     let mut report = Report {
         server: server.clone(),
-        status: if request.dry_run { "dry-run" } else { "done" },
-        endpoints: "none",
+        status: if request.dry_run {
+            Status::DryRun
+        } else {
+            Status::Done
+        },
+        endpoints: Endpoints::None,
         issuer: None,
-        client: "missing",
+        client: Client::Missing,
         settings: Vec::new(),
         helper: if helper_is_keygate(config, url) {
-            "present"
+            Helper::Present
         } else {
-            "missing"
+            Helper::Missing
         },
         logged_in: false,
         next_steps: Vec::new(),
     };
-    let store = store::open(config::store_choice(config)?)?;
 
     // What the settings should be, before anything is written.
-    let mut wanted: Vec<(&'static str, String)> = Vec::new();
     let no_issuer =
         request.issuer.is_none() && existing.as_ref().is_none_or(|p| p.issuer.is_none());
     let preset = config::has_preset(url) && no_issuer;
-    let configured_endpoints =
-        preset || (no_issuer && existing.as_ref().is_some_and(|p| p.token_url.is_some()));
-    if configured_endpoints {
-        report.endpoints = if preset { "preset" } else { "configured" };
-        match &existing {
-            Some(provider) if !provider.client_id.is_empty() => report.client = "configured",
-            _ => {
-                incomplete_without_client(&mut report, url, &server);
-                return Ok(report);
-            }
+    let wanted = if preset
+        || (no_issuer && existing.as_ref().is_some_and(|p| p.token_url.is_some()))
+    {
+        report.endpoints = if preset {
+            Endpoints::Preset
+        } else {
+            Endpoints::Configured
+        };
+        if existing.as_ref().is_none_or(|p| p.client_id.is_empty()) {
+            let steps = make_app_by_hand(url, &server);
+            return Ok(report.incomplete(steps));
         }
+        report.client = Client::Configured;
+        Vec::new()
     } else {
         let Some((issuer, metadata)) = discover(config, request, existing.as_ref(), &origin)?
         else {
-            report.status = "incomplete";
-            report.next_steps.push(format!(
-                "{server} publishes no OAuth server metadata; if its OAuth server lives elsewhere, run `keygate setup {} --issuer <issuer URL>`",
-                url
-            ));
-            report.next_steps.push(
-                "or register an OAuth application there (a public/native client with redirect URI http://127.0.0.1/callback) and run:"
-                    .to_owned(),
-            );
+            let mut steps = vec![
+                format!(
+                    "{server} publishes no OAuth server metadata; if its OAuth server lives elsewhere, run `keygate setup {url} --issuer <issuer URL>`"
+                ),
+                format!("or register an OAuth application there ({NATIVE_APP}) and run:"),
+            ];
             for key in [
                 "clientId <id>",
                 "authUrl <authorization endpoint>",
                 "tokenUrl <token endpoint>",
             ] {
-                report
-                    .next_steps
-                    .push(format!("git config --global keygate.{server}.{key}"));
+                steps.push(format!("git config --global keygate.{server}.{key}"));
             }
-            return Ok(report);
+            return Ok(report.incomplete(steps));
         };
-        report.endpoints = "discovery";
+        report.endpoints = Endpoints::Discovery;
         report.issuer = Some(issuer.clone());
-        wanted.push(("issuer", issuer.clone()));
         // The provider as it will be once the issuer is set.
         let mut provider = match &existing {
             Some(p) => p.clone(),
@@ -276,96 +320,27 @@ fn set_up<'a>(
                 })?,
         };
         provider.issuer = Some(issuer.clone());
-        if !provider.client_id.is_empty() {
-            report.client = "configured";
-        } else if register::load(&provider, store.as_ref())?.is_some() {
-            report.client = "stored";
-        } else if metadata.registration_endpoint.is_none() {
-            report.status = "incomplete";
-            report.next_steps.push(format!(
-                "{issuer} offers no dynamic client registration: register an OAuth application there (a public/native client with redirect URI http://127.0.0.1/callback), then run:"
-            ));
-            for (key, value) in &wanted {
-                report.next_steps.push(format!(
-                    "git config --global keygate.{server}.{key} {}",
-                    shell_quote(value)
-                ));
-            }
-            report.next_steps.push(format!(
-                "git config --global keygate.{server}.clientId <id>"
-            ));
-            return Ok(report);
-        } else if request.dry_run {
-            report.client = "would-register";
-        } else {
-            let registered = block_on(async {
-                let http = http_for(config, &provider)?;
-                Ok::<_, SetupError>(
-                    register::register(
-                        &provider,
-                        &metadata,
-                        store.as_ref(),
-                        &http,
-                        request.registration_token.as_ref(),
-                    )
-                    .await,
-                )
-            })??;
-            match registered {
-                Ok(_) => report.client = "registered",
-                Err(
-                    error @ (RegisterError::NeedsToken { .. }
-                    | RegisterError::TokenRefused { .. }
-                    | RegisterError::Refused { .. }),
-                ) => {
-                    report.status = "incomplete";
-                    report
-                        .next_steps
-                        .push(format!("registration failed: {error}"));
-                    report.next_steps.push(format!(
-                        "or register an OAuth application at {issuer} by hand (a public/native client with redirect URI http://127.0.0.1/callback) and run:"
-                    ));
-                    report.next_steps.push(format!(
+        match obtain_client(config, request, &provider, &metadata)? {
+            Ok(client) => report.client = client,
+            Err(reason) => {
+                let steps = [
+                    reason,
+                    format!(
+                        "instead, register an OAuth application at {issuer} by hand ({NATIVE_APP}), then run:"
+                    ),
+                    format!(
                         "git config --global keygate.{server}.issuer {}",
                         shell_quote(&issuer)
-                    ));
-                    report.next_steps.push(format!(
-                        "git config --global keygate.{server}.clientId <id>"
-                    ));
-                    return Ok(report);
-                }
-                Err(error) => return Err(error.into()),
+                    ),
+                    format!("git config --global keygate.{server}.clientId <id>"),
+                ];
+                return Ok(report.incomplete(steps));
             }
         }
-    }
+        vec![("issuer", issuer)]
+    };
 
-    // Write what is missing, then make sure git asks keygate.
-    let current = config.for_url("keygate", url);
-    for (key, value) in wanted {
-        let full_key = format!("keygate.{server}.{key}");
-        let present = current.get(&key.to_ascii_lowercase()) == Some(&value);
-        let state = if present {
-            "present"
-        } else if request.dry_run {
-            "would-write"
-        } else {
-            git_config_global(&[&full_key, &value])?;
-            "written"
-        };
-        report.settings.push(Setting {
-            key: full_key,
-            value,
-            state,
-        });
-    }
-    if report.helper == "missing" {
-        report.helper = if request.dry_run {
-            "would-add"
-        } else {
-            git_config_global(&["--add", "credential.helper", "keygate"])?;
-            "added"
-        };
-    }
+    write_settings(config, request, &mut report, wanted)?;
     if request.dry_run {
         return Ok(report);
     }
@@ -389,6 +364,92 @@ fn set_up<'a>(
     Ok(report)
 }
 
+/// The client `provider` will use: configured, registered earlier, or
+/// registered now. `Err(reason)` when the server cannot register keygate
+/// and a person must create one.
+fn obtain_client(
+    config: &GitConfig,
+    request: &Request,
+    provider: &Provider,
+    metadata: &Metadata,
+) -> Result<Result<Client, String>, SetupError> {
+    let store = store::open(config::store_choice(config)?)?;
+    if !provider.client_id.is_empty() {
+        return Ok(Ok(Client::Configured));
+    }
+    if register::load(provider, store.as_ref())?.is_some() {
+        return Ok(Ok(Client::Stored));
+    }
+    if metadata.registration_endpoint.is_none() {
+        return Ok(Err(format!(
+            "{} offers no dynamic client registration",
+            metadata.issuer
+        )));
+    }
+    if request.dry_run {
+        return Ok(Ok(Client::WouldRegister));
+    }
+    let registered = block_on(async {
+        let http = http_for(config, provider)?;
+        Ok::<_, SetupError>(
+            register::register(
+                provider,
+                metadata,
+                store.as_ref(),
+                &http,
+                request.registration_token.as_ref(),
+            )
+            .await,
+        )
+    })??;
+    match registered {
+        Ok(_) => Ok(Ok(Client::Registered)),
+        // The server said no: a person can still make a client.
+        Err(
+            error @ (RegisterError::NeedsToken { .. }
+            | RegisterError::TokenRefused { .. }
+            | RegisterError::Refused { .. }),
+        ) => Ok(Err(format!("registration failed: {error}"))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Writes the `keygate.<server>.*` settings not already in place, and
+/// makes keygate git's helper.
+fn write_settings(
+    config: &GitConfig,
+    request: &Request,
+    report: &mut Report,
+    wanted: Vec<(&'static str, String)>,
+) -> Result<(), SetupError> {
+    let current = config.for_url("keygate", &request.url);
+    for (key, value) in wanted {
+        let full_key = format!("keygate.{}.{key}", report.server);
+        let state = if current.get(&key.to_ascii_lowercase()) == Some(&value) {
+            SettingState::Present
+        } else if request.dry_run {
+            SettingState::WouldWrite
+        } else {
+            git_config_global(&[&full_key, &value])?;
+            SettingState::Written
+        };
+        report.settings.push(Setting {
+            key: full_key,
+            value,
+            state,
+        });
+    }
+    if report.helper == Helper::Missing {
+        report.helper = if request.dry_run {
+            Helper::WouldAdd
+        } else {
+            git_config_global(&["--add", "credential.helper", "keygate"])?;
+            Helper::Added
+        };
+    }
+    Ok(())
+}
+
 /// An interaction lives as long as the browser it names; a session built
 /// here needs one no longer than its own provider.
 fn shorten<'s, 'a: 's>(interaction: Interaction<'a>) -> Interaction<'s> {
@@ -397,21 +458,18 @@ fn shorten<'s, 'a: 's>(interaction: Interaction<'a>) -> Interaction<'s> {
 
 /// Instructions for a host keygate knows the endpoints of, but which
 /// needs an application made by hand.
-fn incomplete_without_client(report: &mut Report, url: &Url, server: &str) {
-    report.status = "incomplete";
+fn make_app_by_hand(url: &Url, server: &str) -> Vec<String> {
     let host = url.host_str().unwrap_or_default();
-    report.next_steps.push(match app_page(host) {
-        Some(page) => page.to_owned(),
-        None => format!(
-            "register an OAuth application at {server} (a public/native client with redirect URI http://127.0.0.1/callback)"
+    vec![
+        match app_page(host) {
+            Some(page) => page.to_owned(),
+            None => format!("register an OAuth application at {server} ({NATIVE_APP})"),
+        },
+        format!("git config --global keygate.{server}.clientId <client id>"),
+        format!(
+            "a client secret, if the server insists on one, never in ~/.gitconfig: put `[keygate \"{server}\"] clientSecret = <secret>` in a file only you can read (chmod 600) and `git config --global --add include.path <that file>`"
         ),
-    });
-    report.next_steps.push(format!(
-        "git config --global keygate.{server}.clientId <client id>"
-    ));
-    report.next_steps.push(format!(
-        "a client secret, if the server insists on one, never in ~/.gitconfig: put `[keygate \"{server}\"] clientSecret = <secret>` in a file only you can read (chmod 600) and `git config --global --add include.path <that file>`"
-    ));
+    ]
 }
 
 /// keygate's default bound on a request to an OAuth server, for a server
