@@ -596,6 +596,7 @@ fn setup_passes_an_initial_access_token_from_stdin() {
     write_bare_config(&world);
     let setup_with = |token: &str| {
         let mut command = world.command(common::KEYGATE);
+        command.env("KEYGATE_LOG", "trace");
         command.args([
             "setup",
             &world.repo_url(),
@@ -618,8 +619,26 @@ fn setup_passes_an_initial_access_token_from_stdin() {
     let setup = setup_with("initial-token");
     ok(&setup);
     assert_eq!(json_of(&setup)["client"], "registered");
-    assert!(stored_client(&world).is_some());
+    let client = stored_client(&world).unwrap();
     ok(&clone(&world, "repo"));
+
+    // Neither token reaches a log line, the report or ~/.gitconfig.
+    let management = client["registration_access_token"].as_str().unwrap();
+    let logout = {
+        let mut command = world.command(common::KEYGATE);
+        command
+            .env("KEYGATE_LOG", "trace")
+            .args(["logout", &world.repo_url(), "--forget-client"]);
+        command.output().unwrap()
+    };
+    ok(&logout);
+    assert!(text(&logout.stderr).contains("deleted the client"));
+    for output in [&refused, &setup, &logout] {
+        let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(!all.contains("initial-token") && !all.contains("wrong-token"));
+        assert!(!all.contains(management));
+    }
+    assert!(!gitconfig(&world).contains(management));
 }
 
 #[test]

@@ -202,10 +202,7 @@ pub async fn register(
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "application/json");
     if let Some(token) = initial_token {
-        request = request.header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", token.expose()),
-        );
+        request = request.header(http::header::AUTHORIZATION, bearer(token, &host)?);
     }
     let request = request.body(body).map_err(|e| RegisterError::BadResponse {
         host: host.clone(),
@@ -333,10 +330,7 @@ async fn delete_at_server(
     check_endpoint(&url)?;
     let host = host_of(&url);
     let request = http::Request::delete(url.as_str())
-        .header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", token.expose()),
-        )
+        .header(http::header::AUTHORIZATION, bearer(token, &host)?)
         .body(Vec::new())
         .map_err(|e| RegisterError::BadResponse {
             host: host.clone(),
@@ -347,6 +341,20 @@ async fn delete_at_server(
         200..=299 => Ok(()),
         _ => Err(RegisterError::Status { host, status }),
     }
+}
+
+/// An `Authorization: Bearer` value, marked sensitive so no HTTP layer's
+/// logging shows it.
+fn bearer(token: &Secret, host: &str) -> Result<http::HeaderValue, RegisterError> {
+    let mut value =
+        http::HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+            RegisterError::BadResponse {
+                host: host.to_owned(),
+                reason: "the token holds characters an HTTP header cannot carry".to_owned(),
+            }
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[cfg(test)]
