@@ -219,7 +219,7 @@ impl Session<'_> {
             let Some(refresh_token) = refresh_token else {
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
             };
-            match oauth::refresh(self.endpoints(&http).await?, &http, &refresh_token).await {
+            match self.refresh(&http, &refresh_token).await {
                 Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token)),
                 Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
@@ -399,6 +399,27 @@ impl Session<'_> {
         }
         let completed = oauth::discovery::complete(self.provider, self.store, http, true).await?;
         Ok(self.completed.get_or_init(|| completed))
+    }
+
+    /// Redeems the refresh token; when the endpoint the metadata named
+    /// seems to have moved, once more with the metadata fetched anew (the
+    /// server never saw the first attempt, so the token is still good).
+    async fn refresh(
+        &self,
+        http: &HttpClient,
+        refresh_token: &Secret,
+    ) -> Result<TokenSet, OAuthError> {
+        let result = oauth::refresh(self.endpoints(http).await?, http, refresh_token).await;
+        match (&self.provider.issuer, result) {
+            (Some(issuer), Err(error)) if oauth::discovery::suggests_moved(&error) => {
+                tracing::debug!(%error, "the token endpoint may have moved; fetching the metadata again");
+                oauth::discovery::forget(issuer);
+                let provider =
+                    oauth::discovery::complete(self.provider, self.store, http, true).await?;
+                oauth::refresh(&provider, http, refresh_token).await
+            }
+            (_, result) => result,
+        }
     }
 
     /// After a failed request: cached metadata whose endpoint seems to have
