@@ -191,6 +191,10 @@ pub struct Provider {
     /// An environment variable that holds a ready token (CI systems that
     /// mint their own): used as is, never stored.
     pub token_env: Option<String>,
+    /// `keygate.<url>.issuer`: endpoints not configured come from its
+    /// RFC 8414 / OIDC metadata, fetched only when the network is needed.
+    /// Kept as written: the metadata must name exactly this issuer.
+    pub issuer: Option<String>,
 }
 
 /// RFC 6749 §2.3.1: HTTP Basic is the one servers must support; some
@@ -376,8 +380,10 @@ impl Provider {
                 .filter(|v| !v.is_empty())
         });
         let token_env = get("tokenenv").map(str::to_owned);
-        if client_id.is_none() && token_env.is_none() {
-            tracing::debug!(%url, "no clientId or tokenEnv configured; not handling this host");
+        let issuer = get("issuer").map(parse_issuer).transpose()?;
+        // An issuer without a client id: keygate registers one (RFC 7591).
+        if client_id.is_none() && token_env.is_none() && issuer.is_none() {
+            tracing::debug!(%url, "no clientId, issuer or tokenEnv configured; not handling this host");
             return Ok(None);
         }
         let client_id = client_id.unwrap_or_default();
@@ -466,6 +472,7 @@ impl Provider {
                 Some(other) => return Err(invalid("clientAuth", other, "basic or post")),
             },
             token_env,
+            issuer,
         }))
     }
 }
@@ -480,6 +487,26 @@ fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
 
 fn parse_endpoint(key: &str, raw: &str) -> Result<Url, ConfigError> {
     Url::parse(raw).map_err(|_| invalid(key, raw, "an absolute https:// URL"))
+}
+
+fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
+    let expected = "an https:// URL (http only on loopback) without query or fragment";
+    match Url::parse(raw) {
+        Ok(url)
+            if crate::http::check_endpoint(&url).is_ok()
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Ok(raw.to_owned())
+        }
+        _ => Err(invalid("issuer", raw, expected)),
+    }
+}
+
+/// Whether keygate has built-in endpoints for `url`'s host.
+pub fn has_preset(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    url.scheme() == "https" && url.port().is_none() && PRESETS.iter().any(|p| p.host == host)
 }
 
 /// A provider for every https origin keygate can serve: those with a
@@ -532,7 +559,12 @@ impl Provider {
 /// CA files for the OAuth endpoints: `http.<url>.sslCAInfo` matched
 /// against the token endpoint, as git would for a request there.
 pub fn oauth_ca_files(config: &GitConfig, provider: &Provider) -> Vec<PathBuf> {
-    let target = provider.token_url.as_ref().unwrap_or(&provider.server);
+    let issuer = provider.issuer.as_deref().and_then(|i| Url::parse(i).ok());
+    let target = provider
+        .token_url
+        .as_ref()
+        .or(issuer.as_ref())
+        .unwrap_or(&provider.server);
     ca_files_for(config, target)
 }
 
@@ -778,6 +810,33 @@ mod tests {
             origins,
             ["https://git.example.com:8443/", "https://github.com/"]
         );
+    }
+
+    #[test]
+    fn an_issuer_without_client_id_is_handled_and_checked() {
+        let c = config(&[(
+            "keygate.https://git.example.com.issuer",
+            "https://auth.example.com/realm",
+        )]);
+        let p = Provider::resolve(&c, &url("https://git.example.com/r.git"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.issuer.as_deref(), Some("https://auth.example.com/realm"));
+        assert!(p.client_id.is_empty() && p.token_url.is_none());
+        for bad in [
+            "http://auth.example.com",
+            "not a url",
+            "https://a.example/?x=1",
+        ] {
+            let c = config(&[("keygate.https://git.example.com.issuer", bad)]);
+            let err = Provider::resolve(&c, &url("https://git.example.com/")).unwrap_err();
+            assert!(err.to_string().contains("issuer"), "{err}");
+        }
+        let c = config(&[(
+            "keygate.https://git.example.com.issuer",
+            "http://127.0.0.1:8080",
+        )]);
+        assert!(Provider::resolve(&c, &url("https://git.example.com/")).is_ok());
     }
 
     #[test]

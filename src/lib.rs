@@ -22,5 +22,6 @@ pub mod peer;
 pub mod proxy;
 pub mod secret;
 pub mod session;
+pub mod setup;
 pub mod store;
 pub mod text;

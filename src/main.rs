@@ -35,7 +35,12 @@ enum Command {
     /// Authorize now, in the browser
     Login { url: String },
     /// Forget the tokens kept for a URL
-    Logout { url: String },
+    Logout {
+        url: String,
+        /// Also delete the client keygate registered at the server
+        #[arg(long)]
+        forget_client: bool,
+    },
     /// List the accounts keygate holds tokens for (never a secret)
     Status {
         #[arg(long)]
@@ -43,6 +48,25 @@ enum Command {
     },
     /// Print a fresh access token for a URL on stdout
     Token { url: String },
+    /// From nothing to a working clone: find the server's OAuth settings
+    /// (preset, RFC 8414/OIDC discovery, RFC 7591 registration), write them
+    /// to the global git config, make keygate git's helper, log in.
+    /// Exit code 3: a step is left to you (printed)
+    Setup {
+        url: String,
+        /// The OAuth server's issuer URL, when it does not live at the URL's origin
+        #[arg(long, value_name = "URL")]
+        issuer: Option<String>,
+        /// Show what would be written; write, register and log in nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON on stdout
+        #[arg(long)]
+        json: bool,
+        /// Initial access token for a registration endpoint that wants one; `-` reads it from stdin
+        #[arg(long, value_name = "TOKEN")]
+        registration_token: Option<String>,
+    },
     /// Print environment settings for a tool, e.g. `keygate env composer <url>`
     Env {
         #[arg(value_enum)]
@@ -134,9 +158,31 @@ fn run(command: Command) -> Result<(), AnyError> {
         Command::Store => credential(Operation::Store, &config),
         Command::Erase => credential(Operation::Erase, &config),
         Command::Login { url } => login(&config, &url),
-        Command::Logout { url } => logout(&config, &url),
+        Command::Logout { url, forget_client } => {
+            logout(&config, &url)?;
+            if forget_client {
+                forget_client_of(&config, &url)?;
+            }
+            Ok(())
+        }
         Command::Status { json } => status(&config, json),
         Command::Token { url } => token(&config, &url),
+        Command::Setup {
+            url,
+            issuer,
+            dry_run,
+            json,
+            registration_token,
+        } => setup(
+            &config,
+            keygate::setup::Request {
+                url: parse_url(&url)?,
+                issuer,
+                dry_run,
+                registration_token: registration_token_from(registration_token)?,
+            },
+            json,
+        ),
         Command::Env {
             tool: Tool::Composer,
             url,
@@ -327,6 +373,74 @@ fn logout(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
         ),
         (Revocation::Failed(error), true) => eprintln!(
             "keygate: forgot the tokens for {label}, but the server did not revoke them: {error}"
+        ),
+    }
+    Ok(())
+}
+
+/// The exit code of a `keygate setup` that left a step to the person.
+const SETUP_INCOMPLETE: i32 = 3;
+
+fn setup(config: &GitConfig, request: keygate::setup::Request, json: bool) -> Result<(), AnyError> {
+    let browser = SystemBrowser;
+    // Asked for by a person, as `keygate login` is.
+    let interaction = match environment_forbids_interaction() {
+        Some(reason) => Interaction::Forbidden(reason.into()),
+        None => reach_a_person(&browser).unwrap_or(Interaction::Browser(&browser)),
+    };
+    let report = keygate::setup::run(config, &request, move || interaction)?;
+    let mut stdout = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        stdout.write_all(report.to_text().as_bytes())?;
+    }
+    stdout.flush()?;
+    if !report.is_complete() {
+        std::process::exit(SETUP_INCOMPLETE);
+    }
+    Ok(())
+}
+
+/// `--registration-token`: the token itself, or `-` to read it from stdin
+/// (out of argv, where other local users can read it).
+fn registration_token_from(
+    raw: Option<String>,
+) -> Result<Option<keygate::secret::Secret>, AnyError> {
+    match raw.as_deref() {
+        None => Ok(None),
+        Some("-") => {
+            let mut line = String::new();
+            io::stdin().read_line(&mut line)?;
+            let token = line.trim();
+            if token.is_empty() {
+                return Err("no registration token on stdin".into());
+            }
+            Ok(Some(keygate::secret::Secret::new(token)))
+        }
+        Some(token) => Ok(Some(keygate::secret::Secret::new(token))),
+    }
+}
+
+/// `logout --forget-client`: the dynamically registered client goes too.
+fn forget_client_of(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
+    use keygate::oauth::register::Forgotten;
+    let (provider, _) = provider_for(config, raw_url)?;
+    let store = store::open(config::store_choice(config)?)?;
+    let server = provider.server.as_str().trim_end_matches('/');
+    match keygate::setup::forget_client(config, &provider, store.as_ref())? {
+        Forgotten::NothingStored => {
+            eprintln!("keygate: no registered client was kept for {server}")
+        }
+        Forgotten::Deleted => {
+            eprintln!("keygate: deleted the client registered at the server for {server}")
+        }
+        Forgotten::KeptAtServer => eprintln!(
+            "keygate: forgot the client registered for {server} (the server offers no way to delete it)"
+        ),
+        Forgotten::Failed(error) => eprintln!(
+            "keygate: forgot the client registered for {server}, but the server did not delete it: {error}"
         ),
     }
     Ok(())

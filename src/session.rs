@@ -2,7 +2,7 @@
 //! once under a cross-process lock, whatever number of git processes ask
 //! at the same moment.
 
-use std::cell::LazyCell;
+use std::cell::{LazyCell, OnceCell};
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -105,6 +105,9 @@ pub struct Session<'a> {
     /// Decided on first need: a cached fresh token must not pay for
     /// probing the terminal.
     interaction: LazyCell<Interaction<'a>, InteractionProbe<'a>>,
+    /// `provider` with what its issuer's metadata adds, filled in right
+    /// before the first request: a cached fresh token needs none of it.
+    completed: OnceCell<Provider>,
 }
 
 impl<'a> Session<'a> {
@@ -127,6 +130,7 @@ impl<'a> Session<'a> {
             store,
             ca_files,
             interaction: LazyCell::new(Box::new(interaction)),
+            completed: OnceCell::new(),
         }
     }
 }
@@ -171,13 +175,17 @@ impl Session<'_> {
         let Some(record) = self.store.load(&self.key)? else {
             return Ok((Revocation::NotAttempted, false));
         };
-        let revocation = if self.provider.revoke_url.is_none() || !self.issued_here(&record) {
+        let unknown_endpoint = self.provider.revoke_url.is_none() && self.provider.issuer.is_none();
+        let revocation = if unknown_endpoint || !self.issued_here(&record) {
             Revocation::NotAttempted
         } else {
             let outcome = self.block_on(async {
                 let http = self.http().map_err(OAuthError::from)?;
+                // Leaving is no reason to register a client.
+                let provider =
+                    oauth::discovery::complete(self.provider, self.store, &http, false).await?;
                 oauth::revoke(
-                    self.provider,
+                    &provider,
                     &http,
                     record.refresh_token.as_ref(),
                     record.access_token.as_ref(),
@@ -222,10 +230,12 @@ impl Session<'_> {
     /// Authorizes anew, ignoring what is stored (`keygate login`).
     pub fn login(&self) -> Result<TokenRecord, SessionError> {
         let _lock = self.lock()?;
-        let tokens = self.block_on(async {
-            let http = self.http()?;
-            self.first_grant(&http).await
-        })??;
+        let tokens = self
+            .block_on(async {
+                let http = self.http()?;
+                self.first_grant(&http).await
+            })?
+            .inspect_err(|e| self.note_failure(e))?;
         self.save(tokens, None)
     }
 
@@ -290,7 +300,7 @@ impl Session<'_> {
                 }
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
             };
-            match oauth::refresh(self.provider, &http, &refresh_token).await {
+            match self.refresh(&http, &refresh_token).await {
                 Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
                 Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
@@ -311,7 +321,8 @@ impl Session<'_> {
                     cause,
                 }),
             }
-        })?;
+        })?
+        .inspect_err(|e| self.note_failure(e));
         match obtained {
             Ok(Obtained::Refreshed(tokens, used, expiry)) => {
                 self.save(tokens, Some((&used, expiry)))
@@ -354,9 +365,13 @@ impl Session<'_> {
         }))
     }
 
+    /// Who issues this account's tokens, from the configuration alone:
+    /// checking a cached token must not need the issuer's metadata or a
+    /// registered client.
     fn issuer(&self) -> Issuer {
         Issuer {
-            token_url: self.provider.token_url.as_ref().map(|u| u.to_string()),
+            token_url: (self.provider.token_url.as_ref().map(|u| u.to_string()))
+                .or_else(|| self.provider.issuer.clone()),
             client_id: self.provider.client_id.clone(),
         }
     }
@@ -381,8 +396,9 @@ impl Session<'_> {
 
     /// Gets a first token without a refresh token: the configured grant.
     async fn first_grant(&self, http: &HttpClient) -> Result<TokenSet, SessionError> {
-        match self.provider.grant {
-            Grant::ClientCredentials => Ok(oauth::client_credentials(self.provider, http).await?),
+        let provider = self.endpoints(http).await?;
+        match provider.grant {
+            Grant::ClientCredentials => Ok(oauth::client_credentials(provider, http).await?),
             Grant::Code => {
                 let browser = match &*self.interaction {
                     Interaction::Forbidden(reason) => {
@@ -393,19 +409,19 @@ impl Session<'_> {
                     }
                     Interaction::Browser(browser) | Interaction::Terminal(browser) => *browser,
                 };
-                let device = match self.provider.redirect {
+                let device = match provider.redirect {
                     Some(Redirect::Device) => true,
                     Some(_) => false,
                     None => {
                         matches!(*self.interaction, Interaction::Terminal(_))
-                            && self.provider.device_url.is_some()
+                            && provider.device_url.is_some()
                     }
                 };
                 let outcome = if device {
-                    oauth::authorize_device(self.provider, http).await
+                    oauth::authorize_device(provider, http).await
                 } else {
                     let runtime_dir = store::runtime_dir()?;
-                    oauth::authorize(self.provider, http, browser, &self.key, &runtime_dir).await
+                    oauth::authorize(provider, http, browser, &self.key, &runtime_dir).await
                 };
                 outcome.map_err(|cause| match cause.ended_a_login() {
                     true => SessionError::LoginFailed {
@@ -524,6 +540,51 @@ impl Session<'_> {
 
     fn http(&self) -> Result<HttpClient, HttpError> {
         HttpClient::new(&self.ca_files, self.provider.http_timeout)
+    }
+
+    /// The provider as the network needs it: with an issuer, completed
+    /// from its metadata, once per session.
+    async fn endpoints(&self, http: &HttpClient) -> Result<&Provider, OAuthError> {
+        if let Some(completed) = self.completed.get() {
+            return Ok(completed);
+        }
+        let completed = oauth::discovery::complete(self.provider, self.store, http, true).await?;
+        Ok(self.completed.get_or_init(|| completed))
+    }
+
+    /// Redeems the refresh token; when the endpoint the metadata named
+    /// seems to have moved, once more with the metadata fetched anew (the
+    /// server never saw the first attempt, so the token is still good).
+    async fn refresh(
+        &self,
+        http: &HttpClient,
+        refresh_token: &Secret,
+    ) -> Result<TokenSet, OAuthError> {
+        let result = oauth::refresh(self.endpoints(http).await?, http, refresh_token).await;
+        match (&self.provider.issuer, result) {
+            (Some(issuer), Err(error)) if oauth::discovery::suggests_moved(&error) => {
+                tracing::debug!(%error, "the token endpoint may have moved; fetching the metadata again");
+                oauth::discovery::forget(issuer);
+                let provider =
+                    oauth::discovery::complete(self.provider, self.store, http, true).await?;
+                oauth::refresh(&provider, http, refresh_token).await
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// After a failed request: cached metadata whose endpoint seems to have
+    /// moved (404, nobody listening) is fetched anew next time.
+    fn note_failure(&self, error: &SessionError) {
+        let cause = match error {
+            SessionError::OAuth(cause) | SessionError::RefreshFailed { cause, .. } => cause,
+            _ => return,
+        };
+        if let Some(issuer) = &self.provider.issuer
+            && oauth::discovery::suggests_moved(cause)
+        {
+            oauth::discovery::forget(issuer);
+        }
     }
 
     fn block_on<T>(&self, work: impl Future<Output = T>) -> Result<T, SessionError> {

@@ -11,8 +11,10 @@
 
 mod code;
 mod device;
+pub mod discovery;
 pub mod handoff;
 mod loopback;
+pub mod register;
 
 use std::time::Duration;
 
@@ -66,6 +68,10 @@ pub enum OAuthError {
     BadResponse(String),
     #[error("{}", escape(&.0.to_string()))]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Discovery(Box<discovery::DiscoveryError>),
+    #[error(transparent)]
+    Registration(Box<register::RegisterError>),
     #[error(
         "authorization was denied in the browser: {}{}",
         escape(code),

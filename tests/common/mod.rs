@@ -144,13 +144,19 @@ fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) 
 
 impl World {
     pub fn start(options: Options) -> World {
+        Self::start_with_oidc_env(options, &[])
+    }
+
+    /// A world whose OAuth server gets `oidc_env` (e.g. `REGISTRATION=open`).
+    pub fn start_with_oidc_env(options: Options, oidc_env: &[(&str, &str)]) -> World {
         let (dir, home, certs, bin) = layout();
         let mut oidc_cmd = Command::new("node");
         oidc_cmd
             .arg(support("oidc/server.mjs"))
             .arg("--dir")
             .arg(&certs)
-            .env("ACCESS_TOKEN_TTL", options.access_token_ttl.to_string());
+            .env("ACCESS_TOKEN_TTL", options.access_token_ttl.to_string())
+            .envs(oidc_env.iter().copied());
         let (oidc_guard, oidc) =
             start_server(oidc_cmd, "oidc-provider", &dir.path().join("oidc.log"));
 
@@ -569,4 +575,13 @@ pub fn credential_field(output: &Output, key: &str) -> Option<String> {
     text(&output.stdout)
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+impl World {
+    /// Stops the OAuth server: anything that still works needs no network.
+    pub fn stop_oauth_server(&mut self) {
+        // The OAuth server is the first server a started world runs.
+        let oauth = self.servers.remove(0);
+        drop(oauth);
+    }
 }

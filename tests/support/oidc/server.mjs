@@ -61,6 +61,11 @@ const DEFAULT_SCOPE = process.env.DEFAULT_SCOPE || 'git';
 const EXTRA_SCOPES = (process.env.EXTRA_SCOPES || '').split(/[\s,]+/).filter(Boolean);
 // "interval" added to device authorization responses (RFC 8628 default is 5s).
 const DEVICE_INTERVAL = Number(process.env.DEVICE_INTERVAL || 1);
+// Dynamic client registration (RFC 7591, with RFC 7592 management), off
+// unless asked for: REGISTRATION=open lets any client register;
+// REGISTRATION_TOKEN=T also requires T as the initial access token.
+const REGISTRATION = process.env.REGISTRATION === 'open';
+const REGISTRATION_TOKEN = process.env.REGISTRATION_TOKEN || false;
 
 function logEvent(obj) {
   fs.appendFileSync(EVENTS, `${JSON.stringify({ ts: new Date().toISOString(), ...obj })}\n`);
@@ -215,6 +220,8 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true, allowedPolicy: async () => true },
     clientCredentials: { enabled: true },
+    registration: { enabled: REGISTRATION, initialAccessToken: REGISTRATION_TOKEN },
+    registrationManagement: { enabled: REGISTRATION, rotateRegistrationAccessToken: false },
   },
   rotateRefreshToken: true,
   // Issue refresh tokens for code & device flows even without offline_access.
@@ -261,6 +268,8 @@ const ROUTES = [
   [/^\/device$/, 'device_verification'],
   [/^\/token\/revocation$/, 'revocation'],
   [/^\/token\/introspection$/, 'introspection'],
+  [/^\/\.well-known\//, 'discovery'],
+  [/^\/reg(\/[^/]+)?$/, 'registration'],
 ];
 
 provider.use(async (ctx, next) => {

@@ -1,0 +1,388 @@
+//! Dynamic client registration (RFC 7591): with an issuer and no client id
+//! configured, keygate registers itself as a native public client and
+//! keeps what the server returned in the token store, beside the tokens;
+//! RFC 7592 deletes the registration again.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::discovery::Metadata;
+use super::loopback::DEFAULT_REDIRECT;
+use crate::config::{ClientAuth, Provider};
+use crate::http::{HttpClient, HttpError, check_endpoint};
+use crate::secret::Secret;
+use crate::store::{StoreError, TokenStore};
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(
+        "no client id is configured for {server} and its issuer offers no dynamic registration; create an OAuth application there (a public/native client with redirect URI {DEFAULT_REDIRECT}) and run `git config --global keygate.{server}.clientId <id>`"
+    )]
+    Unavailable { server: String },
+    #[error(
+        "the registration endpoint at {host} answered HTTP {status}: it wants an initial access token; get one from the server's administrators and run `keygate setup <url> --registration-token -` (token on stdin), or set keygate.<url>.clientId to an application created by hand"
+    )]
+    NeedsToken { host: String, status: u16 },
+    #[error(
+        "the registration endpoint at {host} refused the initial access token (HTTP {status}); check it, or set keygate.<url>.clientId to an application created by hand"
+    )]
+    TokenRefused { host: String, status: u16 },
+    #[error("the registration endpoint at {host} refused to register keygate: {code:?}{}", description.as_ref().map(|d| format!(" ({d:?})")).unwrap_or_default())]
+    Refused {
+        host: String,
+        code: String,
+        description: Option<String>,
+    },
+    #[error("the registration endpoint at {host} answered HTTP {status}")]
+    Status { host: String, status: u16 },
+    #[error(
+        "the registration endpoint at {host} answered without a client_id: nothing was registered"
+    )]
+    NoClientId { host: String },
+    #[error("the registration endpoint at {host} sent a response keygate cannot read ({reason})")]
+    BadResponse { host: String, reason: String },
+    #[error(
+        "the client registration stored for {server} is damaged; run `keygate logout {server} --forget-client`"
+    )]
+    Damaged { server: String },
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RegisterError> for super::OAuthError {
+    fn from(error: RegisterError) -> Self {
+        super::OAuthError::Registration(Box::new(error))
+    }
+}
+
+/// What a registration gave keygate, kept in the store as one secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_access_token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_client_uri: Option<String>,
+}
+
+/// What the server answers; every field checked before it is kept.
+#[derive(Deserialize)]
+struct RegistrationResponse {
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    token_endpoint_auth_method: Option<String>,
+    registration_access_token: Option<Secret>,
+    registration_client_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+    error_description: Option<String>,
+}
+
+/// Where a provider's registered client is kept: one per server and
+/// issuer, as a secret of the token store.
+fn secret_name(provider: &Provider) -> String {
+    format!(
+        "registered-client {} {}",
+        server_of(provider),
+        provider.issuer.as_deref().unwrap_or_default()
+    )
+}
+
+fn server_of(provider: &Provider) -> String {
+    provider.server.as_str().trim_end_matches('/').to_owned()
+}
+
+fn host_of(url: &Url) -> String {
+    url.host_str().unwrap_or_default().to_owned()
+}
+
+/// The client registered earlier for `provider`, if any. The store has no
+/// way to delete keygate's own secrets, so a forgotten client is an empty
+/// value.
+pub fn load(
+    provider: &Provider,
+    store: &dyn TokenStore,
+) -> Result<Option<RegisteredClient>, RegisterError> {
+    let Some(stored) = store.load_secret(&secret_name(provider))? else {
+        return Ok(None);
+    };
+    if stored.expose().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(stored.expose())
+        .map(Some)
+        .map_err(|_| RegisterError::Damaged {
+            server: server_of(provider),
+        })
+}
+
+fn save(
+    provider: &Provider,
+    store: &dyn TokenStore,
+    client: &RegisteredClient,
+) -> Result<(), RegisterError> {
+    let json = serde_json::to_string(client).map_err(|e| RegisterError::BadResponse {
+        host: String::new(),
+        reason: e.to_string(),
+    })?;
+    store.save_secret(&secret_name(provider), &Secret::new(json))?;
+    Ok(())
+}
+
+/// `provider` using `client`.
+pub fn apply(provider: &mut Provider, client: &RegisteredClient) {
+    provider.client_id = client.client_id.clone();
+    if let Some(secret) = &client.client_secret {
+        provider.client_secret = Some(secret.clone());
+        provider.client_auth = match client.token_endpoint_auth_method.as_deref() {
+            Some("client_secret_post") => ClientAuth::Post,
+            _ => ClientAuth::Basic,
+        };
+    }
+}
+
+/// The redirect URIs and grant types keygate will use with `provider`.
+fn client_metadata(provider: &Provider, metadata: &Metadata) -> serde_json::Value {
+    // RFC 8252 §7.3: a loopback redirect; the server ignores its port.
+    let mut redirect_uris = vec![DEFAULT_REDIRECT.to_owned()];
+    if let Some(configured) = &provider.redirect_url
+        && !redirect_uris.contains(configured)
+    {
+        redirect_uris.push(configured.clone());
+    }
+    let mut grant_types = vec!["authorization_code", "refresh_token"];
+    if metadata.device_authorization_endpoint.is_some() && metadata.supports_grant(DEVICE_GRANT) {
+        grant_types.push(DEVICE_GRANT);
+    }
+    serde_json::json!({
+        "client_name": "keygate",
+        "application_type": "native",
+        "token_endpoint_auth_method": "none",
+        "redirect_uris": redirect_uris,
+        "grant_types": grant_types,
+        "response_types": ["code"],
+    })
+}
+
+/// Registers keygate at the issuer's registration endpoint and keeps the
+/// client in `store`. `initial_token` is the initial access token some
+/// servers require (RFC 7591 §3).
+pub async fn register(
+    provider: &Provider,
+    metadata: &Metadata,
+    store: &dyn TokenStore,
+    http: &HttpClient,
+    initial_token: Option<&Secret>,
+) -> Result<RegisteredClient, RegisterError> {
+    let endpoint = metadata
+        .registration_url()
+        .ok_or_else(|| RegisterError::Unavailable {
+            server: server_of(provider),
+        })?;
+    check_endpoint(&endpoint)?;
+    let host = host_of(&endpoint);
+    let body = serde_json::to_vec(&client_metadata(provider, metadata)).map_err(|e| {
+        RegisterError::BadResponse {
+            host: host.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let mut request = http::Request::post(endpoint.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json");
+    if let Some(token) = initial_token {
+        request = request.header(http::header::AUTHORIZATION, bearer(token, &host)?);
+    }
+    let request = request.body(body).map_err(|e| RegisterError::BadResponse {
+        host: host.clone(),
+        reason: e.to_string(),
+    })?;
+    tracing::debug!(%endpoint, "registering keygate as a client");
+    let response = http.send(request).await?;
+    let status = response.status().as_u16();
+    match status {
+        200 | 201 => {}
+        401 | 403 if initial_token.is_some() => {
+            return Err(RegisterError::TokenRefused { host, status });
+        }
+        401 | 403 => return Err(RegisterError::NeedsToken { host, status }),
+        _ => {
+            return Err(
+                match serde_json::from_slice::<ErrorResponse>(response.body()) {
+                    Ok(error) => RegisterError::Refused {
+                        host,
+                        code: error.error,
+                        description: error.error_description,
+                    },
+                    Err(_) => RegisterError::Status { host, status },
+                },
+            );
+        }
+    }
+    let answer: RegistrationResponse =
+        serde_json::from_slice(response.body()).map_err(|e| RegisterError::BadResponse {
+            host: host.clone(),
+            reason: crate::store::describe_json_error(&e),
+        })?;
+    let client_id = answer
+        .client_id
+        .filter(|id| !id.is_empty())
+        .ok_or(RegisterError::NoClientId { host })?;
+    let client = RegisteredClient {
+        client_id,
+        client_secret: answer.client_secret.filter(|s| !s.expose().is_empty()),
+        token_endpoint_auth_method: answer.token_endpoint_auth_method,
+        registration_access_token: answer.registration_access_token,
+        registration_client_uri: answer.registration_client_uri,
+    };
+    save(provider, store, &client)?;
+    Ok(client)
+}
+
+/// Where `provider`'s client id comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    Configured,
+    /// Registered before, kept in the store.
+    Stored,
+    /// Registered just now.
+    Registered,
+}
+
+/// Gives `provider` a client id: its own, the one registered earlier, or a
+/// new registration.
+pub async fn ensure_client(
+    provider: &mut Provider,
+    metadata: &Metadata,
+    store: &dyn TokenStore,
+    http: &HttpClient,
+    initial_token: Option<&Secret>,
+) -> Result<ClientSource, RegisterError> {
+    if !provider.client_id.is_empty() {
+        return Ok(ClientSource::Configured);
+    }
+    if let Some(client) = load(provider, store)? {
+        apply(provider, &client);
+        return Ok(ClientSource::Stored);
+    }
+    let client = register(provider, metadata, store, http, initial_token).await?;
+    apply(provider, &client);
+    Ok(ClientSource::Registered)
+}
+
+/// What forgetting a registered client did.
+#[derive(Debug)]
+pub enum Forgotten {
+    /// No client was registered for this server.
+    NothingStored,
+    /// Deleted at the server (RFC 7592) and here.
+    Deleted,
+    /// The server offers no way to delete it: only forgotten here.
+    KeptAtServer,
+    /// The server refused or failed; forgotten here anyway.
+    Failed(RegisterError),
+}
+
+/// Deletes the client registered for `provider`, at the server where it
+/// offers RFC 7592 management, then from the store.
+pub async fn forget(
+    provider: &Provider,
+    store: &dyn TokenStore,
+    http: &HttpClient,
+) -> Result<Forgotten, RegisterError> {
+    let Some(client) = load(provider, store)? else {
+        return Ok(Forgotten::NothingStored);
+    };
+    let outcome = match (
+        &client.registration_client_uri,
+        &client.registration_access_token,
+    ) {
+        (Some(uri), Some(token)) => match delete_at_server(uri, token, http).await {
+            Ok(()) => Forgotten::Deleted,
+            Err(error) => Forgotten::Failed(error),
+        },
+        _ => Forgotten::KeptAtServer,
+    };
+    store.save_secret(&secret_name(provider), &Secret::new(""))?;
+    Ok(outcome)
+}
+
+async fn delete_at_server(
+    uri: &str,
+    token: &Secret,
+    http: &HttpClient,
+) -> Result<(), RegisterError> {
+    let url = Url::parse(uri).map_err(|_| RegisterError::BadResponse {
+        host: String::new(),
+        reason: "the stored registration_client_uri is not a URL".to_owned(),
+    })?;
+    check_endpoint(&url)?;
+    let host = host_of(&url);
+    let request = http::Request::delete(url.as_str())
+        .header(http::header::AUTHORIZATION, bearer(token, &host)?)
+        .body(Vec::new())
+        .map_err(|e| RegisterError::BadResponse {
+            host: host.clone(),
+            reason: e.to_string(),
+        })?;
+    let status = http.send(request).await?.status().as_u16();
+    match status {
+        200..=299 => Ok(()),
+        _ => Err(RegisterError::Status { host, status }),
+    }
+}
+
+/// An `Authorization: Bearer` value, marked sensitive so no HTTP layer's
+/// logging shows it.
+fn bearer(token: &Secret, host: &str) -> Result<http::HeaderValue, RegisterError> {
+    let mut value =
+        http::HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+            RegisterError::BadResponse {
+                host: host.to_owned(),
+                reason: "the token holds characters an HTTP header cannot carry".to_owned(),
+            }
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_for_a_native_public_client_with_the_grants_it_uses() {
+        let config = crate::config::GitConfig::parse_z(
+            b"keygate.https://g.example.issuer\nhttps://a.example\0",
+        );
+        let provider = Provider::resolve(&config, &Url::parse("https://g.example/").unwrap())
+            .unwrap()
+            .unwrap();
+        let metadata: Metadata = serde_json::from_value(serde_json::json!({
+            "issuer": "https://a.example",
+            "device_authorization_endpoint": "https://a.example/device",
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
+        }))
+        .unwrap();
+        let body = client_metadata(&provider, &metadata);
+        assert_eq!(body["application_type"], "native");
+        assert_eq!(body["token_endpoint_auth_method"], "none");
+        assert_eq!(body["client_name"], "keygate");
+        assert_eq!(body["redirect_uris"], serde_json::json!([DEFAULT_REDIRECT]));
+        assert_eq!(
+            body["grant_types"],
+            serde_json::json!(["authorization_code", "refresh_token", DEVICE_GRANT])
+        );
+    }
+}
