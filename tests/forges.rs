@@ -204,7 +204,9 @@ fn github_with(extra: &str) -> Forge {
         "github",
         Some(CLIENT_SECRET),
         "http://127.0.0.1/callback",
-        &["--interval", "1"],
+        // A short-lived code, so a keygate that polls wrongly fails in
+        // two minutes rather than GitHub's fifteen.
+        &["--interval", "1", "--device-expires-in", "120"],
     );
     forge.configure(&format!(
         "\tclientSecret = {CLIENT_SECRET}\n\tclientAuth = post\n\tusername = x-access-token\n\
