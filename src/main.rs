@@ -107,7 +107,12 @@ fn main() -> ExitCode {
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("keygate: {error}");
+            // The one line a person reads: whatever part of it came from
+            // outside (a certificate name, a path) cannot drive the terminal.
+            eprintln!(
+                "keygate: {}",
+                keygate::text::escape_line(&error.to_string())
+            );
             ExitCode::FAILURE
         }
     }

@@ -242,15 +242,7 @@ impl Session<'_> {
     /// The URL to give `keygate login` for this account: the server, with
     /// the account's user name when it is not the default one.
     pub fn login_url(&self) -> String {
-        if self.key.account.is_empty() {
-            return self.key.server.clone();
-        }
-        let user: String =
-            percent_encoding::utf8_percent_encode(&self.key.account, USERINFO).collect();
-        match self.key.server.split_once("://") {
-            Some((scheme, rest)) => format!("{scheme}://{user}@{rest}"),
-            None => self.key.server.clone(),
-        }
+        self.key.login_url()
     }
 
     /// Called with the lock held and no fresh token in hand.
@@ -642,13 +634,6 @@ impl Session<'_> {
         digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
-
-/// Characters a user name must have encoded in a URL's userinfo.
-const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// "in 3 days (2026-12-05 14:00 UTC)".
 fn describe_instant(at: u64, now: u64) -> String {

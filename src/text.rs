@@ -19,13 +19,27 @@ pub fn escape(text: &str) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() || is_bidi_control(c) {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
+        push_visible(&mut out, c);
     }
     out
+}
+
+/// `line` with control characters and bidi overrides escaped as in
+/// [`escape`], whatever its length: for keygate's own messages, whose
+/// parts (a TLS error naming a certificate, a path) may still carry text
+/// no one escaped, while the advice at their end must not be cut off.
+pub fn escape_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    line.chars().for_each(|c| push_visible(&mut out, c));
+    out
+}
+
+fn push_visible(out: &mut String, c: char) {
+    if c.is_control() || is_bidi_control(c) {
+        out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+    } else {
+        out.push(c);
+    }
 }
 
 /// Characters that reorder what follows them on screen ("Trojan Source",
@@ -63,5 +77,16 @@ mod tests {
         let shown = escape(&long);
         assert_eq!(shown.chars().count(), MAX_CHARS + 1);
         assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn a_whole_line_is_escaped_but_never_cut() {
+        let line = format!(
+            "{} \u{1b}[2J; run `keygate login x`",
+            "a".repeat(2 * MAX_CHARS)
+        );
+        let shown = escape_line(&line);
+        assert!(shown.ends_with("\\u{1b}[2J; run `keygate login x`"));
+        assert!(!shown.chars().any(char::is_control));
     }
 }

@@ -27,15 +27,7 @@ pub trait Browser {
 
 /// The command that starts this account's login again.
 pub fn login_command(key: &AccountKey) -> String {
-    let mut url = url::Url::parse(&key.server).ok();
-    if let Some(url) = url.as_mut().filter(|_| !key.account.is_empty()) {
-        let _ = url.set_username(&key.account);
-    }
-    let url = url.map_or_else(
-        || key.server.clone(),
-        |u| u.as_str().trim_end_matches('/').to_owned(),
-    );
-    format!("keygate login {url}")
+    format!("keygate login {}", key.login_url())
 }
 
 /// Runs the whole code flow: listen, send the person to the authorization

@@ -63,6 +63,19 @@ impl AccountKey {
         }
     }
 
+    /// The URL that names this account to `keygate login`: the server,
+    /// with the account's user name when it is not the default one.
+    pub fn login_url(&self) -> String {
+        let mut url = url::Url::parse(&self.server).ok();
+        if let Some(url) = url.as_mut().filter(|_| !self.account.is_empty()) {
+            let _ = url.set_username(&self.account);
+        }
+        url.map_or_else(
+            || self.server.clone(),
+            |u| u.as_str().trim_end_matches('/').to_owned(),
+        )
+    }
+
     /// A stable name for the account, for keychain entries and lock files.
     pub fn label(&self) -> String {
         if self.account.is_empty() {
