@@ -23,3 +23,5 @@ pub mod proxy;
 pub mod secret;
 pub mod session;
 pub mod store;
+#[cfg(windows)]
+pub mod winsec;
