@@ -52,6 +52,7 @@ finish() {
     wineserver -k 2>/dev/null || true
   fi
   rm -rf "${WORLD:-}"
+  if [[ $rc -ne 0 ]]; then fail "the script stopped early (exit $rc)"; fi
   echo "windows: total $(($(date +%s) - T0)) s"
   for f in "${failures[@]}"; do echo "windows: failed: $f"; done
   echo "windows: $passed passed, $failed failed"
@@ -169,10 +170,11 @@ W=$WORLD
 mkdir -p "$W/run"
 cp -r "$REPO/tests/support" "$W/support"
 # node_modules is cached: npm ci only when the lock file changed.
-OIDC_MODULES="$CACHE/oidc-node_modules"
+# (named node_modules, so packages inside it find each other)
+OIDC_MODULES="$CACHE/oidc/node_modules"
 if [[ ! -f "$OIDC_MODULES/.lock-hash" || "$(sha256sum <"$REPO/tests/support/oidc/package-lock.json")" != "$(cat "$OIDC_MODULES/.lock-hash")" ]]; then
   (cd "$W/support/oidc" && npm ci --no-audit --no-fund --silent >/dev/null)
-  rm -rf "$OIDC_MODULES" && mv "$W/support/oidc/node_modules" "$OIDC_MODULES"
+  rm -rf "$OIDC_MODULES" && mkdir -p "${OIDC_MODULES%/*}" && mv "$W/support/oidc/node_modules" "$OIDC_MODULES"
   sha256sum <"$REPO/tests/support/oidc/package-lock.json" >"$OIDC_MODULES/.lock-hash"
 fi
 rm -rf "$W/support/oidc/node_modules"
@@ -248,8 +250,123 @@ e2e_keychain() {
   check "Credential Manager: get answers a token" answers_password "$KEYGATE_RELEASE"
   check "Credential Manager: git clone + push through keygate.exe" clone_and_push clone-keychain
   check "Credential Manager: keygate.exe status" "$WINE" "$KEYGATE_RELEASE" status
-  check "Credential Manager: nothing in the file store" test ! -e "$W/data-keychain/keygate"
+  check "Credential Manager: no token file" test ! -e "$W/data-keychain/keygate/tokens.json"
+  check "Credential Manager: no client secret on disk" no_secret_in "$W/data-keychain"
 }
 e2e_keychain
 requests=$(grep -c '"client_credentials"' "$W/certs/events.jsonl" || true)
 check "one token request per store (2, saw $requests)" test "$requests" = 2
+
+# 4 KB tokens in Credential Manager: each record goes in parts.
+e2e_big_tokens() {
+  "$WINE" reg delete 'HKCU\Software\Wine\Credential Manager' /f >/dev/null 2>&1 || true
+  python3 "$REPO/.ci/windows/big_token_server.py" "$W/big-requests" >"$W/big.out" 2>"$W/big.err" &
+  PIDS+=($!)
+  wait_json "$W/big.out"
+  cat >"$W/gitconfig-big" <<EOF2
+[keygate "https://big.example.test"]
+	clientId = big
+	grant = client_credentials
+	tokenUrl = $(json "$W/big.out" url)
+EOF2
+  export GIT_CONFIG_GLOBAL="$W/gitconfig-big" KEYGATE_STORE=keychain XDG_DATA_HOME="$W/data-big"
+  local want first second
+  want=$(printf 'a%.0s' $(seq 4096))
+  first=$("$WINE" "$KEYGATE_RELEASE" token https://big.example.test/repo.git) || true
+  second=$("$WINE" "$KEYGATE_RELEASE" token https://big.example.test/repo.git) || true
+  check "Credential Manager: a 4 KB token is saved" test "${first//$'\r'/}" = "$want"
+  check "Credential Manager: the 4 KB token is read back in parts" test "${second//$'\r'/}" = "$want"
+  check "Credential Manager: one token request for both" test "$(wc -l <"$W/big-requests")" = 1
+  local entries
+  entries=$("$WINE" reg query 'HKCU\Software\Wine\Credential Manager' 2>/dev/null | grep -c '^HKEY.*Credential Manager\\' || true)
+  check "Credential Manager: the record spans several entries (saw $entries)" test "$entries" -ge 3
+}
+e2e_big_tokens
+export KEYGATE_STORE=file
+
+# Git for Windows run from PowerShell or cmd has no HOME: the global
+# config is USERPROFILE's (Wine passes no HOME to Windows programs either;
+# unset here to be sure).
+e2e_userprofile() {
+  local profile
+  profile=$("$WINE" cmd /c 'echo %USERPROFILE%' | tr -d '\r')
+  profile=$("$WINE" winepath -u "$profile" | tr -d '\r')
+  cp "$W/gitconfig" "$profile/.gitconfig"
+  local out rc=0
+  out=$(env -u HOME -u GIT_CONFIG_GLOBAL XDG_DATA_HOME="$W/data-profile" "$WINE" "$KEYGATE_EXE" token "$URL/demo.git" 2>&1) || rc=$?
+  rm -f "$profile/.gitconfig"
+  [[ $rc -eq 0 && -n $out ]] || { echo "$out" >&2; return 1; }
+}
+check "the global config is found through USERPROFILE when HOME is unset" e2e_userprofile
+
+# Inside the user's own repository the config is read in-process: no git
+# on PATH and it still works. In a repository another user owns keygate
+# leaves the decision to git (safe.directory), so without git it fails.
+repo_token() { # repo_token DIR
+  (cd "$1" && env -u WINEPATH XDG_DATA_HOME="$W/data-owner" "$WINE" "$KEYGATE_EXE" token "$URL/demo.git" >/dev/null)
+}
+git init -q "$W/mine" && git init -q "$W/theirs"
+export GIT_CONFIG_GLOBAL="$W/gitconfig"
+check "own repository: config read in-process (no git.exe on PATH)" repo_token "$W/mine"
+chown -R 65534:65534 "$W/theirs"
+foreign_repo_left_to_git() {
+  ! repo_token "$W/theirs" 2>"$W/theirs.err" && grep -q 'git config' "$W/theirs.err"
+}
+check "another user's repository: left to git (which is missing here)" foreign_repo_left_to_git
+
+# Git for Windows' system config: etc\gitconfig of the installation whose
+# git.exe is on PATH.
+e2e_system_config() {
+  mkdir -p "$W/Git/cmd" "$W/Git/etc"
+  cp "$RELAY/bin/git.exe" "$W/Git/cmd/git.exe"
+  cp "$W/gitconfig" "$W/Git/etc/gitconfig"
+  : >"$W/empty-gitconfig"
+  env -u GIT_CONFIG_NOSYSTEM GIT_CONFIG_GLOBAL="$W/empty-gitconfig" XDG_DATA_HOME="$W/data-system" \
+    WINEPATH="Z:${W//\//\\}\\Git\\cmd" "$WINE" "$KEYGATE_EXE" token "$URL/demo.git" >/dev/null
+}
+check "Git for Windows' system config (etc\\gitconfig by git.exe on PATH)" e2e_system_config
+
+# The custom-scheme redirect end to end: keygate.exe login waits on its
+# named pipe; the scripted browser approves at the test server and hands
+# com.example.keygate:/callback?... to keygate.exe callback.
+e2e_scheme() {
+  local config="$W/gitconfig-scheme" out rc=0
+  cat "$W/gitconfig" >"$config"
+  printf '[keygate "%s"]\n\tclientId = keygate-test\n\tauthUrl = %s\n\tscopes = git\n\tloginTimeout = 120\n\tredirect = scheme\n\tredirectUrl = com.example.keygate:/callback\n' \
+    "$URL" "$(json "$W/oidc.out" authorization_endpoint)" >>"$config"
+  sed -i '/grant = client_credentials/d' "$config"
+  export GIT_CONFIG_GLOBAL=$config XDG_DATA_HOME="$W/data-scheme"
+  out=$("$WINE" "$KEYGATE_EXE" callback 'com.example.keygate:/callback?code=x&state=nobody-waits' 2>&1) && rc=1
+  [[ $out == *"no keygate login is waiting"* ]] || { echo "orphan callback: $out" >&2; return 1; }
+  # Windows would open the default browser; Wine's would run xdg-open.
+  "$WINE" reg add 'HKCU\Software\Wine\WineBrowser' /v Browsers /d true /f >/dev/null 2>&1
+  "$WINE" "$KEYGATE_EXE" login "$URL/demo.git" 2>"$W/login.err" &
+  local login=$!
+  PIDS+=($login)
+  local auth=
+  for _ in $(seq 600); do
+    auth=$(grep -o 'https://[^ ]*/auth?[^ ]*' "$W/login.err" | head -1 || true)
+    [[ -n $auth ]] && break
+    sleep 0.1
+  done
+  [[ -n $auth ]] || { cat "$W/login.err" >&2; return 1; }
+  KEYGATE_TEST_CA="$W/certs/ca.pem" KEYGATE_TEST_SCHEME_HANDLER="$WINE $KEYGATE_EXE callback" \
+    python3 "$W/support/browser.py" "$auth" || rc=$?
+  wait "$login" || rc=$?
+  [[ $rc -eq 0 ]] || { cat "$W/login.err" >&2; return 1; }
+  local codes
+  codes=$(grep -c '"authorization_code"' "$W/certs/events.jsonl" || true)
+  [[ $codes -ge 1 ]]
+}
+check "scheme redirect: keygate.exe callback hands the code to a waiting keygate.exe login" e2e_scheme
+
+# --- macOS: type-checked only --------------------------------------------------
+
+echo "== macOS: cargo check + clippy --all-targets (x86_64-apple-darwin)"
+cd "$REPO"
+export CARGO_TARGET_DIR=$MAC_TARGET_DIR
+export CC_x86_64_apple_darwin="$REPO/.ci/windows/darwin-cc" AR_x86_64_apple_darwin=llvm-ar
+check "cargo check --all-targets (x86_64-apple-darwin)" \
+  "${NICE[@]}" cargo check -q -Zbuild-std --target x86_64-apple-darwin --all-targets --locked
+check "cargo clippy --all-targets (x86_64-apple-darwin)" \
+  "${NICE[@]}" cargo clippy -q -Zbuild-std --target x86_64-apple-darwin --all-targets --locked -- -D warnings

@@ -8,6 +8,8 @@
  * relays all three. Its directory is compiled in (RELAY_DIR, a Unix path
  * without spaces). Test tooling only; never shipped. */
 #include <windows.h>
+#include <fcntl.h>
+#include <io.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,9 @@ int wmain(int argc, WCHAR **wargv)
     int i;
     DWORD waited;
 
+    /* git's output byte for byte: no \n to \r\n. */
+    _setmode(_fileno(stdout), _O_BINARY);
+    _setmode(_fileno(stderr), _O_BINARY);
     unix_name = (unix_name_fn)GetProcAddress(GetModuleHandleA("kernel32"), "wine_get_unix_file_name");
     snprintf(unix_base, sizeof unix_base, "%s/run/%lu", RELAY_DIR, (unsigned long)GetCurrentProcessId());
     snprintf(base, sizeof base, "Z:%s", unix_base);
