@@ -64,9 +64,16 @@ trap finish EXIT
 
 echo "== windows: packages"
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq --no-install-recommends \
-  gcc-mingw-w64-x86-64-win32 binutils-mingw-w64-x86-64 wine wine64 clang llvm \
-  git python3 openssl >/dev/null
+for tool in x86_64-w64-mingw32-gcc /usr/lib/wine/wine64 clang llvm-ar git python3 openssl; do
+  if ! command -v "$tool" >/dev/null; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends \
+      gcc-mingw-w64-x86-64-win32 binutils-mingw-w64-x86-64 wine wine64 clang llvm \
+      git python3 openssl >/dev/null
+    break
+  fi
+done
+command -v node >/dev/null || { echo "windows: node is missing (./test.sh installs it)" >&2; exit 1; }
 
 # Debian's rust-src for exactly this rustc, through a private apt source
 # list (the machine's own sources stay as they are), kept in the cache and
@@ -153,7 +160,8 @@ echo "== windows: build"
 echo "== windows: lib unit tests under Wine"
 log="$CACHE/unit.log"
 rc=0
-cargo test -Zbuild-std "${WIN[@]}" --lib --locked 2>&1 | tee "$log" || rc=$?
+# A hang is a failure, not a stuck CI job.
+timeout 900 cargo test -Zbuild-std "${WIN[@]}" --lib --locked 2>&1 | tee "$log" || rc=$?
 unit=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
   END { printf "%d %d", p, f }' "$log")
 read -r unit_passed unit_failed <<<"$unit"

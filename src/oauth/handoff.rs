@@ -634,21 +634,30 @@ mod windows_tests {
         let server = tokio::net::windows::named_pipe::ServerOptions::new()
             .create(&path)
             .unwrap();
+        let listening = tokio::spawn(async move { server.connect().await.map(|()| server) });
+        tokio::task::yield_now().await;
         let run_dir = dir.path().to_owned();
-        let sender = std::thread::spawn(move || {
-            deliver(&run_dir, "com.example.app:/callback?code=m&state=mute")
+        let (sent, result) = std::sync::mpsc::channel();
+        // A thread of its own, so that a callback that never gives up
+        // fails this test instead of holding up the whole run.
+        std::thread::spawn(move || {
+            let _ = sent.send(deliver(
+                &run_dir,
+                "com.example.app:/callback?code=m&state=mute",
+            ));
         });
-        server.connect().await.unwrap();
-        let sent = tokio::task::spawn_blocking(move || sender.join().unwrap())
-            .await
-            .unwrap();
-        match sent {
+        let result =
+            tokio::task::spawn_blocking(move || result.recv_timeout(Duration::from_secs(120)))
+                .await
+                .unwrap()
+                .expect("the callback is still waiting for an answer");
+        match result {
             Err(HandoffError::Channel { source, .. }) => {
                 assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}")
             }
             other => panic!("{other:?}"),
         }
-        drop(server);
+        drop(listening.await);
     }
 
     /// The pipe's DACL has one entry: this user.
