@@ -727,7 +727,7 @@ mod tests {
             std::fs::create_dir_all(git.join(dir)).unwrap();
         }
         let expected = git.join("etc").join("gitconfig");
-        // A directory named git, or a plain `git` file, is not git.exe.
+        // A directory named git is not git.exe.
         std::fs::create_dir_all(root.path().join("other/git")).unwrap();
         for dir in ["cmd", "bin", "mingw64/bin"] {
             std::fs::write(git.join(dir).join("git.exe"), b"").unwrap();
