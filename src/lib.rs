@@ -25,3 +25,5 @@ pub mod session;
 pub mod setup;
 pub mod store;
 pub mod text;
+#[cfg(windows)]
+pub mod winsec;

@@ -77,6 +77,10 @@ pub fn is_same_user(local: SocketAddr, peer: SocketAddr) -> Result<bool, PeerErr
 
 /// Finds, in one `/proc/net/tcp{,6}` table, the UID of the socket whose
 /// local end is `socket_local` and remote end is `socket_remote`.
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "the table is Linux's")
+)]
 fn find_owner(table: &str, socket_local: SocketAddr, socket_remote: SocketAddr) -> Option<u32> {
     // Header: sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
     table.lines().skip(1).find_map(|line| {
@@ -89,6 +93,10 @@ fn find_owner(table: &str, socket_local: SocketAddr, socket_remote: SocketAddr) 
 }
 
 /// Compares socket addresses, treating `::ffff:a.b.c.d` as `a.b.c.d`.
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "the table is Linux's")
+)]
 fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
     let canonical = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -100,6 +108,10 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 /// `0100007F:1F90` (v4) or 32 hex digits `:PORT` (v6). The kernel prints
 /// each 32-bit word of the address as the host reads it from memory
 /// (so its bytes come back with `to_ne_bytes`), the port as a number.
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "the table is Linux's")
+)]
 fn parse_endpoint(field: &str) -> Option<SocketAddr> {
     let (address, port) = field.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;

@@ -3,6 +3,10 @@
 //! rejects the grant. Each must give one clear error and keep the stored
 //! refresh token.
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

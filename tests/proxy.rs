@@ -2,6 +2,10 @@
 //! the token-protected test server, tunnelling for everything else, and
 //! the CA's name constraints checked by OpenSSL.
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 mod proxy_support;
 

@@ -5,9 +5,9 @@
 //!
 //! - Unix: a socket in a 0700 directory of this user, which another user
 //!   cannot even connect to;
-//! - Windows: a named pipe created as the first and only instance of its
-//!   name, local clients only, whose name hashes this user's runtime
-//!   directory together with the state.
+//! - Windows: a named pipe whose first instance the login creates, open
+//!   to this user's SID alone and to local clients only, whose name hashes
+//!   this user's runtime directory together with the state.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -253,32 +253,104 @@ mod platform {
     }
 }
 
-// Written against tokio's named-pipe API but not compiled by this
-// project's CI, which has no Windows target: see README "Platforms".
 #[cfg(windows)]
 mod platform {
     use std::fs::File;
-    use std::io;
+    use std::io::{self, Read, Write};
+    use std::os::windows::ffi::OsStrExt;
+    use std::os::windows::io::AsRawHandle;
     use std::path::{Path, PathBuf};
+    use std::ptr::null_mut;
+    use std::time::{Duration, Instant};
 
     use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+    use windows_sys::Win32::Foundation::{ERROR_PIPE_BUSY, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+    use windows_sys::Win32::System::Pipes::{PeekNamedPipe, WaitNamedPipeW};
+
+    /// How long `keygate callback` waits for a free pipe instance, and
+    /// then for the login to answer.
+    const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Every instance of the pipe admits this user alone.
+    struct OwnerOnly {
+        descriptor: PSECURITY_DESCRIPTOR,
+    }
+
+    // SAFETY: the descriptor is never written after it is made, and freed
+    // once, on drop.
+    unsafe impl Send for OwnerOnly {}
+    // SAFETY: as above: shared use only reads it.
+    unsafe impl Sync for OwnerOnly {}
+
+    impl OwnerOnly {
+        fn new() -> io::Result<Self> {
+            let sid = crate::winsec::CurrentUser::get()?.sid_string()?;
+            // A protected DACL with one entry: full access for this user.
+            // Nobody else (not even Everyone's default read) may connect.
+            let sddl: Vec<u16> = format!("D:P(A;;GA;;;{sid})")
+                .encode_utf16()
+                .chain(Some(0))
+                .collect();
+            let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
+            // SAFETY: a NUL-terminated string in; `descriptor` receives a
+            // LocalAlloc'd descriptor, freed on drop.
+            let ok = unsafe {
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    sddl.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut descriptor,
+                    null_mut(),
+                )
+            };
+            if ok == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self { descriptor })
+        }
+
+        fn create(&self, path: &Path, first: bool) -> io::Result<NamedPipeServer> {
+            let mut attributes = SECURITY_ATTRIBUTES {
+                nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+                lpSecurityDescriptor: self.descriptor,
+                bInheritHandle: 0,
+            };
+            // first_pipe_instance: fail rather than share a name someone
+            // else created first; remote clients: never over the network.
+            // SAFETY: `attributes` and the descriptor it points to outlive
+            // the call, which copies them.
+            unsafe {
+                ServerOptions::new()
+                    .first_pipe_instance(first)
+                    .reject_remote_clients(true)
+                    .create_with_security_attributes_raw(path, (&raw mut attributes).cast())
+            }
+        }
+    }
+
+    impl Drop for OwnerOnly {
+        fn drop(&mut self) {
+            // SAFETY: allocated by ConvertStringSecurityDescriptor..., freed once.
+            unsafe { LocalFree(self.descriptor) };
+        }
+    }
 
     pub struct Listener {
         server: NamedPipeServer,
         path: PathBuf,
+        access: OwnerOnly,
     }
 
     impl Listener {
         pub fn bind(_dir: &Path, path: &Path) -> io::Result<Self> {
-            // first_pipe_instance: fail rather than share a name someone
-            // else created first; remote clients: never over the network.
-            let server = ServerOptions::new()
-                .first_pipe_instance(true)
-                .reject_remote_clients(true)
-                .create(path)?;
+            let access = OwnerOnly::new()?;
             Ok(Self {
-                server,
+                server: access.create(path, true)?,
                 path: path.to_owned(),
+                access,
             })
         }
 
@@ -286,21 +358,95 @@ mod platform {
             let connected = self.server.connect().await;
             // The next instance exists before this one is handed out, so
             // a probe or a stray client never leaves the name gone.
-            let next = ServerOptions::new()
-                .reject_remote_clients(true)
-                .create(&self.path)?;
+            let next = self.access.create(&self.path, false)?;
             let this = std::mem::replace(&mut self.server, next);
             connected.map(|()| this)
         }
     }
 
-    /// NotFound when no login listens. A pipe busy with another callback
-    /// is an error of its own (ERROR_PIPE_BUSY), not "nobody waiting".
-    pub fn connect(path: &Path) -> io::Result<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+    /// NotFound when no login listens. Between a client taking the one
+    /// listening instance and the login making the next, the pipe is busy
+    /// (ERROR_PIPE_BUSY): wait for the next instance rather than fail.
+    pub fn connect(path: &Path) -> io::Result<Pipe> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let name: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+        loop {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
+                Ok(file) => {
+                    return Ok(Pipe {
+                        file,
+                        reply_by: None,
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    let wait = left.min(Duration::from_secs(1)).as_millis() as u32;
+                    // SAFETY: a NUL-terminated pipe name in.
+                    if unsafe { WaitNamedPipeW(name.as_ptr(), wait) } == 0 {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The client end, whose reads give up once the login has not
+    /// answered for [`REPLY_TIMEOUT`] (a synchronous pipe has no read
+    /// timeout of its own).
+    pub struct Pipe {
+        file: File,
+        reply_by: Option<Instant>,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.file.write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.file.flush()
+        }
+    }
+
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let deadline = *self
+                .reply_by
+                .get_or_insert_with(|| Instant::now() + REPLY_TIMEOUT);
+            loop {
+                let mut available = 0u32;
+                // SAFETY: a live pipe handle; only the count is asked for.
+                let ok = unsafe {
+                    PeekNamedPipe(
+                        self.file.as_raw_handle(),
+                        null_mut(),
+                        0,
+                        null_mut(),
+                        &mut available,
+                        null_mut(),
+                    )
+                };
+                // Data, or a pipe the login closed: the read says which.
+                if ok == 0 || available > 0 {
+                    return self.file.read(buf);
+                }
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the waiting login did not answer",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
 
@@ -389,5 +535,205 @@ mod tests {
         assert!(path.exists());
         drop(waiting);
         assert!(!path.exists());
+    }
+}
+
+/// The same guarantees over named pipes, run under Wine in CI
+/// (.ci/windows.sh).
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    fn open(path: &Path) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hands_the_code_to_the_flow_with_that_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = Waiting::register(dir.path(), "state-1").unwrap();
+        let run_dir = dir.path().to_owned();
+        let sender = std::thread::spawn(move || {
+            deliver(&run_dir, "com.example.app:/callback?code=abc&state=state-1")
+        });
+        let code = waiting.wait(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(code.expose(), "abc");
+        sender.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_callback_without_a_waiting_flow_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = deliver(
+            dir.path(),
+            "com.example.app:/callback?code=abc&state=nobody",
+        )
+        .unwrap_err();
+        assert!(matches!(err, HandoffError::NoFlowWaiting), "{err:?}");
+        let err = deliver(dir.path(), "com.example.app:/callback?code=abc").unwrap_err();
+        assert!(matches!(err, HandoffError::NoState));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_state_is_refused_by_the_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = Waiting::register(dir.path(), "state-w").unwrap();
+        // Sent to this flow's pipe, but with another state.
+        let path = channel_path(dir.path(), "state-w");
+        let forged = std::thread::spawn(move || {
+            let mut pipe = open(&path);
+            pipe.write_all(b"com.example.app:/callback?code=abc&state=other\n")
+                .unwrap();
+            let mut reply = String::new();
+            BufReader::new(&mut pipe).read_line(&mut reply).unwrap();
+            reply
+        });
+        let err = waiting.wait(Duration::from_secs(30)).await.unwrap_err();
+        let reply = forged.join().unwrap();
+        assert!(reply.starts_with("error:"), "{reply:?} / {err:?}");
+    }
+
+    /// A peer takes the only listening instance: the callback right after
+    /// it finds the pipe busy, and must wait for the next instance.
+    #[tokio::test]
+    async fn a_peer_that_sends_nothing_does_not_end_the_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = Waiting::register(dir.path(), "state-2").unwrap();
+        let path = channel_path(dir.path(), "state-2");
+        let run_dir = dir.path().to_owned();
+        let sender = std::thread::spawn(move || {
+            drop(open(&path));
+            deliver(&run_dir, "com.example.app:/callback?code=xyz&state=state-2")
+        });
+        let code = waiting.wait(Duration::from_secs(30)).await;
+        let sent = sender.join().unwrap();
+        assert!(
+            code.as_ref().is_ok_and(|c| c.expose() == "xyz") && sent.is_ok(),
+            "flow: {code:?}, callback: {sent:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_does_not_hold_up_the_real_callback() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = Waiting::register(dir.path(), "state-3").unwrap();
+        let path = channel_path(dir.path(), "state-3");
+        let run_dir = dir.path().to_owned();
+        let (silent_done, hold_until) = std::sync::mpsc::channel::<()>();
+        let sender = std::thread::spawn(move || {
+            let silent = open(&path);
+            let delivered = deliver(&run_dir, "com.example.app:/callback?code=c3&state=state-3");
+            let _ = hold_until.recv();
+            drop(silent);
+            delivered
+        });
+        let code = waiting.wait(CALLBACK_READ_TIMEOUT / 2).await;
+        silent_done.send(()).unwrap();
+        let sent = sender.join().unwrap();
+        assert!(
+            code.as_ref().is_ok_and(|c| c.expose() == "c3") && sent.is_ok(),
+            "flow: {code:?}, callback: {sent:?}"
+        );
+    }
+
+    /// A "login" that takes the URL and never answers: the callback gives
+    /// up instead of blocking forever.
+    #[tokio::test]
+    async fn the_callback_gives_up_on_a_login_that_never_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = channel_path(dir.path(), "mute");
+        let server = tokio::net::windows::named_pipe::ServerOptions::new()
+            .create(&path)
+            .unwrap();
+        let listening = tokio::spawn(async move { server.connect().await.map(|()| server) });
+        tokio::task::yield_now().await;
+        let run_dir = dir.path().to_owned();
+        let (sent, result) = std::sync::mpsc::channel();
+        // A thread of its own, so that a callback that never gives up
+        // fails this test instead of holding up the whole run.
+        std::thread::spawn(move || {
+            let _ = sent.send(deliver(
+                &run_dir,
+                "com.example.app:/callback?code=m&state=mute",
+            ));
+        });
+        let result =
+            tokio::task::spawn_blocking(move || result.recv_timeout(Duration::from_secs(120)))
+                .await
+                .unwrap()
+                .expect("the callback is still waiting for an answer");
+        match result {
+            Err(HandoffError::Channel { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{source}")
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(listening.await);
+    }
+
+    /// The pipe's DACL has one entry: this user.
+    #[tokio::test]
+    async fn the_pipe_admits_this_user_alone() {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Foundation::LocalFree;
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+            SE_KERNEL_OBJECT,
+        };
+        use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+
+        let dir = tempfile::tempdir().unwrap();
+        let _waiting = Waiting::register(dir.path(), "acl").unwrap();
+        let pipe = open(&channel_path(dir.path(), "acl"));
+        let mut descriptor = std::ptr::null_mut();
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: test code: a live handle; outputs freed below.
+        let sddl = unsafe {
+            let status = GetSecurityInfo(
+                pipe.as_raw_handle(),
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut descriptor,
+            );
+            assert_eq!(status, 0);
+            assert_ne!(
+                ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                    descriptor,
+                    SDDL_REVISION_1,
+                    DACL_SECURITY_INFORMATION,
+                    &mut text,
+                    std::ptr::null_mut(),
+                ),
+                0
+            );
+            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+            let sddl = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+            LocalFree(text.cast());
+            LocalFree(descriptor);
+            sddl
+        };
+        let me = crate::winsec::CurrentUser::get()
+            .unwrap()
+            .sid_string()
+            .unwrap();
+        assert!(sddl.starts_with("D:P("), "{sddl}");
+        assert_eq!(sddl.matches('(').count(), 1, "{sddl}");
+        assert!(sddl.ends_with(&format!(";;;{me})")), "{sddl} / {me}");
+    }
+
+    #[tokio::test]
+    async fn the_pipe_is_gone_when_the_flow_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Waiting::register(dir.path(), "s").unwrap());
+        let err = deliver(dir.path(), "com.example.app:/callback?code=abc&state=s").unwrap_err();
+        assert!(matches!(err, HandoffError::NoFlowWaiting), "{err:?}");
     }
 }
