@@ -563,3 +563,23 @@ pub fn credential_field(output: &Output, key: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
 }
+
+impl World {
+    /// Whether something (gnome-keyring, started by `start_keyring`) still
+    /// owns `org.freedesktop.secrets` on this world's private bus.
+    pub fn secret_service_owned(&self) -> bool {
+        let output = self
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .output()
+            .expect("dbus-send");
+        String::from_utf8_lossy(&output.stdout).contains("boolean true")
+    }
+}
