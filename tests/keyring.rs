@@ -126,6 +126,8 @@ fn hammer(cache: bool) {
             REFRESH_ROUNDS * FILLS_PER_ROUND
         ),
     );
+    // Leaves nothing in this user's kernel keyring.
+    ok(&world.keygate(&["logout", &world.repo_url()]));
 }
 
 #[test]
