@@ -74,7 +74,7 @@ fn split_of(bytes: &[u8]) -> Option<Split> {
 }
 
 /// Opens the platform keychain, when first needed.
-type Connect = Box<dyn Fn() -> Result<Box<dyn Backend>, StoreError>>;
+type Connect = Box<dyn Fn() -> Result<Box<dyn Backend>, StoreError> + Send>;
 
 pub struct KeychainStore {
     /// Connected on first use: a `get` answered from the kernel cache
@@ -171,7 +171,10 @@ impl KeychainStore {
     pub fn open_within(bound: Duration) -> Result<Self, StoreError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = sender.send(Self::open());
+            let _ = sender.send(Self::open().and_then(|store| {
+                store.backend()?;
+                Ok(store)
+            }));
         });
         receiver
             .recv_timeout(bound)
