@@ -11,10 +11,13 @@
 //! aborts — taking every secret of the desktop session with it — when a
 //! call of a client it has already forgotten reaches it
 //! (`gkd_secret_service_get_pkcs11_session: assertion 'client' failed`,
-//! then a NULL `g_variant_new`). A client that leaves while one of its
-//! calls is still queued at the daemon, or that leaves its session for the
-//! daemon's disconnect bookkeeping to dispose, is pulling that trigger.
-//! So this client, like libsecret:
+//! then a NULL `g_variant_new`): its `OpenSession` handler ran for a
+//! caller whose state was already torn down. The clients reported to set
+//! it off (other Rust and Go Secret Service clients) leave with a call
+//! still queued at the daemon — a deadline gave up on it, or the process
+//! exited mid-handshake — or open sessions concurrently and leave them
+//! for the disconnect bookkeeping to dispose. libsecret does none of
+//! that. So this client, like libsecret:
 //!
 //! - finds the daemon's unique name first (`GetNameOwner`, activating it
 //!   if needed) and talks to that name only: no call of ours can be
