@@ -7,7 +7,7 @@ mod native;
 #[cfg(target_os = "linux")]
 mod secret_service;
 
-use std::cell::OnceCell;
+use std::cell::{Ref, RefCell};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -73,13 +73,15 @@ fn split_of(bytes: &[u8]) -> Option<Split> {
         .map(|head| head.split)
 }
 
-/// Opens the platform keychain, when first needed.
+/// Opens a conversation with the platform keychain.
 type Connect = Box<dyn Fn() -> Result<Box<dyn Backend>, StoreError> + Send>;
 
 pub struct KeychainStore {
-    /// Connected on first use: a `get` answered from the kernel cache
-    /// never talks to the keychain at all.
-    connected: OnceCell<Box<dyn Backend>>,
+    /// The keychain conversation of the store operation under way, if it
+    /// needed one: opened on first use (a `get` answered from the kernel
+    /// cache never talks to the keychain) and ended with the operation,
+    /// so no process holds one across a refresh (see `in_conversation`).
+    connected: RefCell<Option<Box<dyn Backend>>>,
     connect: Connect,
     /// Fresh access tokens in the kernel's per-user keyring, where there
     /// is one (Linux); kept in step with every save and delete.
@@ -110,30 +112,37 @@ impl KeychainStore {
         })))
     }
 
-    fn with_backend(backend: Box<dyn Backend>) -> Self {
-        let store = Self::lazily(Box::new(|| {
-            Err(StoreError::Keychain(
-                "the keychain was already closed".into(),
-            ))
-        }));
-        let _ = store.connected.set(backend);
-        store
-    }
-
     fn into_backend(self) -> Result<Box<dyn Backend>, StoreError> {
-        self.backend()?;
+        drop(self.backend()?);
         self.connected
             .into_inner()
-            .ok_or_else(|| StoreError::Keychain("the keychain was already closed".into()))
+            .ok_or_else(|| StoreError::Keychain("the keychain conversation ended".into()))
     }
 
-    /// The keychain connection, made now if it is not yet.
-    fn backend(&self) -> Result<&dyn Backend, StoreError> {
-        if let Some(backend) = self.connected.get() {
-            return Ok(backend.as_ref());
+    /// The keychain conversation, opened now if there is none.
+    fn backend(&self) -> Result<Ref<'_, dyn Backend>, StoreError> {
+        if self.connected.borrow().is_none() {
+            let backend = (self.connect)()?;
+            *self.connected.borrow_mut() = Some(backend);
         }
-        let backend = (self.connect)()?;
-        Ok(self.connected.get_or_init(|| backend).as_ref())
+        Ref::filter_map(self.connected.borrow(), |b| b.as_deref())
+            .map_err(|_| StoreError::Keychain("the keychain conversation ended".into()))
+    }
+
+    /// Runs one store operation, then ends its keychain conversation, if
+    /// it opened one. On Linux a conversation holds keygate's turn at the
+    /// Secret Service (see secret_service.rs): ending it with the
+    /// operation keeps the turn short and never held while this process
+    /// waits for anything else (a refresh, the cache's fill lock).
+    fn in_conversation<T>(
+        &self,
+        operation: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = operation();
+        if let Ok(mut connected) = self.connected.try_borrow_mut() {
+            connected.take();
+        }
+        result
     }
 
     fn lazily(connect: Connect) -> Self {
@@ -144,7 +153,7 @@ impl KeychainStore {
             KernelCache::new(&bus)
         });
         Self {
-            connected: OnceCell::new(),
+            connected: RefCell::new(None),
             connect,
             cache,
             serve_cached: false,
@@ -163,7 +172,10 @@ impl KeychainStore {
         // gnome-keyring abort (see secret_service.rs).
         let bus = secret_service::Bus::reach_within(bound)?;
         let backend = secret_service::SecretServiceBackend::open_session(bus)?;
-        Ok(Self::with_backend(Box::new(backend)))
+        let store = Self::lazily(Box::new(platform_backend));
+        // The first operation uses the conversation the probe opened.
+        *store.connected.borrow_mut() = Some(Box::new(backend));
+        Ok(store)
     }
 
     /// Opens the keychain, giving up after `bound`.
@@ -172,7 +184,7 @@ impl KeychainStore {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = sender.send(Self::open().and_then(|store| {
-                store.backend()?;
+                drop(store.backend()?);
                 Ok(store)
             }));
         });
@@ -232,10 +244,11 @@ impl TokenStore for KeychainStore {
         let fill = self
             .active_cache()
             .and_then(|cache| FillLock::try_for_fill().map(|lock| (cache, lock)));
-        let record = self
-            .fetch(TOKENS, &key.label())?
-            .map(|bytes| parse(&bytes))
-            .transpose()?;
+        let record = self.in_conversation(|| {
+            self.fetch(TOKENS, &key.label())?
+                .map(|bytes| parse(&bytes))
+                .transpose()
+        })?;
         if let (Some((cache, _lock)), Some(record)) = (fill, &record)
             && record.key() == *key
         {
@@ -248,12 +261,14 @@ impl TokenStore for KeychainStore {
         let json = serde_json::to_vec(record)
             .map_err(|e| StoreError::Keychain(format!("cannot encode the record: {e}")))?;
         self.write_through(&record.key(), Some(record), || {
-            self.put(TOKENS, &record.key().label(), &json)
+            self.in_conversation(|| self.put(TOKENS, &record.key().label(), &json))
         })
     }
 
     fn delete(&self, key: &AccountKey) -> Result<bool, StoreError> {
-        self.write_through(key, None, || self.remove(TOKENS, &key.label()))
+        self.write_through(key, None, || {
+            self.in_conversation(|| self.remove(TOKENS, &key.label()))
+        })
     }
 
     fn serve_fresh_tokens_from_cache(&mut self) {
@@ -270,11 +285,11 @@ impl TokenStore for KeychainStore {
         };
         // A split value replaced between reading its head and its parts:
         // once more, as `fetch` does.
-        list_once().or_else(|_| list_once())
+        self.in_conversation(|| list_once().or_else(|_| list_once()))
     }
 
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let bytes = self.fetch(OWN_SECRETS, name)?;
+        let bytes = self.in_conversation(|| self.fetch(OWN_SECRETS, name))?;
         bytes
             .map(|b| {
                 String::from_utf8(b).map(Secret::new).map_err(|_| {
@@ -285,7 +300,7 @@ impl TokenStore for KeychainStore {
     }
 
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
-        self.put(OWN_SECRETS, name, value.expose().as_bytes())
+        self.in_conversation(|| self.put(OWN_SECRETS, name, value.expose().as_bytes()))
     }
 }
 
@@ -438,11 +453,14 @@ mod tests {
 
     use super::*;
 
-    /// A keychain with Credential Manager's kind of size bound, small.
-    #[derive(Default)]
+    /// A keychain with Credential Manager's kind of size bound, small;
+    /// its clones (one per conversation) share the entries.
+    #[derive(Default, Clone)]
     struct SmallEntries {
-        entries: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+        entries: std::sync::Arc<Mutex<Entries>>,
     }
+
+    type Entries = BTreeMap<(String, String), Vec<u8>>;
 
     impl Backend for SmallEntries {
         fn get(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -473,7 +491,8 @@ mod tests {
     }
 
     fn store() -> KeychainStore {
-        let mut store = KeychainStore::with_backend(Box::new(SmallEntries::default()));
+        let entries = SmallEntries::default();
+        let mut store = KeychainStore::lazily(Box::new(move || Ok(Box::new(entries.clone()))));
         store.cache = None;
         store
     }

@@ -31,6 +31,16 @@
 //!   dispose when it sees us disconnect;
 //! - reads secrets with the service's `GetSecrets`, one call for all items.
 //!
+//! And, unlike libsecret, keygate's processes take turns: a conversation
+//! (connect, open a session, the calls, close it, disconnect) holds an
+//! exclusive lock on `<runtime dir>/secret-service.lock` from before it
+//! connects until its connection is closed. The daemon aborted, in this
+//! project's stress runs, only while dozens of short-lived clients were
+//! connecting, calling and leaving at once (1,000 fills one after the
+//! other never did, with either client); one conversation at a time costs
+//! a `get` about a millisecond of waiting per process ahead of it, and
+//! the kernel cache spares most `get`s the conversation altogether.
+//!
 //! The session uses plain transport encoding, not the Diffie-Hellman one:
 //! the session bus is private to this user, and any process able to watch
 //! it can just as well ask the Secret Service for the item, so the key
@@ -74,6 +84,22 @@ struct SecretValue {
 pub struct Bus {
     connection: Connection,
     owner: String,
+    turn: Option<Turn>,
+}
+
+/// keygate's turn at the Secret Service: an exclusive lock shared by
+/// every keygate process of this user, released when dropped. Without a
+/// place for the lock file, each process goes ahead on its own.
+struct Turn(#[allow(dead_code)] std::fs::File);
+
+impl Turn {
+    fn take() -> Option<Self> {
+        let dir = crate::store::runtime_dir().ok()?;
+        crate::store::create_private_dir(&dir).ok()?;
+        let file = crate::store::open_private(&dir.join("secret-service.lock"), false).ok()?;
+        file.lock().ok()?;
+        Some(Self(file))
+    }
 }
 
 impl Bus {
@@ -82,6 +108,7 @@ impl Bus {
     /// Service in flight.
     pub fn reach() -> Result<Self, StoreError> {
         Self::check()?;
+        let turn = Turn::take();
         let connection = Connection::session().map_err(unreachable)?;
         let dbus = zbus::blocking::fdo::DBusProxy::new(&connection).map_err(unreachable)?;
         let name = zbus::names::BusName::try_from(BUS_NAME).map_err(unreachable)?;
@@ -100,6 +127,7 @@ impl Bus {
         Ok(Self {
             connection,
             owner: owner.to_string(),
+            turn,
         })
     }
 
@@ -128,9 +156,12 @@ impl Bus {
 }
 
 pub struct SecretServiceBackend {
-    connection: Connection,
+    /// `None` only while being dropped.
+    connection: Option<Connection>,
     owner: String,
     session: OwnedObjectPath,
+    /// Released after the connection is closed (fields drop in order).
+    _turn: Option<Turn>,
 }
 
 impl SecretServiceBackend {
@@ -139,7 +170,11 @@ impl SecretServiceBackend {
     }
 
     pub fn open_session(bus: Bus) -> Result<Self, StoreError> {
-        let Bus { connection, owner } = bus;
+        let Bus {
+            connection,
+            owner,
+            turn,
+        } = bus;
         let reply = connection
             .call_method(
                 Some(owner.as_str()),
@@ -152,9 +187,10 @@ impl SecretServiceBackend {
         let (_output, session): (OwnedValue, OwnedObjectPath) =
             reply.body().deserialize().map_err(describe)?;
         Ok(Self {
-            connection,
+            connection: Some(connection),
             owner,
             session,
+            _turn: turn,
         })
     }
 
@@ -169,8 +205,11 @@ impl SecretServiceBackend {
         B: Serialize + zbus::zvariant::DynamicType,
         R: for<'d> Deserialize<'d> + Type,
     {
-        let reply = self
+        let connection = self
             .connection
+            .as_ref()
+            .ok_or_else(|| StoreError::Keychain("the keychain conversation ended".into()))?;
+        let reply = connection
             .call_method(
                 Some(self.owner.as_str()),
                 path,
@@ -229,15 +268,20 @@ impl SecretServiceBackend {
 
 impl Drop for SecretServiceBackend {
     fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
         // Awaited, so the connection goes only after the daemon has let go
         // of our session (see the module notes).
-        let _ = self.connection.call_method(
+        let _ = connection.call_method(
             Some(self.owner.as_str()),
             self.session.as_str(),
             Some(SESSION),
             "Close",
             &(),
         );
+        // Disconnected before the turn passes to the next process.
+        let _ = connection.close();
     }
 }
 
