@@ -130,10 +130,8 @@ impl KeychainStore {
     }
 
     /// Runs one store operation, then ends its keychain conversation, if
-    /// it opened one. On Linux a conversation holds keygate's turn at the
-    /// Secret Service (see secret_service.rs): ending it with the
-    /// operation keeps the turn short and never held while this process
-    /// waits for anything else (a refresh, the cache's fill lock).
+    /// it opened one: no process keeps a Secret Service session open
+    /// across a refresh or while it waits for a lock.
     fn in_conversation<T>(
         &self,
         operation: impl FnOnce() -> Result<T, StoreError>,

@@ -31,15 +31,14 @@
 //!   dispose when it sees us disconnect;
 //! - reads secrets with the service's `GetSecrets`, one call for all items.
 //!
-//! And, unlike libsecret, keygate's processes take turns: a conversation
-//! (connect, open a session, the calls, close it, disconnect) holds an
-//! exclusive lock on `<runtime dir>/secret-service.lock` from before it
-//! connects until its connection is closed. The daemon aborted, in this
-//! project's stress runs, only while dozens of short-lived clients were
-//! connecting, calling and leaving at once (1,000 fills one after the
-//! other never did, with either client); one conversation at a time costs
-//! a `get` about a millisecond of waiting per process ahead of it, and
-//! the kernel cache spares most `get`s the conversation altogether.
+//! That order leaves no call in flight and nothing of keygate's to
+//! dispose when it leaves. It does not make the daemon safe: in this
+//! project's stress runs gnome-keyring 42.1 still aborted now and then on
+//! a loaded machine, with this client as with the old one, even with one
+//! client at a time — the race is the daemon's own. What protects the
+//! user's keyring is talking to it less: the kernel cache in front of
+//! this store (src/store/kernel_cache.rs) answers a fresh token without
+//! any conversation here.
 //!
 //! The session uses plain transport encoding, not the Diffie-Hellman one:
 //! the session bus is private to this user, and any process able to watch
@@ -84,22 +83,6 @@ struct SecretValue {
 pub struct Bus {
     connection: Connection,
     owner: String,
-    turn: Option<Turn>,
-}
-
-/// keygate's turn at the Secret Service: an exclusive lock shared by
-/// every keygate process of this user, released when dropped. Without a
-/// place for the lock file, each process goes ahead on its own.
-struct Turn(#[allow(dead_code)] std::fs::File);
-
-impl Turn {
-    fn take() -> Option<Self> {
-        let dir = crate::store::runtime_dir().ok()?;
-        crate::store::create_private_dir(&dir).ok()?;
-        let file = crate::store::open_private(&dir.join("secret-service.lock"), false).ok()?;
-        file.lock().ok()?;
-        Some(Self(file))
-    }
 }
 
 impl Bus {
@@ -108,7 +91,6 @@ impl Bus {
     /// Service in flight.
     pub fn reach() -> Result<Self, StoreError> {
         Self::check()?;
-        let turn = Turn::take();
         let connection = Connection::session().map_err(unreachable)?;
         let dbus = zbus::blocking::fdo::DBusProxy::new(&connection).map_err(unreachable)?;
         let name = zbus::names::BusName::try_from(BUS_NAME).map_err(unreachable)?;
@@ -127,7 +109,6 @@ impl Bus {
         Ok(Self {
             connection,
             owner: owner.to_string(),
-            turn,
         })
     }
 
@@ -160,8 +141,6 @@ pub struct SecretServiceBackend {
     connection: Option<Connection>,
     owner: String,
     session: OwnedObjectPath,
-    /// Released after the connection is closed (fields drop in order).
-    _turn: Option<Turn>,
 }
 
 impl SecretServiceBackend {
@@ -170,11 +149,7 @@ impl SecretServiceBackend {
     }
 
     pub fn open_session(bus: Bus) -> Result<Self, StoreError> {
-        let Bus {
-            connection,
-            owner,
-            turn,
-        } = bus;
+        let Bus { connection, owner } = bus;
         let reply = connection
             .call_method(
                 Some(owner.as_str()),
@@ -190,7 +165,6 @@ impl SecretServiceBackend {
             connection: Some(connection),
             owner,
             session,
-            _turn: turn,
         })
     }
 
@@ -280,7 +254,6 @@ impl Drop for SecretServiceBackend {
             "Close",
             &(),
         );
-        // Disconnected before the turn passes to the next process.
         let _ = connection.close();
     }
 }
