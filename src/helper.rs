@@ -58,7 +58,10 @@ pub fn serve(
         answer(&request, &provider, &record).write(output)?;
         return Ok(());
     }
-    let store = store::open(config::store_choice(context.config)?)?;
+    let mut store = store::open(config::store_choice(context.config)?)?;
+    if operation == Operation::Get {
+        store.serve_fresh_tokens_from_cache();
+    }
     let session = Session::new(
         &provider,
         request.username.as_deref(),

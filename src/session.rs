@@ -499,7 +499,6 @@ impl Session<'_> {
         let now = unix_now();
         if ends > now.saturating_add(NOTICE_WINDOW_SECS)
             || ends <= now
-            || record.refresh_token.is_none()
             || record.refresh_token_rejected.is_some()
         {
             return;

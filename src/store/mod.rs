@@ -7,6 +7,7 @@ mod private;
 pub use private::Unsafe;
 use private::read_own;
 pub(crate) use private::{check_private_dir, create_private_dir, open_private};
+mod kernel_cache;
 mod keychain;
 
 use std::path::{Path, PathBuf};
@@ -194,6 +195,11 @@ pub trait TokenStore {
     /// beside the tokens and as safely.
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError>;
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError>;
+    /// Declares that the caller needs nothing but a fresh access token
+    /// (`get`): the keychain store may then answer a load from its kernel
+    /// cache, with a record that lacks the refresh token. Such a record is
+    /// fresh, so it is neither refreshed nor saved back. Others ignore it.
+    fn serve_fresh_tokens_from_cache(&mut self) {}
 }
 
 /// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
@@ -285,7 +291,7 @@ fn open_remembered(
     };
     match String::from_utf8_lossy(&choice).trim() {
         "file" => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
-        "keychain" => match KeychainStore::open_within(KEYCHAIN_PATIENCE) {
+        "keychain" => match KeychainStore::open_lazily_within(KEYCHAIN_PATIENCE) {
             Ok(keychain) => Ok(Some(Box::new(keychain))),
             Err(StoreError::NoKeychain(reason)) => Ok(Some(file_instead(dir.to_owned(), &reason))),
             // It exists but does not answer: say so rather than switch.

@@ -584,4 +584,22 @@ impl World {
         let oauth = self.servers.remove(0);
         drop(oauth);
     }
+
+    /// Whether something (gnome-keyring, started by `start_keyring`) still
+    /// owns `org.freedesktop.secrets` on this world's private bus.
+    pub fn secret_service_owned(&self) -> bool {
+        let output = self
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .output()
+            .expect("dbus-send");
+        String::from_utf8_lossy(&output.stdout).contains("boolean true")
+    }
 }

@@ -7,11 +7,15 @@ mod native;
 #[cfg(target_os = "linux")]
 mod secret_service;
 
+use std::cell::{Ref, RefCell};
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{AccountKey, StoreError, TokenRecord, TokenStore};
+use super::kernel_cache::{self, FillLock, KernelCache};
+use super::{AccountKey, StoreError, TokenRecord, TokenStore, unix_now};
 use crate::secret::Secret;
 
 /// Token records, one entry per account.
@@ -69,28 +73,159 @@ fn split_of(bytes: &[u8]) -> Option<Split> {
         .map(|head| head.split)
 }
 
+/// Opens a conversation with the platform keychain.
+type Connect = Box<dyn Fn() -> Result<Box<dyn Backend>, StoreError> + Send>;
+
 pub struct KeychainStore {
-    backend: Box<dyn Backend>,
+    /// The keychain conversation of the store operation under way, if it
+    /// needed one: opened on first use (a `get` answered from the kernel
+    /// cache never talks to the keychain) and ended with the operation,
+    /// so no process holds one across a refresh (see `in_conversation`).
+    connected: RefCell<Option<Box<dyn Backend>>>,
+    connect: Connect,
+    /// Fresh access tokens in the kernel's per-user keyring, where there
+    /// is one (Linux); kept in step with every save and delete.
+    cache: Option<KernelCache>,
+    /// Whether loads may be answered from `cache`: only for a caller that
+    /// needs nothing but a fresh access token.
+    serve_cached: bool,
+    /// Accounts this process already answered from the cache. A second
+    /// load of one is the session re-checking under its lock before a
+    /// refresh, which needs the whole record: it goes to the keychain.
+    served: Mutex<HashSet<String>>,
 }
 
 impl KeychainStore {
+    /// The keychain, connected when first needed. Where there is plainly
+    /// none (no session bus), says so at once.
     pub fn open() -> Result<Self, StoreError> {
-        Ok(Self {
-            backend: platform_backend()?,
-        })
+        platform_check()?;
+        Ok(Self::lazily(Box::new(platform_backend)))
+    }
+
+    /// Like [`KeychainStore::open`], giving up after `bound` when the
+    /// connection is made; for a keychain `auto` chose earlier.
+    pub fn open_lazily_within(bound: Duration) -> Result<Self, StoreError> {
+        platform_check()?;
+        Ok(Self::lazily(Box::new(move || {
+            Self::open_within(bound)?.into_backend()
+        })))
+    }
+
+    fn into_backend(self) -> Result<Box<dyn Backend>, StoreError> {
+        drop(self.backend()?);
+        self.connected
+            .into_inner()
+            .ok_or_else(|| StoreError::Keychain("the keychain conversation ended".into()))
+    }
+
+    /// The keychain conversation, opened now if there is none.
+    fn backend(&self) -> Result<Ref<'_, dyn Backend>, StoreError> {
+        if self.connected.borrow().is_none() {
+            let backend = (self.connect)()?;
+            *self.connected.borrow_mut() = Some(backend);
+        }
+        Ref::filter_map(self.connected.borrow(), |b| b.as_deref())
+            .map_err(|_| StoreError::Keychain("the keychain conversation ended".into()))
+    }
+
+    /// Runs one store operation, then ends its keychain conversation, if
+    /// it opened one: no process keeps a Secret Service session open
+    /// across a refresh or while it waits for a lock.
+    fn in_conversation<T>(
+        &self,
+        operation: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = operation();
+        if let Ok(mut connected) = self.connected.try_borrow_mut() {
+            connected.take();
+        }
+        result
+    }
+
+    fn lazily(connect: Connect) -> Self {
+        // Named after the keychain it fronts: a private bus (another
+        // session, a test) has its own Secret Service.
+        let cache = cfg!(target_os = "linux").then(|| {
+            let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
+            KernelCache::new(&bus)
+        });
+        Self {
+            connected: RefCell::new(None),
+            connect,
+            cache,
+            serve_cached: false,
+            served: Mutex::new(HashSet::new()),
+        }
     }
 
     /// Opens the keychain, giving up after `bound`: a session bus with no
     /// Secret Service behind it can otherwise stall for D-Bus's 25-second
     /// activation timeout on every git command.
+    #[cfg(target_os = "linux")]
+    pub fn open_within(bound: Duration) -> Result<Self, StoreError> {
+        // Only finding the daemon runs under the bound. A thread given up
+        // on while opening a session would leave OpenSession in flight at
+        // the daemon when this process exits: the very race that makes
+        // gnome-keyring abort (see secret_service.rs).
+        let bus = secret_service::Bus::reach_within(bound)?;
+        let backend = secret_service::SecretServiceBackend::open_session(bus)?;
+        let store = Self::lazily(Box::new(platform_backend));
+        // The first operation uses the conversation the probe opened.
+        *store.connected.borrow_mut() = Some(Box::new(backend));
+        Ok(store)
+    }
+
+    /// Opens the keychain, giving up after `bound`.
+    #[cfg(not(target_os = "linux"))]
     pub fn open_within(bound: Duration) -> Result<Self, StoreError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = sender.send(Self::open());
+            let _ = sender.send(Self::open().and_then(|store| {
+                drop(store.backend()?);
+                Ok(store)
+            }));
         });
         receiver
             .recv_timeout(bound)
             .unwrap_or_else(|_| Err(StoreError::KeychainUnreachable("no answer in time".into())))
+    }
+
+    /// The cache, when reads and fills are on.
+    fn active_cache(&self) -> Option<&KernelCache> {
+        self.cache.as_ref().filter(|_| kernel_cache::enabled())
+    }
+
+    /// The cached record for `key`, at most once per account and process.
+    fn load_cached(&self, key: &AccountKey) -> Option<TokenRecord> {
+        if !self.serve_cached {
+            return None;
+        }
+        let record = self.active_cache()?.get(key, unix_now())?;
+        let mut served = self.served.lock().ok()?;
+        served.insert(key.label()).then_some(record)
+    }
+
+    /// Runs a keychain write, then brings the cache in step with `after`
+    /// (the record now stored, or `None` for gone), whatever the write did.
+    fn write_through<T>(
+        &self,
+        key: &AccountKey,
+        after: Option<&TokenRecord>,
+        write: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(cache) = &self.cache else {
+            return write();
+        };
+        // Held across the write, so no reader fills the cache from a
+        // keychain read made before it.
+        let _fill = FillLock::for_write();
+        let written = write();
+        match (after, &written, kernel_cache::enabled()) {
+            (Some(record), Ok(_), true) => cache.put(record, unix_now()),
+            _ => cache.forget(key),
+        }
+        written
     }
 }
 
@@ -100,24 +235,47 @@ impl TokenStore for KeychainStore {
     }
 
     fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
-        self.fetch(TOKENS, &key.label())?
-            .map(|bytes| parse(&bytes))
-            .transpose()
+        if let Some(record) = self.load_cached(key) {
+            return Ok(Some(record));
+        }
+        // Taken before the keychain read: see `FillLock`.
+        let fill = self
+            .active_cache()
+            .and_then(|cache| FillLock::try_for_fill().map(|lock| (cache, lock)));
+        let record = self.in_conversation(|| {
+            self.fetch(TOKENS, &key.label())?
+                .map(|bytes| parse(&bytes))
+                .transpose()
+        })?;
+        if let (Some((cache, _lock)), Some(record)) = (fill, &record)
+            && record.key() == *key
+        {
+            cache.put(record, unix_now());
+        }
+        Ok(record)
     }
 
     fn save(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let json = serde_json::to_vec(record)
             .map_err(|e| StoreError::Keychain(format!("cannot encode the record: {e}")))?;
-        self.put(TOKENS, &record.key().label(), &json)
+        self.write_through(&record.key(), Some(record), || {
+            self.in_conversation(|| self.put(TOKENS, &record.key().label(), &json))
+        })
     }
 
     fn delete(&self, key: &AccountKey) -> Result<bool, StoreError> {
-        self.remove(TOKENS, &key.label())
+        self.write_through(key, None, || {
+            self.in_conversation(|| self.remove(TOKENS, &key.label()))
+        })
+    }
+
+    fn serve_fresh_tokens_from_cache(&mut self) {
+        self.serve_cached = true;
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let list_once = || -> Result<Vec<TokenRecord>, StoreError> {
-            self.backend
+            self.backend()?
                 .all(TOKENS)?
                 .into_iter()
                 .map(|bytes| parse(&self.assemble(bytes)?))
@@ -125,11 +283,11 @@ impl TokenStore for KeychainStore {
         };
         // A split value replaced between reading its head and its parts:
         // once more, as `fetch` does.
-        list_once().or_else(|_| list_once())
+        self.in_conversation(|| list_once().or_else(|_| list_once()))
     }
 
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let bytes = self.fetch(OWN_SECRETS, name)?;
+        let bytes = self.in_conversation(|| self.fetch(OWN_SECRETS, name))?;
         bytes
             .map(|b| {
                 String::from_utf8(b).map(Secret::new).map_err(|_| {
@@ -140,17 +298,20 @@ impl TokenStore for KeychainStore {
     }
 
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
-        self.put(OWN_SECRETS, name, value.expose().as_bytes())
+        self.in_conversation(|| self.put(OWN_SECRETS, name, value.expose().as_bytes()))
     }
 }
 
 /// Values bigger than one entry holds, split across entries.
 impl KeychainStore {
     fn put(&self, service: &str, label: &str, value: &[u8]) -> Result<(), StoreError> {
-        let previous = self.backend.get(service, label)?.and_then(|b| split_of(&b));
-        let max = self.backend.max_secret_len();
+        let previous = self
+            .backend()?
+            .get(service, label)?
+            .and_then(|b| split_of(&b));
+        let max = self.backend()?.max_secret_len();
         let written = if value.len() <= max {
-            self.backend.set(service, label, value)?;
+            self.backend()?.set(service, label, value)?;
             None
         } else {
             let split = Split {
@@ -158,12 +319,12 @@ impl KeychainStore {
                 parts: value.len().div_ceil(max),
             };
             for (index, part) in value.chunks(max).enumerate() {
-                self.backend.set(PARTS, &split.part_label(index), part)?;
+                self.backend()?.set(PARTS, &split.part_label(index), part)?;
             }
             let head = serde_json::to_vec(&SplitHead { split })
                 .map_err(|e| StoreError::Keychain(format!("cannot encode an entry: {e}")))?;
             // The one step that switches readers to the new value.
-            self.backend.set(service, label, &head)?;
+            self.backend()?.set(service, label, &head)?;
             split_of(&head)
         };
         if let Some(previous) = previous
@@ -175,13 +336,13 @@ impl KeychainStore {
     }
 
     fn fetch(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(bytes) = self.backend.get(service, label)? else {
+        let Some(bytes) = self.backend()?.get(service, label)? else {
             return Ok(None);
         };
         match self.assemble(bytes) {
             // A writer replaced the value between our two reads: once more.
             Err(_) => self
-                .backend
+                .backend()?
                 .get(service, label)?
                 .map(|bytes| self.assemble(bytes))
                 .transpose(),
@@ -203,7 +364,7 @@ impl KeychainStore {
         let mut value = Vec::new();
         for index in 0..split.parts {
             let part = self
-                .backend
+                .backend()?
                 .get(PARTS, &split.part_label(index))?
                 .ok_or_else(|| {
                     StoreError::Keychain(format!(
@@ -221,8 +382,11 @@ impl KeychainStore {
     }
 
     fn remove(&self, service: &str, label: &str) -> Result<bool, StoreError> {
-        let split = self.backend.get(service, label)?.and_then(|b| split_of(&b));
-        let removed = self.backend.delete(service, label)?;
+        let split = self
+            .backend()?
+            .get(service, label)?
+            .and_then(|b| split_of(&b));
+        let removed = self.backend()?.delete(service, label)?;
         if let Some(split) = split {
             self.remove_parts(&split);
         }
@@ -231,8 +395,11 @@ impl KeychainStore {
 
     /// Best effort: a leftover part holds nothing an entry points to.
     fn remove_parts(&self, split: &Split) {
+        let Ok(backend) = self.backend() else {
+            return;
+        };
         for index in 0..split.parts.min(MAX_PARTS) {
-            let _ = self.backend.delete(PARTS, &split.part_label(index));
+            let _ = backend.delete(PARTS, &split.part_label(index));
         }
     }
 }
@@ -251,6 +418,13 @@ fn parse(bytes: &[u8]) -> Result<TokenRecord, StoreError> {
             crate::store::describe_json_error(&e)
         ))
     })
+}
+
+/// Fails at once where there is plainly no keychain.
+fn platform_check() -> Result<(), StoreError> {
+    #[cfg(target_os = "linux")]
+    secret_service::Bus::check()?;
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]
@@ -277,11 +451,14 @@ mod tests {
 
     use super::*;
 
-    /// A keychain with Credential Manager's kind of size bound, small.
-    #[derive(Default)]
+    /// A keychain with Credential Manager's kind of size bound, small;
+    /// its clones (one per conversation) share the entries.
+    #[derive(Default, Clone)]
     struct SmallEntries {
-        entries: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+        entries: std::sync::Arc<Mutex<Entries>>,
     }
+
+    type Entries = BTreeMap<(String, String), Vec<u8>>;
 
     impl Backend for SmallEntries {
         fn get(&self, service: &str, label: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -312,13 +489,14 @@ mod tests {
     }
 
     fn store() -> KeychainStore {
-        KeychainStore {
-            backend: Box::new(SmallEntries::default()),
-        }
+        let entries = SmallEntries::default();
+        let mut store = KeychainStore::lazily(Box::new(move || Ok(Box::new(entries.clone()))));
+        store.cache = None;
+        store
     }
 
     fn entries_in(store: &KeychainStore, service: &str) -> usize {
-        store.backend.all(service).unwrap().len()
+        store.backend().unwrap().all(service).unwrap().len()
     }
 
     fn record(access_token: &str) -> TokenRecord {
@@ -371,7 +549,11 @@ mod tests {
         let store = store();
         let key = record("x").key();
         let head = br#"{"split":{"sha256":"00","parts":18446744073709551615}}"#;
-        store.backend.set(TOKENS, &key.label(), head).unwrap();
+        store
+            .backend()
+            .unwrap()
+            .set(TOKENS, &key.label(), head)
+            .unwrap();
         let error = store.load(&key).unwrap_err().to_string();
         assert!(error.contains("damaged"), "{error}");
         assert!(store.delete(&key).unwrap());
@@ -383,18 +565,24 @@ mod tests {
         let big = record(&"a".repeat(4096));
         store.save(&big).unwrap();
         let head = store
-            .backend
+            .backend()
+            .unwrap()
             .get(TOKENS, &big.key().label())
             .unwrap()
             .unwrap();
         let split = split_of(&head).unwrap();
         store
-            .backend
+            .backend()
+            .unwrap()
             .set(PARTS, &split.part_label(1), b"x")
             .unwrap();
         let error = store.load(&big.key()).unwrap_err().to_string();
         assert!(error.contains("do not fit together"), "{error}");
-        store.backend.delete(PARTS, &split.part_label(1)).unwrap();
+        store
+            .backend()
+            .unwrap()
+            .delete(PARTS, &split.part_label(1))
+            .unwrap();
         let error = store.load(&big.key()).unwrap_err().to_string();
         assert!(error.contains("part 1"), "{error}");
         assert!(!error.contains("aaaa"));
