@@ -341,6 +341,7 @@ mod tests {
         assert!(!contains(&ip_only, &[0xa1]), "no excluded subtrees");
     }
 
+    #[cfg(unix)]
     #[test]
     fn keygates_own_bundle_is_never_read_as_the_system_one() {
         let dir = tempfile::tempdir().unwrap();

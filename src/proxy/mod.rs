@@ -21,7 +21,6 @@
 
 mod admission;
 mod ca;
-#[cfg(target_os = "linux")]
 mod tokens;
 
 use std::convert::Infallible;

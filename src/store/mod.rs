@@ -6,7 +6,10 @@ pub(crate) use file::write_private_atomically;
 mod private;
 pub use private::Unsafe;
 use private::read_own;
-pub(crate) use private::{check_private_dir, create_private_dir, open_private};
+// The scheme hand-off's socket directory; Windows pipes live in none.
+#[cfg(unix)]
+pub(crate) use private::check_private_dir;
+pub(crate) use private::{create_private_dir, open_private};
 mod kernel_cache;
 mod keychain;
 

@@ -31,14 +31,17 @@
 //!   dispose when it sees us disconnect;
 //! - reads secrets with the service's `GetSecrets`, one call for all items.
 //!
-//! That order leaves no call in flight and nothing of keygate's to
-//! dispose when it leaves. It does not make the daemon safe: in this
-//! project's stress runs gnome-keyring 42.1 still aborted now and then on
-//! a loaded machine, with this client as with the old one, even with one
-//! client at a time — the race is the daemon's own. What protects the
-//! user's keyring is talking to it less: the kernel cache in front of
-//! this store (src/store/kernel_cache.rs) answers a fresh token without
-//! any conversation here.
+//! - first reads a property of the service, and only then opens a session
+//!   (see [`introduce`]): that ordering, not the others, is what keeps
+//!   gnome-keyring's client bookkeeping ahead of our `OpenSession`.
+//!
+//! Without the last point this client still crashed the daemon now and
+//! then on a loaded machine, even with one client at a time: the race is
+//! inside the daemon, between its message filter and its method dispatch,
+//! and only the order of a client's first two calls avoids it. Talking
+//! to the daemon less helps too: the kernel cache in front of this store
+//! (src/store/kernel_cache.rs) answers a fresh token without any
+//! conversation here.
 //!
 //! The session uses plain transport encoding, not the Diffie-Hellman one:
 //! the session bus is private to this user, and any process able to watch
@@ -143,6 +146,38 @@ pub struct SecretServiceBackend {
     session: OwnedObjectPath,
 }
 
+/// Makes gnome-keyring record us as a client before any call that needs
+/// that record, as libsecret's first call (`Properties.GetAll`) does.
+///
+/// gnome-keyring creates a client's record from a message filter that
+/// runs on its D-Bus worker thread and queues the creation on the main
+/// loop at high priority (`ensure_client_for_sender`, in
+/// daemon/dbus/gkd-secret-service.c), while GDBus queues the method call
+/// itself on the same loop at default priority. GLib's main loop orders
+/// them only if both were queued before it started checking its sources:
+/// when the worker queues them while the loop is inside a source's check
+/// function (its lock released), the high-priority creation lands behind
+/// the loop's cursor and the method call after it, so `OpenSession` runs
+/// first, finds no client, and the daemon aborts with
+/// `gkd_secret_service_get_pkcs11_session: assertion 'client' failed`.
+/// A short-lived client whose first message is `OpenSession` meets that
+/// window now and then; under load, a few runs in a hundred of 2,000
+/// gets here. A property read answered by the main loop closes it: by the
+/// time its reply reaches us, the creation queued before it has either
+/// run or waits at high priority ahead of anything we send next.
+fn introduce(connection: &Connection, owner: &str) -> Result<(), StoreError> {
+    connection
+        .call_method(
+            Some(owner),
+            SERVICE_PATH,
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &(SERVICE, "Collections"),
+        )
+        .map_err(describe)?;
+    Ok(())
+}
+
 impl SecretServiceBackend {
     pub fn connect() -> Result<Self, StoreError> {
         Self::open_session(Bus::reach()?)
@@ -150,6 +185,7 @@ impl SecretServiceBackend {
 
     pub fn open_session(bus: Bus) -> Result<Self, StoreError> {
         let Bus { connection, owner } = bus;
+        introduce(&connection, &owner)?;
         let reply = connection
             .call_method(
                 Some(owner.as_str()),
