@@ -4,6 +4,10 @@
 //! refuses to use, a symbolic link, a FIFO or a giant in the token store.
 //! Cross-user tests run the attacker as a throwaway user (CI runs as root).
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 
 use std::os::unix::fs::{PermissionsExt, symlink};

@@ -6,6 +6,10 @@
 //! `credential.helper=keygate` against a git server that accepts only the
 //! forge's live tokens.
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

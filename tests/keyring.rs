@@ -5,6 +5,9 @@
 //! without. And the kernel cache itself: what it holds, for whom, how
 //! long, and that nothing keygate replaced is ever served from it.
 
+// Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::sync::Mutex;

@@ -3,6 +3,10 @@
 //! and the HTTP edge cases an attacker would try. Each test drives the
 //! real binary with raw sockets or curl.
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 mod proxy_support;
 

@@ -2,6 +2,10 @@
 //! `keygate setup`, against the real oidc-provider (discovery always on,
 //! registration when the test asks for it) and the test git server.
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 
 use std::time::Duration;

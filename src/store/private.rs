@@ -142,8 +142,12 @@ fn read_checked(path: &Path, limit: u64, secret: bool) -> io::Result<Vec<u8>> {
 /// What a file's mode must be.
 #[derive(Clone, Copy)]
 enum Check {
-    /// Reading: a secret must be the owner's alone; other files any mode.
-    Read { secret: bool },
+    /// Reading: a secret must be the owner's alone; other files any mode
+    /// (modes are Unix's: Windows leaves it to the profile's ACL).
+    Read {
+        #[cfg_attr(not(unix), allow(dead_code))]
+        secret: bool,
+    },
     /// Writing: made the owner's alone.
     Tighten,
 }
