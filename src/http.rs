@@ -317,4 +317,21 @@ mod tests {
         assert!(!ok("http://auth.example.com/token"));
         assert!(!ok("http://127.0.0.1.evil.example/token"));
     }
+
+    #[test]
+    fn localhost_resolves_and_connects_without_libc() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let addrs = Resolver::default().lookup("localhost").await.unwrap();
+            assert!(!addrs.is_empty(), "no address for localhost");
+            assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let stream = connect_tcp("localhost", port).await.unwrap();
+            assert_eq!(stream.peer_addr().unwrap(), listener.local_addr().unwrap());
+        });
+    }
 }
