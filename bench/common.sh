@@ -28,8 +28,11 @@ find_keygate() {
     host=$(rustc -vV | sed -n 's/^host: //p')
     if [ "$host" = x86_64-unknown-linux-gnu ] && [ "${KEYGATE_STATIC:-1}" != 0 ]; then
       say "building keygate (release, static PIE) in $CARGO_TARGET_DIR"
+      link=()
+      glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc 2\.\([0-9]*\).*/\1/p')
+      [ "${glibc:-0}" -ge 36 ] && link=(-C link-arg=-Wl,-z,pack-relative-relocs)
       (cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-        cargo build --release --locked --target "$host")
+        cargo rustc --release --locked --bin keygate --target "$host" -- "${link[@]}")
       KEYGATE_BIN="$target_dir/$host/release/keygate"
     else
       say "building keygate (release) in $CARGO_TARGET_DIR"
