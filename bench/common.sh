@@ -22,11 +22,23 @@ find_keygate() {
     KEYGATE_REV="given as KEYGATE_BIN"
   else
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keygate-target}"
-    say "building keygate (release) in $CARGO_TARGET_DIR"
-    (cd "$ROOT" && cargo build --release --locked)
     target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
       "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-    KEYGATE_BIN="$target_dir/release/keygate"
+    # The binary install.sh builds: a static PIE on x86_64 glibc Linux.
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    if [ "$host" = x86_64-unknown-linux-gnu ] && [ "${KEYGATE_STATIC:-1}" != 0 ]; then
+      say "building keygate (release, static PIE) in $CARGO_TARGET_DIR"
+      link=()
+      glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc 2\.\([0-9]*\).*/\1/p')
+      [ "${glibc:-0}" -ge 36 ] && link=(-C link-arg=-Wl,-z,pack-relative-relocs)
+      (cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+        cargo rustc --release --locked --bin keygate --target "$host" -- "${link[@]}")
+      KEYGATE_BIN="$target_dir/$host/release/keygate"
+    else
+      say "building keygate (release) in $CARGO_TARGET_DIR"
+      (cd "$ROOT" && cargo build --release --locked)
+      KEYGATE_BIN="$target_dir/release/keygate"
+    fi
     [ -x "$KEYGATE_BIN" ] || die "no binary at $KEYGATE_BIN after the build"
     KEYGATE_REV="built from $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'an unknown revision')"
   fi

@@ -4,11 +4,25 @@
 //!
 //! Building it reads the system CA store (a few milliseconds), so callers
 //! build it only when a request is actually due.
+//!
+//! Names are resolved by [`Resolver`], never by libc's `getaddrinfo`: the
+//! release binary is a static PIE, and a static glibc would load the NSS
+//! modules of the glibc it was built against at run time, which can fail
+//! or crash after the system's libc is upgraded.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfigGroup, ResolveHosts, ResolverConfig,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
 
 use url::Url;
 
@@ -35,6 +49,8 @@ pub enum HttpError {
     TooLarge { host: String },
     #[error("refusing plain http:// endpoint {0}: only https, or http on loopback, is allowed")]
     InsecureEndpoint(String),
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
 }
 
 /// Refuses `http://` except on loopback, where TLS buys nothing and test
@@ -111,6 +127,110 @@ pub fn tls_config(extra_ca_files: &[PathBuf]) -> Result<rustls::ClientConfig, Ht
     Ok(config)
 }
 
+/// The system resolver configuration, read by keygate itself: `/etc/hosts`
+/// first, then the name servers, search list and options of
+/// `/etc/resolv.conf` (hickory-resolver). Built on first use, so a
+/// connector that never looks a name up never reads those files.
+#[derive(Clone, Default)]
+pub struct Resolver(Arc<OnceLock<TokioResolver>>);
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+impl Resolver {
+    /// Socket addresses (port 0) for `host`, IPv4 and IPv6 both, so the
+    /// connector can fall back from one family to the other.
+    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, HttpError> {
+        let error = |reason: String| HttpError::Resolve {
+            host: host.to_owned(),
+            reason,
+        };
+        let resolver = self.get().map_err(|e| error(e.to_string()))?;
+        let ips = resolver
+            .lookup_ip(host)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        Ok(ips.iter().map(|ip| SocketAddr::new(ip, 0)).collect())
+    }
+
+    fn get(&self) -> Result<&TokioResolver, hickory_resolver::ResolveError> {
+        if let Some(resolver) = self.0.get() {
+            return Ok(resolver);
+        }
+        let provider = TokioConnectionProvider::default();
+        // Without a resolv.conf, glibc asks a name server on the local
+        // machine; do the same rather than fail names /etc/hosts knows.
+        let mut builder = if Path::new(RESOLV_CONF).exists() {
+            TokioResolver::builder(provider)?
+        } else {
+            let local = [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ];
+            let servers = NameServerConfigGroup::from_ips_clear(&local, 53, true);
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], servers),
+                provider,
+            )
+        };
+        builder.options_mut().use_hosts_file = ResolveHosts::Always;
+        builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        Ok(self.0.get_or_init(|| builder.build()))
+    }
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+/// A TCP connection to `host:port` (the proxy's CONNECT tunnels), trying
+/// each address [`Resolver`] finds in turn.
+pub async fn connect_tcp(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let addrs = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => Resolver::default()
+            .lookup(host)
+            .await
+            .map_err(std::io::Error::other)?
+            .into_iter()
+            .map(|addr| SocketAddr::new(addr.ip(), port))
+            .collect(),
+    };
+    tokio::net::TcpStream::connect(addrs.as_slice()).await
+}
+
+type Lookup =
+    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, HttpError>> + Send>>;
+
+/// For hyper-util's `HttpConnector::new_with_resolver` (the proxy).
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = HttpError;
+    type Future = Lookup;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let resolver = self.clone();
+        Box::pin(async move { Ok(resolver.lookup(name.as_str()).await?.into_iter()) })
+    }
+}
+
+/// For reqwest (the OAuth client).
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.clone();
+        Box::pin(async move {
+            let addrs: reqwest::dns::Addrs =
+                Box::new(resolver.lookup(name.as_str()).await?.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: reqwest::Client,
@@ -127,6 +247,7 @@ impl HttpClient {
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .no_proxy()
+            .dns_resolver(Arc::new(Resolver::default()))
             .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(HttpError::Build)?;
@@ -195,5 +316,22 @@ mod tests {
         assert!(ok("http://localhost/token"));
         assert!(!ok("http://auth.example.com/token"));
         assert!(!ok("http://127.0.0.1.evil.example/token"));
+    }
+
+    #[test]
+    fn localhost_resolves_and_connects_without_libc() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let addrs = Resolver::default().lookup("localhost").await.unwrap();
+            assert!(!addrs.is_empty(), "no address for localhost");
+            assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let stream = connect_tcp("localhost", port).await.unwrap();
+            assert_eq!(stream.peer_addr().unwrap(), listener.local_addr().unwrap());
+        });
     }
 }

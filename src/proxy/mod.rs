@@ -36,9 +36,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+// Names resolved by keygate itself, never by getaddrinfo (see crate::http).
+type HttpConnector = hyper_util::client::legacy::connect::HttpConnector<crate::http::Resolver>;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{self, AuthScheme, GitConfig};
@@ -241,7 +242,7 @@ fn proxy_server() -> hyper::server::conn::http1::Builder {
 /// `http_only`: refuse `https://` URIs, for the client that speaks
 /// plain HTTP; under TLS the TLS layer decides instead.
 fn tcp_connector(http_only: bool) -> HttpConnector {
-    let mut connector = HttpConnector::new();
+    let mut connector = HttpConnector::new_with_resolver(crate::http::Resolver::default());
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.set_nodelay(true);
     connector.enforce_http(http_only);
@@ -585,7 +586,7 @@ impl Proxy {
                 drop(slot);
             });
         } else {
-            let connect = TcpStream::connect((host.as_str(), port));
+            let connect = crate::http::connect_tcp(&host, port);
             let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
