@@ -453,19 +453,7 @@ impl World {
     fn wait_for_secret_service(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let output = self
-                .command("dbus-send")
-                .args([
-                    "--session",
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.freedesktop.secrets",
-                ])
-                .output()
-                .expect("dbus-send");
-            if String::from_utf8_lossy(&output.stdout).contains("boolean true") {
+            if self.secret_service_owned() {
                 return;
             }
             assert!(
