@@ -2,6 +2,10 @@
 //! never calls getaddrinfo): a refresh against an OAuth server reached by
 //! a name, not an IP literal.
 
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#![cfg(unix)]
+
 mod common;
 
 use common::{Options, World, credential_field, ok};
