@@ -206,18 +206,10 @@ mod tests {
 
     fn record(server: &str, token: &str) -> TokenRecord {
         TokenRecord {
-            server: server.into(),
-            account: String::new(),
-            access_token: Some(Secret::new(token)),
-            token_type: "bearer".into(),
             expires_at: Some(100),
-            obtained_at: 0,
             refresh_token: Some(Secret::new("r".repeat(4096))),
-            refresh_token_expires_at: None,
-            refresh_token_rejected: None,
             scopes: vec!["repo".into()],
-            grant: "code".into(),
-            issuer: None,
+            ..crate::store::test_record(server, token)
         }
     }
 

@@ -237,18 +237,10 @@ mod tests {
 
     fn record(obtained_at: u64, expires_at: Option<u64>) -> TokenRecord {
         TokenRecord {
-            server: "https://h.example".into(),
-            account: String::new(),
-            access_token: Some(Secret::new("t")),
-            token_type: "bearer".into(),
             expires_at,
             obtained_at,
             refresh_token: Some(Secret::new("r")),
-            refresh_token_expires_at: None,
-            refresh_token_rejected: None,
-            scopes: vec![],
-            grant: "code".into(),
-            issuer: None,
+            ..crate::store::test_record("https://h.example", "t")
         }
     }
 

@@ -323,24 +323,35 @@ fn short_reason(error: &StoreError) -> String {
     }
 }
 
+/// A bearer token from the code grant for `server`, with nothing optional
+/// set: what the store's tests start from and adjust.
+#[cfg(test)]
+pub(crate) fn test_record(server: &str, access_token: &str) -> TokenRecord {
+    TokenRecord {
+        server: server.into(),
+        account: String::new(),
+        access_token: Some(Secret::new(access_token)),
+        token_type: "bearer".into(),
+        expires_at: None,
+        obtained_at: 0,
+        refresh_token: None,
+        refresh_token_expires_at: None,
+        refresh_token_rejected: None,
+        scopes: vec![],
+        grant: "code".into(),
+        issuer: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(obtained_at: u64, expires_at: Option<u64>) -> TokenRecord {
         TokenRecord {
-            server: "https://h.example".into(),
-            account: String::new(),
-            access_token: Some(Secret::new("t")),
-            token_type: "bearer".into(),
             expires_at,
             obtained_at,
-            refresh_token: None,
-            refresh_token_expires_at: None,
-            refresh_token_rejected: None,
-            scopes: vec![],
-            grant: "code".into(),
-            issuer: None,
+            ..test_record("https://h.example", "t")
         }
     }
 

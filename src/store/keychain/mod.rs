@@ -501,18 +501,9 @@ mod tests {
 
     fn record(access_token: &str) -> TokenRecord {
         TokenRecord {
-            server: "https://bitbucket.example".into(),
-            account: String::new(),
-            access_token: Some(Secret::new(access_token)),
-            token_type: "bearer".into(),
             expires_at: Some(7200),
-            obtained_at: 0,
             refresh_token: Some(Secret::new("r".repeat(100))),
-            refresh_token_expires_at: None,
-            refresh_token_rejected: None,
-            scopes: vec![],
-            grant: "code".into(),
-            issuer: None,
+            ..crate::store::test_record("https://bitbucket.example", access_token)
         }
     }
 
