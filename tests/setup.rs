@@ -478,7 +478,7 @@ fn setup_for_a_forge_that_needs_a_hand_made_app_says_where_to_make_it() {
 /// `<`); `{base}` in a body is replaced by the server's own
 /// `http://127.0.0.1:PORT`.
 fn fake_server(routes: Vec<(&'static str, &'static str, String)>) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let routes: Vec<(&'static str, String)> = routes
@@ -497,20 +497,7 @@ fn fake_server(routes: Vec<(&'static str, &'static str, String)>) -> String {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
+            let (request_line, _body) = common::read_request(&mut reader);
             let path = request_line.split_whitespace().nth(1).unwrap_or_default();
             let answer = routes
                 .iter()

@@ -510,18 +510,7 @@ impl FakeTokenServer {
                 let response = response.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut length = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    let _ = reader.read_exact(&mut body);
+                    read_request(&mut reader);
                     std::thread::sleep(delay);
                     let _ = stream.write_all(response.as_bytes());
                 });
@@ -595,4 +584,24 @@ impl World {
             .expect("dbus-send");
         String::from_utf8_lossy(&output.stdout).contains("boolean true")
     }
+}
+
+/// Reads one HTTP/1.1 request from a test server's connection: its request
+/// line, and its body by `Content-Length` (headers are skipped).
+pub fn read_request(reader: &mut impl BufRead) -> (String, Vec<u8>) {
+    let mut request_line = String::new();
+    let _ = reader.read_line(&mut request_line);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    (request_line, body)
 }
