@@ -63,8 +63,8 @@ enum Command {
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
-        /// Initial access token for a registration endpoint that wants one; `-` reads it from stdin
-        #[arg(long, value_name = "TOKEN")]
+        /// Read an initial access token, for a registration endpoint that wants one, from stdin (`-`)
+        #[arg(long, value_name = "-")]
         registration_token: Option<String>,
     },
     /// Print environment settings for a tool, e.g. `keygate env composer <url>`
@@ -408,8 +408,8 @@ fn setup(config: &GitConfig, request: keygate::setup::Request, json: bool) -> Re
     Ok(())
 }
 
-/// `--registration-token`: the token itself, or `-` to read it from stdin
-/// (out of argv, where other local users can read it).
+/// `--registration-token -`: the token is read from stdin, never taken from
+/// argv, where every local user can read it (`ps`, /proc/PID/cmdline).
 fn registration_token_from(
     raw: Option<String>,
 ) -> Result<Option<keygate::secret::Secret>, AnyError> {
@@ -424,7 +424,18 @@ fn registration_token_from(
             }
             Ok(Some(keygate::secret::Secret::new(token)))
         }
-        Some(token) => Ok(Some(keygate::secret::Secret::new(token))),
+        // A usage error (exit 2) that never repeats the value it refuses.
+        Some(_) => {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::InvalidValue,
+                    "--registration-token takes `-` and reads the token from stdin: \
+                     other local users can read a command line; run \
+                     `keygate setup <url> --registration-token -` and type or pipe the token in",
+                )
+                .exit()
+        }
     }
 }
 

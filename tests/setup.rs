@@ -599,6 +599,25 @@ fn setup_passes_an_initial_access_token_from_stdin() {
         ]);
         common::run_with_input(command, format!("{token}\n").as_bytes())
     };
+
+    // A token in argv is refused before anything is written or sent:
+    // other local users can read a command line.
+    let before = gitconfig(&world);
+    let in_argv = world.keygate(&[
+        "setup",
+        &world.repo_url(),
+        "--issuer",
+        world.issuer(),
+        "--registration-token",
+        "initial-token",
+    ]);
+    assert_eq!(in_argv.status.code(), Some(2));
+    let said = text(&in_argv.stderr);
+    assert!(said.contains("--registration-token -"), "{said}");
+    assert!(!said.contains("initial-token"), "{said}");
+    assert_eq!(gitconfig(&world), before);
+    assert!(events_at(&world, "registration", "POST").is_empty());
+
     let refused = setup_with("wrong-token");
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
     assert!(
