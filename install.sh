@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds keygate, installs it with its git-credential-keygate name, and
-# registers it as a git credential helper. Safe to run again: it says what
+# Builds keygate and git-credential-keygate (the small program git runs
+# before every HTTPS operation: it answers a cached token itself and hands
+# everything else to keygate), installs both, and registers the helper
+# with git. Safe to run again: it says what
 # it changed and leaves alone what is already in place.
 #
 #   ./install.sh [--prefix DIR] [--no-register] [--scheme NAME]
 #
 # DIR defaults to ~/.local (binaries go to DIR/bin). KEYGATE_BIN=path
-# installs that binary instead of building one. On x86_64 glibc Linux the
+# installs that binary instead of building one, and the
+# git-credential-keygate beside it when there is one. On x86_64 glibc Linux the
 # build is a static PIE (KEYGATE_STATIC=0 builds the usual dynamic one).
 # --scheme NAME registers keygate with the desktop (xdg-mime) as the
 # handler of NAME: redirects, the private-use scheme your OAuth client
@@ -49,8 +52,10 @@ else
     glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc 2\.\([0-9]*\).*/\1/p')"
     [ "${glibc:-0}" -ge 36 ] && link=(-C link-arg=-Wl,-z,pack-relative-relocs)
     echo "building keygate (release, static PIE)..."
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-      cargo rustc --release --locked --quiet --bin keygate --target "$host" -- "${link[@]}"
+    for program in keygate git-credential-keygate; do
+      RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+        cargo rustc --release --locked --quiet --bin "$program" --target "$host" -- "${link[@]}"
+    done
     built="${target_dir}/${host}/release/keygate"
   else
     # Other platforms (macOS, Windows, musl, other architectures): the
@@ -63,18 +68,32 @@ fi
 
 bin="${prefix}/bin"
 mkdir -p "$bin"
-if [ -x "$bin/keygate" ] && cmp -s "$built" "$bin/keygate"; then
-  echo "unchanged: $bin/keygate"
-else
-  install -m 0755 "$built" "$bin/keygate.new"
-  mv -f "$bin/keygate.new" "$bin/keygate"
-  echo "installed: $bin/keygate"
-fi
-if [ "$(readlink "$bin/git-credential-keygate" 2>/dev/null)" = "keygate" ]; then
+# Copies BUILT to bin/NAME unless it is already there.
+install_program() { # install_program BUILT NAME
+  if [ -x "$bin/$2" ] && [ ! -L "$bin/$2" ] && cmp -s "$1" "$bin/$2"; then
+    echo "unchanged: $bin/$2"
+  else
+    install -m 0755 "$1" "$bin/$2.new"
+    mv -f "$bin/$2.new" "$bin/$2"
+    echo "installed: $bin/$2"
+  fi
+}
+install_program "$built" keygate
+# The quick path pays off where keygate is a static binary with a kernel
+# cache in front of the keychain (Linux). Elsewhere a get from the
+# keychain would start two programs instead of one: there
+# git-credential-keygate is keygate under another name.
+front="$(dirname "$built")/git-credential-keygate"
+if [ "$(uname -s)" = Linux ] && [ -f "$front" ] && [ ! -L "$front" ]; then
+  install_program "$front" git-credential-keygate
+  helper="$bin/git-credential-keygate"
+elif [ "$(readlink "$bin/git-credential-keygate" 2>/dev/null)" = "keygate" ]; then
   echo "unchanged: $bin/git-credential-keygate -> keygate"
+  helper="$bin/keygate"
 else
   ln -sfn keygate "$bin/git-credential-keygate"
   echo "linked: $bin/git-credential-keygate -> keygate"
+  helper="$bin/keygate"
 fi
 
 # Moves FILE.new over FILE unless they are the same; says which.
@@ -98,10 +117,15 @@ install_completion bash "$prefix/share/bash-completion/completions/keygate"
 install_completion fish "$prefix/share/fish/vendor_completions.d/keygate.fish"
 
 if [ "$register" = 1 ]; then
-  # The absolute path saves git a PATH search on every HTTPS operation.
-  helper="$bin/keygate"
+  # The absolute path saves git a PATH search and a process (`git
+  # credential-keygate`) on every HTTPS operation.
   if git config --global --get-all credential.helper 2>/dev/null | grep -qxF -e "$helper" -e keygate; then
     echo "unchanged: git credential.helper already includes keygate"
+  elif [ "$helper" != "$bin/keygate" ] &&
+    git config --global --get-all credential.helper 2>/dev/null | grep -qxF "$bin/keygate"; then
+    # Registered by an earlier install: the quick path takes its place.
+    git config --global --fixed-value --replace-all credential.helper "$helper" "$bin/keygate"
+    echo "registered: git config --global credential.helper $helper (instead of $bin/keygate)"
   else
     git config --global --add credential.helper "$helper"
     echo "registered: git config --global credential.helper $helper"

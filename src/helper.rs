@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use crate::config::{self, AuthScheme, GitConfig, Provider};
 use crate::credential::{Credential, ProtocolError};
 use crate::session::{self, Interaction, Session, SessionError};
-use crate::store::{self, StoreError, TokenRecord};
+use crate::store::{self, QuickSource, StoreError, TokenRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -42,22 +42,11 @@ pub fn serve(
     context: Context<'_>,
 ) -> Result<(), HelperError> {
     let request = Credential::read(input)?;
-    if operation == Operation::Store {
-        // keygate keeps its own tokens; what git hands back is ours anyway.
-        return Ok(());
-    }
-    let Some(url) = request.target_url() else {
-        return Ok(());
+    let provider = match route(operation, &request, context.config)? {
+        Route::Nothing => return Ok(()),
+        Route::Answer(reply) => return Ok(reply.write(output)?),
+        Route::Provider(provider) => provider,
     };
-    let Some(provider) = Provider::resolve(context.config, &url)? else {
-        return Ok(());
-    };
-    if operation == Operation::Get
-        && let Some(record) = session::token_from_env(&provider)
-    {
-        answer(&request, &provider, &record).write(output)?;
-        return Ok(());
-    }
     let mut store = store::open(config::store_choice(context.config)?)?;
     if operation == Operation::Get {
         store.serve_fresh_tokens_from_cache();
@@ -96,6 +85,93 @@ pub fn serve(
         Operation::Store => {}
     }
     Ok(())
+}
+
+/// What [`serve_quickly`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Quick {
+    /// git has its answer (which may be none: a host keygate does not handle).
+    Served,
+    /// Only the whole of keygate can answer.
+    NeedsKeygate,
+}
+
+/// `get` and `store` as `git-credential-keygate` runs them, before anything
+/// else of keygate is loaded: `store` is acknowledged, and `get` answered
+/// when the host is not keygate's or the token in the file store or the
+/// kernel cache is fresh. The rest (a refresh, a login, the keychain,
+/// `erase`) needs keygate, and so does any error, so that errors are
+/// reported one way. Writing the answer is the only failure reported here.
+pub fn serve_quickly(
+    operation: Operation,
+    request: &[u8],
+    output: impl Write,
+) -> Result<Quick, HelperError> {
+    let Ok(request) = Credential::read(request) else {
+        return Ok(Quick::NeedsKeygate);
+    };
+    match operation {
+        Operation::Store => return Ok(Quick::Served),
+        Operation::Erase => return Ok(Quick::NeedsKeygate),
+        Operation::Get => {}
+    }
+    let Ok(config) = GitConfig::load() else {
+        return Ok(Quick::NeedsKeygate);
+    };
+    let provider = match route(operation, &request, &config) {
+        Ok(Route::Nothing) => return Ok(Quick::Served),
+        Ok(Route::Answer(reply)) => {
+            reply.write(output)?;
+            return Ok(Quick::Served);
+        }
+        Ok(Route::Provider(provider)) => provider,
+        Err(_) => return Ok(Quick::NeedsKeygate),
+    };
+    let key = session::account_key(&provider, request.username.as_deref());
+    let fresh = config::store_choice(&config)
+        .ok()
+        .and_then(|choice| QuickSource::for_choice(choice).ok().flatten())
+        .and_then(|source| source.load(&key).ok().flatten())
+        .and_then(|record| session::servable(&provider, &key, record));
+    match fresh {
+        Some(record) => {
+            answer(&request, &provider, &record).write(output)?;
+            Ok(Quick::Served)
+        }
+        None => Ok(Quick::NeedsKeygate),
+    }
+}
+
+/// Where a request goes before any store is opened.
+enum Route {
+    /// Nothing to answer: `store` (keygate keeps its own tokens; what git
+    /// hands back is ours anyway), or a host keygate does not handle.
+    Nothing,
+    /// A token from the environment (CI), needing no store.
+    Answer(Credential),
+    Provider(Provider),
+}
+
+fn route(
+    operation: Operation,
+    request: &Credential,
+    config: &GitConfig,
+) -> Result<Route, HelperError> {
+    if operation == Operation::Store {
+        return Ok(Route::Nothing);
+    }
+    let Some(url) = request.target_url() else {
+        return Ok(Route::Nothing);
+    };
+    let Some(provider) = Provider::resolve(config, &url)? else {
+        return Ok(Route::Nothing);
+    };
+    if operation == Operation::Get
+        && let Some(record) = session::token_from_env(&provider)
+    {
+        return Ok(Route::Answer(answer(request, &provider, &record)));
+    }
+    Ok(Route::Provider(provider))
 }
 
 fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {

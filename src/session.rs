@@ -111,10 +111,8 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// The session for the account `username` selects at `provider`: the
-    /// user name from the URL or git's request, unless it is just the name
-    /// the server wants with tokens (`x-token-auth`), which every account
-    /// of the host shares.
+    /// The session for the account `username` selects at `provider` (see
+    /// [`account_key`]).
     pub fn new(
         provider: &'a Provider,
         username: Option<&str>,
@@ -122,10 +120,8 @@ impl<'a> Session<'a> {
         ca_files: Vec<PathBuf>,
         interaction: impl FnOnce() -> Interaction<'a> + 'a,
     ) -> Self {
-        let account =
-            username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref());
         Self {
-            key: AccountKey::new(&provider.server, account),
+            key: account_key(provider, username),
             provider,
             store,
             ca_files,
@@ -133,6 +129,49 @@ impl<'a> Session<'a> {
             completed: OnceCell::new(),
         }
     }
+}
+
+/// The account `username` selects at `provider`: the user name from the
+/// URL or git's request, unless it is just the name the server wants with
+/// tokens (`x-token-auth`), which every account of the host shares.
+pub fn account_key(provider: &Provider, username: Option<&str>) -> AccountKey {
+    let account = username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref());
+    AccountKey::new(&provider.server, account)
+}
+
+/// The stored `record` as `get` may hand it to git without a lock or the
+/// network: issued for this configuration and fresh. Says so when the
+/// login behind it ends soon. `keygate get` and `git-credential-keygate`'s
+/// quick path both decide here.
+pub fn servable(provider: &Provider, key: &AccountKey, record: TokenRecord) -> Option<TokenRecord> {
+    let fresh = issued_for(provider, &record)
+        && record
+            .fresh_token(unix_now(), provider.refresh_margin)
+            .is_some();
+    if !fresh {
+        return None;
+    }
+    warn_if_login_ends_soon(key, &record);
+    Some(record)
+}
+
+/// Who issues `provider`'s tokens, from the configuration alone: checking
+/// a cached token must not need the issuer's metadata or a registered
+/// client.
+fn issuer_of(provider: &Provider) -> Issuer {
+    Issuer {
+        token_url: (provider.token_url.as_ref().map(|u| u.to_string()))
+            .or_else(|| provider.issuer.clone()),
+        client_id: provider.client_id.clone(),
+    }
+}
+
+/// Records written before records named their issuer are accepted.
+fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
+    record
+        .issuer
+        .as_ref()
+        .is_none_or(|issuer| *issuer == issuer_of(provider))
 }
 
 /// A token a CI system minted and put in the environment variable named
@@ -208,9 +247,8 @@ impl Session<'_> {
         let margin = self.provider.refresh_margin;
         // The common case takes no lock and touches no network code.
         if let Some(record) = self.load()?
-            && record.fresh_token(unix_now(), margin).is_some()
+            && let Some(record) = servable(self.provider, &self.key, record)
         {
-            self.warn_if_login_ends_soon(&record);
             return Ok(record);
         }
         let _lock = self.lock()?;
@@ -223,7 +261,7 @@ impl Session<'_> {
             return Ok(record.clone());
         }
         let record = self.obtain(current)?;
-        self.warn_if_login_ends_soon(&record);
+        warn_if_login_ends_soon(&self.key, &record);
         Ok(record)
     }
 
@@ -357,22 +395,12 @@ impl Session<'_> {
         }))
     }
 
-    /// Who issues this account's tokens, from the configuration alone:
-    /// checking a cached token must not need the issuer's metadata or a
-    /// registered client.
     fn issuer(&self) -> Issuer {
-        Issuer {
-            token_url: (self.provider.token_url.as_ref().map(|u| u.to_string()))
-                .or_else(|| self.provider.issuer.clone()),
-            client_id: self.provider.client_id.clone(),
-        }
+        issuer_of(self.provider)
     }
 
     fn issued_here(&self, record: &TokenRecord) -> bool {
-        record
-            .issuer
-            .as_ref()
-            .is_none_or(|issuer| *issuer == self.issuer())
+        issued_for(self.provider, record)
     }
 
     /// Whether a failed refresh means starting over with a first grant.
@@ -489,46 +517,6 @@ impl Session<'_> {
         Ok(true)
     }
 
-    /// In the last week of the refresh token's life, says once a day when
-    /// a new login will be needed. Costs one comparison otherwise: the
-    /// day's note is read only inside that week.
-    fn warn_if_login_ends_soon(&self, record: &TokenRecord) {
-        let Some(ends) = record.refresh_token_expires_at else {
-            return;
-        };
-        let now = unix_now();
-        if ends > now.saturating_add(NOTICE_WINDOW_SECS)
-            || ends <= now
-            || record.refresh_token_rejected.is_some()
-        {
-            return;
-        }
-        let Ok(dir) = store::data_dir().map(|d| d.join("notices")) else {
-            return;
-        };
-        let path = dir.join(format!("{}.last", self.lock_name()));
-        let last = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        if last.is_some_and(|last| now < last.saturating_add(NOTICE_EVERY_SECS)) {
-            return;
-        }
-        // Noted first: a notice that cannot be remembered is not repeated
-        // on every git command either.
-        if store::create_private_dir(&dir)
-            .and_then(|()| store::write_private_atomically(&path, now.to_string().as_bytes()))
-            .is_err()
-        {
-            return;
-        }
-        eprintln!(
-            "keygate: the login for {} ends {} (its refresh token expires then); run `keygate login {}` before that to keep git working without a prompt",
-            self.key.label(),
-            describe_instant(ends, now),
-            self.login_url()
-        );
-    }
-
     fn http(&self) -> Result<HttpClient, HttpError> {
         HttpClient::new(&self.ca_files, self.provider.http_timeout)
     }
@@ -594,7 +582,7 @@ impl Session<'_> {
     /// another process can take.
     fn lock(&self) -> Result<File, SessionError> {
         let dir = store::data_dir()?.join("locks");
-        let path = dir.join(format!("{}.lock", self.lock_name()));
+        let path = dir.join(format!("{}.lock", lock_name(&self.key)));
         let lock_error = |source| SessionError::Lock {
             path: path.clone(),
             source,
@@ -626,12 +614,50 @@ impl Session<'_> {
     }
 }
 
-impl Session<'_> {
-    /// A file name for the account that reveals nothing of it.
-    fn lock_name(&self) -> String {
-        let digest = Sha256::digest(self.key.label().as_bytes());
-        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+/// In the last week of the refresh token's life, says once a day when
+/// a new login will be needed. Costs one comparison otherwise: the
+/// day's note is read only inside that week.
+fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord) {
+    let Some(ends) = record.refresh_token_expires_at else {
+        return;
+    };
+    let now = unix_now();
+    if ends > now.saturating_add(NOTICE_WINDOW_SECS)
+        || ends <= now
+        || record.refresh_token_rejected.is_some()
+    {
+        return;
     }
+    let Ok(dir) = store::data_dir().map(|d| d.join("notices")) else {
+        return;
+    };
+    let path = dir.join(format!("{}.last", lock_name(key)));
+    let last = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if last.is_some_and(|last| now < last.saturating_add(NOTICE_EVERY_SECS)) {
+        return;
+    }
+    // Noted first: a notice that cannot be remembered is not repeated
+    // on every git command either.
+    if store::create_private_dir(&dir)
+        .and_then(|()| store::write_private_atomically(&path, now.to_string().as_bytes()))
+        .is_err()
+    {
+        return;
+    }
+    eprintln!(
+        "keygate: the login for {} ends {} (its refresh token expires then); run `keygate login {}` before that to keep git working without a prompt",
+        key.label(),
+        describe_instant(ends, now),
+        key.login_url()
+    );
+}
+
+/// A file name for `key`'s lock and notes that reveals nothing of the account.
+fn lock_name(key: &AccountKey) -> String {
+    let digest = Sha256::digest(key.label().as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// "in 3 days (2026-12-05 14:00 UTC)".

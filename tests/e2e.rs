@@ -527,13 +527,27 @@ fn install_script_is_idempotent_and_registers_the_helper() {
             .output()
             .unwrap()
     };
+    // An earlier install registered keygate itself; the quick path
+    // takes that entry's place.
+    let old_entry = prefix.join("bin/keygate");
+    ok(&world.git(&[
+        "config",
+        "--global",
+        "credential.helper",
+        old_entry.to_str().unwrap(),
+    ]));
     let first = install(&world);
     ok(&first);
     let said = text(&first.stdout);
     assert!(
-        said.contains("installed:") && said.contains("linked:") && said.contains("registered:"),
+        said.contains("installed:") && said.contains("registered:"),
         "{said}"
     );
+    // git-credential-keygate is its own small program, and git runs it.
+    let front = prefix.join("bin/git-credential-keygate");
+    assert!(!front.symlink_metadata().unwrap().is_symlink());
+    let helpers = world.git(&["config", "--global", "--get-all", "credential.helper"]);
+    assert_eq!(text(&helpers.stdout).trim(), front.to_str().unwrap());
     let second = install(&world);
     ok(&second);
     let said = text(&second.stdout);
@@ -568,12 +582,14 @@ fn install_script_is_idempotent_and_registers_the_helper() {
 
     let helpers = world.git(&["config", "--global", "--get-all", "credential.helper"]);
     assert_eq!(text(&helpers.stdout).lines().count(), 1);
+    // Anything but a quick get or store is keygate's, run in its place.
     let version = world
         .command(prefix.join("bin/git-credential-keygate"))
         .arg("--version")
         .output()
         .unwrap();
     ok(&version);
+    assert_eq!(version.stdout, world.keygate(&["--version"]).stdout);
 }
 
 /// keygate reads git's config itself; these are the sources git has

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use common::{Options, World, credential_field, ok, text};
+use common::{Options, QuickPathAlone, World, credential_field, ok, text};
 
 const SEQUENTIAL: usize = 1000;
 const PARALLEL: usize = 1000;
@@ -185,6 +185,33 @@ fn keychain_refresh_token(world: &World) -> String {
     ok(&output);
     let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     record["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_quick_path_answers_from_the_kernel_cache_and_leaves_the_keychain_to_keygate() {
+    let mut world = keyring_world(true);
+    let quick = QuickPathAlone::new(&world);
+    let request = format!(
+        "protocol=https\nhost={}\n\n",
+        world.git_url.trim_start_matches("https://")
+    );
+
+    // The login cached the token, and so does every fill: the quick path
+    // answers alone, as keygate would.
+    let (_, token) = fill(&world);
+    let mut command = world.command(common::KEYGATE);
+    command.arg("get");
+    let by_keygate = common::run_with_input(command, request.as_bytes());
+    let answered = quick.run(&world, &["get"], &request);
+    ok(&answered);
+    assert!(text(&answered.stdout).contains(&token));
+    assert_eq!(answered.stdout, by_keygate.stdout);
+    assert!(quick.keygate_calls().is_empty());
+
+    // With the cache off, the keychain's answer is keygate's to give.
+    world.set_env("KEYGATE_KERNEL_CACHE", "off");
+    ok(&quick.run(&world, &["get"], &request));
+    assert_eq!(quick.keygate_calls(), vec![format!("get\n{request}")]);
 }
 
 #[test]

@@ -78,6 +78,21 @@ pub(crate) struct KernelCache {
 }
 
 impl KernelCache {
+    /// The cache in front of this session's Secret Service, on Linux.
+    pub(crate) fn of_session_keychain() -> Option<Self> {
+        cfg!(target_os = "linux").then(|| {
+            // Named after the keychain it fronts: a private bus (another
+            // session, a test) has its own Secret Service.
+            let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
+            Self::new(&bus)
+        })
+    }
+
+    /// The same, when reads are on: where `get`'s quick path may look.
+    pub(crate) fn for_session_keychain() -> Option<Self> {
+        Self::of_session_keychain().filter(|_| enabled())
+    }
+
     pub(crate) fn new(scope: &str) -> Self {
         Self {
             scope: scope.to_owned(),

@@ -288,19 +288,56 @@ fn open_remembered(
     dir: &Path,
     remembered: &Path,
 ) -> Result<Option<Box<dyn TokenStore>>, StoreError> {
-    // A word; never block on a FIFO or read a planted giant.
-    let Ok(choice) = read_own(remembered, 64) else {
-        return Ok(None);
-    };
-    match String::from_utf8_lossy(&choice).trim() {
-        "file" => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
-        "keychain" => match KeychainStore::open_lazily_within(KEYCHAIN_PATIENCE) {
+    match remembered_choice(remembered).as_deref() {
+        Some("file") => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
+        Some("keychain") => match KeychainStore::open_lazily_within(KEYCHAIN_PATIENCE) {
             Ok(keychain) => Ok(Some(Box::new(keychain))),
             Err(StoreError::NoKeychain(reason)) => Ok(Some(file_instead(dir.to_owned(), &reason))),
             // It exists but does not answer: say so rather than switch.
             Err(error) => Err(error),
         },
         _ => Ok(None),
+    }
+}
+
+/// `file` or `keychain`, as `auto` chose, or nothing yet.
+fn remembered_choice(remembered: &Path) -> Option<String> {
+    // A word; never block on a FIFO or read a planted giant.
+    let choice = read_own(remembered, 64).ok()?;
+    Some(String::from_utf8_lossy(&choice).trim().to_owned())
+}
+
+/// Where `get`'s quick path (`git-credential-keygate`) looks for a fresh
+/// token: the file store, or the kernel cache in front of the keychain;
+/// never the keychain itself, a lock or the network.
+pub(crate) enum QuickSource {
+    File(FileStore),
+    KernelCache(kernel_cache::KernelCache),
+}
+
+impl QuickSource {
+    /// `None` where only the whole store can answer: `auto` has not chosen
+    /// yet, or a keychain has no kernel cache in front (macOS, Windows,
+    /// `KEYGATE_KERNEL_CACHE=off`).
+    pub(crate) fn for_choice(choice: StoreChoice) -> Result<Option<Self>, StoreError> {
+        let dir = data_dir()?;
+        let keychain = || kernel_cache::KernelCache::for_session_keychain().map(Self::KernelCache);
+        Ok(match choice {
+            StoreChoice::File => Some(Self::File(FileStore::new(dir))),
+            StoreChoice::Keychain => keychain(),
+            StoreChoice::Auto => match remembered_choice(&dir.join("store")).as_deref() {
+                Some("file") => Some(Self::File(FileStore::new(dir))),
+                Some("keychain") => keychain(),
+                _ => None,
+            },
+        })
+    }
+
+    pub(crate) fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
+        match self {
+            Self::File(file) => file.load(key),
+            Self::KernelCache(cache) => Ok(cache.get(key, unix_now())),
+        }
     }
 }
 

@@ -22,6 +22,15 @@ pub const KEYGATE: &str = match option_env!("KEYGATE_BIN") {
     None => env!("CARGO_BIN_EXE_keygate"),
 };
 
+/// The program git runs for `credential.helper=keygate`: its quick path,
+/// which hands what it cannot answer to the `keygate` beside it (`.ci/run`
+/// sets `KEYGATE_HELPER_BIN` to the one `install.sh` installed beside
+/// `KEYGATE_BIN`).
+pub const HELPER: &str = match option_env!("KEYGATE_HELPER_BIN") {
+    Some(bin) => bin,
+    None => env!("CARGO_BIN_EXE_git-credential-keygate"),
+};
+
 pub fn support(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/support")
@@ -87,8 +96,8 @@ pub struct World {
     servers: Vec<Guard>,
 }
 
-/// A temp dir with a HOME, the test CA and a bin dir where the keygate
-/// binary also answers as `git-credential-keygate`.
+/// A temp dir with a HOME, the test CA and a bin dir with `keygate` and
+/// `git-credential-keygate`.
 fn layout() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("home");
@@ -98,7 +107,7 @@ fn layout() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         std::fs::create_dir_all(d).unwrap();
     }
     // The name git runs for `credential.helper=keygate`.
-    std::os::unix::fs::symlink(KEYGATE, bin.join("git-credential-keygate")).unwrap();
+    std::os::unix::fs::symlink(HELPER, bin.join("git-credential-keygate")).unwrap();
     std::os::unix::fs::symlink(KEYGATE, bin.join("keygate")).unwrap();
     let status = Command::new(support("mkcerts.sh"))
         .arg(&certs)
@@ -107,6 +116,57 @@ fn layout() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         .expect("mkcerts.sh");
     assert!(status.success(), "mkcerts.sh failed");
     (dir, home, certs, bin)
+}
+
+/// A copy of `git-credential-keygate` beside a stand-in `keygate` that
+/// records each call (arguments, then stdin) and answers
+/// `password=from-keygate`, exiting with `$FAKE_KEYGATE_EXIT`: what the
+/// quick path answers alone, and what it hands on and how.
+pub struct QuickPathAlone {
+    pub dir: PathBuf,
+}
+
+impl QuickPathAlone {
+    pub fn new(world: &World) -> Self {
+        let dir = world.dir.path().join("quick-path-alone");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A copy: the program looks for keygate beside its real path.
+        std::fs::copy(HELPER, dir.join("git-credential-keygate")).unwrap();
+        let fake = dir.join("keygate");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n\
+             dir=$(dirname \"$0\")\n\
+             n=$(ls \"$dir\" | grep -c '^call\\.')\n\
+             { printf '%s\\n' \"$*\"; cat; } > \"$dir/call.$n\"\n\
+             echo password=from-keygate\n\
+             exit \"${FAKE_KEYGATE_EXIT:-0}\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir }
+    }
+
+    pub fn command(&self, world: &World, args: &[&str]) -> Command {
+        let mut command = world.command(self.dir.join("git-credential-keygate"));
+        command.args(args);
+        command
+    }
+
+    pub fn run(&self, world: &World, args: &[&str], input: &str) -> Output {
+        run_with_input(self.command(world, args), input.as_bytes())
+    }
+
+    /// Each call of the stand-in keygate: its arguments, a newline, its stdin.
+    pub fn keygate_calls(&self) -> Vec<String> {
+        let mut calls = Vec::new();
+        while let Ok(call) = std::fs::read_to_string(self.dir.join(format!("call.{}", calls.len())))
+        {
+            calls.push(call);
+        }
+        calls
+    }
 }
 
 /// Runs `command` with `input` on its stdin and collects its output.

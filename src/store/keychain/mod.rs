@@ -144,12 +144,7 @@ impl KeychainStore {
     }
 
     fn lazily(connect: Connect) -> Self {
-        // Named after the keychain it fronts: a private bus (another
-        // session, a test) has its own Secret Service.
-        let cache = cfg!(target_os = "linux").then(|| {
-            let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
-            KernelCache::new(&bus)
-        });
+        let cache = KernelCache::of_session_keychain();
         Self {
             connected: RefCell::new(None),
             connect,

@@ -1,0 +1,146 @@
+//! `git-credential-keygate`: the program git runs before every HTTPS
+//! operation (`credential.helper=keygate`, or its absolute path).
+//!
+//! It links only the cached-token path, so it starts like a small
+//! program: starting keygate itself, with its TLS, HTTP, D-Bus and async
+//! code, costs more than answering does (relocating the static binary
+//! alone is half of a cached `get`'s instructions). What it cannot answer
+//! from the file store or the kernel cache, it hands to the `keygate`
+//! beside it, with the same arguments, environment and terminal.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+
+use keygate::helper::{self, Operation, Quick};
+
+fn main() -> ExitCode {
+    let Some(operation) = quick_operation() else {
+        return keygate(None);
+    };
+    let mut request = Vec::new();
+    if read_request(&mut request).is_err() {
+        return keygate(Some(&request));
+    }
+    match helper::serve_quickly(operation, &request, io::stdout().lock()) {
+        Ok(Quick::Served) => ExitCode::SUCCESS,
+        Ok(Quick::NeedsKeygate) => keygate(Some(&request)),
+        Err(error) => {
+            eprintln!(
+                "keygate: {}",
+                keygate::text::escape_line(&error.to_string())
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `get` or `store`, when nothing in the environment asks for what only
+/// keygate does: logging, and a client secret, which keygate takes out of
+/// the environment before it starts any `git config`.
+fn quick_operation() -> Option<Operation> {
+    let mut args = std::env::args_os().skip(1);
+    let operation = match args.next()?.to_str()? {
+        "get" => Operation::Get,
+        "store" => Operation::Store,
+        _ => return None,
+    };
+    if args.next().is_some() {
+        return None;
+    }
+    let set = |name| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    if set("KEYGATE_LOG") || set("KEYGATE_CLIENT_SECRET") {
+        return None;
+    }
+    Some(operation)
+}
+
+/// git's request: its lines up to the blank line that ends it, or to the
+/// end of the input.
+fn read_request(into: &mut Vec<u8>) -> io::Result<()> {
+    let mut stdin = io::stdin().lock();
+    loop {
+        let start = into.len();
+        if stdin.read_until(b'\n', into)? == 0 || into[start..] == *b"\n" {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs the `keygate` beside this program as if git had run it: same
+/// arguments, environment, stdout, stderr and terminal. `request`, what
+/// was already read of stdin, is its stdin; without one it takes ours.
+fn keygate(request: Option<&[u8]>) -> ExitCode {
+    let program = match keygate_beside_us() {
+        Ok(program) => program,
+        Err(error) => {
+            eprintln!(
+                "keygate: cannot find where git-credential-keygate is installed ({error}); reinstall keygate"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut command = Command::new(&program);
+    command.args(std::env::args_os().skip(1));
+    let Some(request) = request else {
+        return run_in_our_place(command, &program);
+    };
+    command.stdin(Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return cannot_run(&program, &error),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // keygate stops reading at a malformed line and says why; the
+        // rest of the request has nowhere to go then.
+        let _ = stdin.write_all(request);
+    }
+    match child.wait() {
+        Ok(status) => exit_code(status),
+        Err(error) => cannot_run(&program, &error),
+    }
+}
+
+fn keygate_beside_us() -> io::Result<PathBuf> {
+    let name: OsString = format!("keygate{}", std::env::consts::EXE_SUFFIX).into();
+    Ok(std::env::current_exe()?.with_file_name(name))
+}
+
+/// No middle process on Unix: keygate replaces this one.
+#[cfg(unix)]
+fn run_in_our_place(mut command: Command, program: &std::path::Path) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let error = command.exec();
+    cannot_run(program, &error)
+}
+
+#[cfg(not(unix))]
+fn run_in_our_place(mut command: Command, program: &std::path::Path) -> ExitCode {
+    match command.status() {
+        Ok(status) => exit_code(status),
+        Err(error) => cannot_run(program, &error),
+    }
+}
+
+fn cannot_run(program: &std::path::Path, error: &io::Error) -> ExitCode {
+    eprintln!(
+        "keygate: cannot run {} ({error}); git-credential-keygate needs keygate installed beside it: reinstall keygate",
+        keygate::text::escape_line(&program.display().to_string())
+    );
+    ExitCode::FAILURE
+}
+
+/// keygate's own exit status; a signal that ended it as the shell reports
+/// one (128 + its number).
+fn exit_code(status: ExitStatus) -> ExitCode {
+    #[cfg(unix)]
+    let by_signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    #[cfg(not(unix))]
+    let by_signal: Option<i32> = None;
+    match (status.code(), by_signal) {
+        (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (None, Some(signal)) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)),
+        (None, None) => ExitCode::FAILURE,
+    }
+}
