@@ -148,8 +148,8 @@ enum Route {
     /// hands back is ours anyway), or a host keygate does not handle.
     Nothing,
     /// A token from the environment (CI), needing no store.
-    Answer(Credential),
-    Provider(Provider),
+    Answer(Box<Credential>),
+    Provider(Box<Provider>),
 }
 
 fn route(
@@ -169,9 +169,9 @@ fn route(
     if operation == Operation::Get
         && let Some(record) = session::token_from_env(&provider)
     {
-        return Ok(Route::Answer(answer(request, &provider, &record)));
+        return Ok(Route::Answer(Box::new(answer(request, &provider, &record))));
     }
-    Ok(Route::Provider(provider))
+    Ok(Route::Provider(Box::new(provider)))
 }
 
 fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
