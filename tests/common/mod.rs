@@ -130,21 +130,23 @@ impl QuickPathAlone {
     pub fn new(world: &World) -> Self {
         let dir = world.dir.path().join("quick-path-alone");
         std::fs::create_dir_all(&dir).unwrap();
+        // Written by child processes: a write handle of ours, inherited by
+        // a child another test thread forks meanwhile, would make running
+        // these files fail with "text file busy".
+        let program = dir.join("git-credential-keygate");
         // A copy: the program looks for keygate beside its real path.
-        std::fs::copy(HELPER, dir.join("git-credential-keygate")).unwrap();
-        let fake = dir.join("keygate");
-        std::fs::write(
-            &fake,
-            "#!/bin/sh\n\
-             dir=$(dirname \"$0\")\n\
-             n=$(ls \"$dir\" | grep -c '^call\\.')\n\
-             { printf '%s\\n' \"$*\"; cat; } > \"$dir/call.$n\"\n\
-             echo password=from-keygate\n\
-             exit \"${FAKE_KEYGATE_EXIT:-0}\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copied = Command::new("cp").arg(HELPER).arg(&program).status();
+        assert!(copied.unwrap().success(), "cp {HELPER}");
+        let mut write_fake = Command::new("sh");
+        write_fake.args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"]);
+        write_fake.arg(dir.join("keygate"));
+        let fake = "#!/bin/sh\n\
+                    dir=$(dirname \"$0\")\n\
+                    n=$(ls \"$dir\" | grep -c '^call\\.')\n\
+                    { printf '%s\\n' \"$*\"; cat; } > \"$dir/call.$n\"\n\
+                    echo password=from-keygate\n\
+                    exit \"${FAKE_KEYGATE_EXIT:-0}\"\n";
+        ok(&run_with_input(write_fake, fake.as_bytes()));
         Self { dir }
     }
 
