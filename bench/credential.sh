@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Benchmarks `git credential fill` answered from a cached, fresh keygate
-# token against git's own `git credential-store`, on this machine, in one
-# hyperfine run (so the ratios come from one run). See bench/README.md.
+# token against git's own `git credential-store`, on this machine. The rows
+# are timed interleaved (bench/interleave.c: every round runs each row once,
+# in random order), so the machine's drift hits every row alike. See
+# bench/README.md.
 #
 # Environment knobs:
 #   KEYGATE_BIN       use this keygate binary instead of building one
 #   CARGO_TARGET_DIR  where to build (default: $HOME/.cache/keygate-target)
-#   RUNS, WARMUP      hyperfine runs / warmup runs per row (default 300 / 20)
-#   COMPONENTS=0      skip the second hyperfine run (per-process breakdown)
+#   RUNS, WARMUP      timed rounds / warmup rounds (default 500 / 20)
+#   SEED              the runner's shuffle seed (default: printed, from the clock)
+#   COMPONENTS=0      skip the second run (per-process breakdown)
 #   KEEP_TMP=1        keep the throwaway HOME (daemons are stopped anyway)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS="$ROOT/bench/results"
-RUNS=${RUNS:-300}
+RUNS=${RUNS:-500}
 WARMUP=${WARMUP:-20}
 COMPONENTS=${COMPONENTS:-1}
 
@@ -21,21 +24,11 @@ COMPONENTS=${COMPONENTS:-1}
 . "$ROOT/bench/common.sh"
 
 # ---------------------------------------------------------------- tools
-if ! command -v hyperfine >/dev/null; then
-  if is_root; then
-    say "installing hyperfine"
-    apt-get install -y hyperfine || { apt-get update -qq && apt-get install -y hyperfine; } ||
-      die "could not install hyperfine with apt-get"
-  else
-    die "hyperfine is not installed and this is not root; install it (Debian: sudo apt-get install -y hyperfine) and rerun"
-  fi
-fi
-HYPERFINE=$(command -v hyperfine)
 command -v python3 >/dev/null || die "python3 is needed to compute the ratios"
 PYTHON=$(command -v python3)
 GIT=$(command -v git) || die "git is not on PATH"
 if ! command -v cc >/dev/null; then
-  apt_install gcc libc6-dev || die "a C compiler (cc) is needed to build the tiny stdin wrapper; install gcc"
+  apt_install gcc libc6-dev || die "a C compiler (cc) is needed to build the runner (bench/interleave.c); install gcc"
 fi
 
 # ---------------------------------------------------------------- keygate
@@ -95,34 +88,17 @@ BASE_ENV=(
 # Runs a command with nothing from this machine's environment but BASE_ENV.
 clean() { env -i "${BASE_ENV[@]}" "$@"; }
 
-# hyperfine 1.15 (Debian 12) has no --input, so with -N the request reaches
-# git's stdin through this wrapper: open FILE on fd 0, set NAME=VALUE pairs,
-# execv PROGRAM. One static exec, the same in every row.
-cat >"$T/tools/stdin-exec.c" <<'EOF'
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  if (argc < 3) {
-    fputs("usage: stdin-exec FILE [NAME=VALUE...] /abs/PROGRAM [ARGS...]\n", stderr);
-    return 127;
-  }
-  int fd = open(argv[1], O_RDONLY);
-  if (fd < 0 || dup2(fd, 0) < 0) { perror(argv[1]); return 127; }
-  if (fd != 0) close(fd);
-  int i = 2;
-  for (; i < argc && argv[i][0] != '/' && strchr(argv[i], '='); i++) putenv(argv[i]);
-  if (i == argc) { fputs("stdin-exec: no program\n", stderr); return 127; }
-  execv(argv[i], argv + i);
-  perror(argv[i]);
-  return 127;
-}
-EOF
-cc -O2 -static -o "$T/tools/stdin-exec" "$T/tools/stdin-exec.c" 2>/dev/null ||
-  cc -O2 -o "$T/tools/stdin-exec" "$T/tools/stdin-exec.c"
-W="$T/tools/stdin-exec"
+# The runner: times the rows interleaved, round after round (see
+# bench/interleave.c). Static when the C library allows it, so its own
+# start-up is not in question; it is not in the timings anyway.
+cc -O2 -static -o "$T/tools/interleave" "$ROOT/bench/interleave.c" 2>/dev/null ||
+  cc -O2 -o "$T/tools/interleave" "$ROOT/bench/interleave.c" ||
+  die "could not compile bench/interleave.c"
+RUNNER="$T/tools/interleave"
+
+# Every command below runs from the throwaway HOME, outside any git
+# repository, wherever the script was started from.
+cd "$T/home"
 
 # ---------------------------------------------------------------- fixtures
 SERVER=https://git.example.com
@@ -154,13 +130,14 @@ printf 'protocol=https\nhost=git.example.com\n\n' >"$T/helper-req-main"
 printf 'protocol=https\nhost=unrelated.example.org\n\n' >"$T/helper-req-other"
 
 # ---------------------------------------------------------------- checks
-# Runs one row's command once, outside hyperfine, and checks its answer.
-expect_token() {
-  local name=$1 out rc=0
-  shift
-  out=$(clean timeout 20 "$@" 2>"$T/check.err") || rc=$?
+# Runs one row's command once, untimed, and checks its answer.
+expect_token() { # expect_token NAME REQUEST [NAME=VALUE...] PROGRAM [ARGS...]
+  local name=$1 req=$2 out rc=0
+  shift 2
+  out=$(clean "$@" <"$req" 2>"$T/check.err") || rc=$?
   if [ "$rc" != 0 ] || ! grep -qxF "password=$TOKEN" <<<"$out"; then
     printf 'check failed for %s (exit %s); stdout without secrets:\n' "$name" "$rc" >&2
+    # shellcheck disable=SC2001 # per line, anchored: not a ${out//...} job
     sed 's/^\(password\|credential\)=.*/\1=<redacted>/' <<<"$out" >&2
     echo "stderr:" >&2
     cat "$T/check.err" >&2
@@ -174,29 +151,38 @@ say "git on PATH: $GIT ($GITV); keygate: $KEYGATE_BIN ($("$KEYGATE_BIN" --versio
 say "throwaway HOME: $T/home"
 
 HELPER_STORE="credential.helper=store --file $T/creds"
-git_fill() { # git_fill REQUEST [NAME=VALUE...] -- HELPER
-  local req=$1
-  shift
-  local envs=()
-  while [ "$1" != -- ]; do envs+=("$1"); shift; done
-  shift
-  printf '%s\n' "$W" "$req" "${envs[@]}" "$GIT" -c credential.helper= -c "$1" credential fill
-}
-# hyperfine -N splits on whitespace with shell-style quoting: quote each word.
-as_command() { local w s=; while IFS= read -r w; do s+="'$w' "; done; printf '%s' "${s% }"; }
 
-declare -a NAMES=() COMMANDS=()
+# spec_row SPEC NAME STDIN [NAME=VALUE...] -- /abs/PROGRAM [ARGS...]
+# Appends one row to a runner spec: a line per field and per argv element,
+# so arguments keep their spaces (see bench/interleave.c).
+spec_row() {
+  local spec=$1 name=$2 input=$3 w
+  shift 3
+  for w in "$name" "$input" "$@"; do
+    case $w in *$'\n'*) die "a newline in benchmark row '$name'" ;; esac
+  done
+  {
+    printf 'row %s\nstdin %s\n' "$name" "$input"
+    while [ "$1" != -- ]; do printf 'env %s\n' "$1"; shift; done
+    shift
+    printf 'arg %s\n' "$@"
+  } >>"$spec"
+}
+
+SPEC="$T/credential.spec"
+: >"$SPEC"
+fill_argv=("$GIT" -c credential.helper= -c) # ... HELPER credential fill
 add_row() { # add_row NAME REQUEST [NAME=VALUE...] -- HELPER
-  local name=$1
-  shift
-  NAMES+=("$name")
-  COMMANDS+=("$(git_fill "$@" | as_command)")
+  local name=$1 req=$2 envs=()
+  shift 2
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  spec_row "$SPEC" "$name" "$req" "${envs[@]}" -- "${fill_argv[@]}" "$2" credential fill
 }
 check_row() { # check_row NAME REQUEST [NAME=VALUE...] -- HELPER
-  local name=$1
-  shift
-  mapfile -t ARGV < <(git_fill "$@")
-  expect_token "$name" "${ARGV[@]}"
+  local name=$1 req=$2 envs=()
+  shift 2
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  expect_token "$name" "$req" "${envs[@]}" timeout 20 "${fill_argv[@]}" "$2" credential fill
 }
 
 say "checking each row once before timing"
@@ -229,7 +215,7 @@ add_row "credential-store, unhandled host (ref)" "$T/req-other" -- "$HELPER_STOR
 KEYCHAIN_SKIP=
 LIBSECRET_SKIP=
 start_keyring() {
-  local i
+  local tool
   for tool in dbus-daemon gnome-keyring-daemon dbus-send; do
     command -v "$tool" >/dev/null || apt_install dbus dbus-daemon gnome-keyring ||
       { KEYCHAIN_SKIP="$tool is not installed (Debian: dbus-daemon / gnome-keyring) and this is not root"; return 1; }
@@ -239,7 +225,7 @@ start_keyring() {
 
   env -i "${BASE_ENV[@]}" dbus-daemon --session --nofork --print-address=1 >"$T/dbus.addr" 2>"$T/dbus.err" &
   DBUS_PID=$!
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     [ -s "$T/dbus.addr" ] && break
     kill -0 "$DBUS_PID" 2>/dev/null || break
     sleep 0.05
@@ -251,7 +237,7 @@ start_keyring() {
     env -i "${BASE_ENV[@]}" DBUS_SESSION_BUS_ADDRESS="$DBUS_ADDR" \
       gnome-keyring-daemon --foreground --unlock --components=secrets >"$T/gkr.out" 2>"$T/gkr.err" &
   GKR_PID=$!
-  for i in $(seq 200); do
+  for _ in $(seq 200); do
     if clean DBUS_SESSION_BUS_ADDRESS="$DBUS_ADDR" dbus-send --session --print-reply \
       --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner \
       string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'; then
@@ -319,60 +305,57 @@ fi
 
 # ---------------------------------------------------------------- timing
 mkdir -p "$RESULTS"
-HF_ARGS=(-N -i --style basic --warmup "$WARMUP" --runs "$RUNS" --time-unit millisecond)
-# Times every row of the named arrays in one hyperfine invocation and
-# exports RESULTS/NAME.md and .json.
-hyperfine_rows() { # hyperfine_rows NAMES_ARRAY COMMANDS_ARRAY NAME
-  local -n row_names=$1 row_commands=$2
-  local i rows=()
-  for i in "${!row_names[@]}"; do rows+=(-n "${row_names[$i]}" "${row_commands[$i]}"); done
-  env -i "${BASE_ENV[@]}" "$HYPERFINE" "${HF_ARGS[@]}" \
-    --export-markdown "$RESULTS/$3.md" --export-json "$RESULTS/$3.json" \
-    "${rows[@]}"
+# run_rows SPEC OUT: times SPEC's rows with the runner, under env -i;
+# samples (ROW, ROUND, ns) go to OUT, the runner's messages to OUT.log.
+run_rows() {
+  local rc=0 seed=()
+  [ -z "${SEED:-}" ] || seed=(SEED="$SEED")
+  env -i "${BASE_ENV[@]}" "${seed[@]}" "$RUNNER" "$1" "$WARMUP" "$RUNS" >"$2" 2>"$2.log" || rc=$?
+  cat "$2.log" >&2
+  [ "$rc" = 0 ] || die "the runner failed (exit $rc) on $1"
 }
 
-say "hyperfine: ${#NAMES[@]} rows x ($WARMUP warmup + $RUNS runs), one invocation"
-hyperfine_rows NAMES COMMANDS credential
+say "timing: $(grep -c '^row ' "$SPEC") rows, $WARMUP warmup + $RUNS rounds, interleaved"
+run_rows "$SPEC" "$T/credential.tsv"
 
+CSPEC="$T/components.spec"
+: >"$CSPEC"
 if [ "$COMPONENTS" != 0 ]; then
   # Where keygate's time goes: each process of the chain on its own.
-  C_NAMES=(
-    "exec floor: stdin-exec /bin/true"
-    "git credential-store get (helper alone)"
-    "keygate get, file store (helper alone)"
-    "keygate get, unhandled host (helper alone)"
-    "git config -z --get-regexp (keygate's config read)"
-  )
-  C_COMMANDS=(
-    "'$W' /dev/null /bin/true"
-    "'$W' '$T/helper-req-main' '$GIT' credential-store --file '$T/creds' get"
-    "'$W' '$T/helper-req-main' KEYGATE_STORE=file '$KEYGATE_BIN' get"
-    "'$W' '$T/helper-req-other' KEYGATE_STORE=file '$KEYGATE_BIN' get"
-    "'$W' /dev/null '$GIT' config -z --get-regexp '^(keygate|credential|http)\\.'"
-  )
+  spec_row "$CSPEC" "exec floor: /bin/true" /dev/null -- /bin/true
+  spec_row "$CSPEC" "git credential-store get (helper alone)" "$T/helper-req-main" \
+    -- "$GIT" credential-store --file "$T/creds" get
+  spec_row "$CSPEC" "keygate get, file store (helper alone)" "$T/helper-req-main" KEYGATE_STORE=file \
+    -- "$KEYGATE_BIN" get
+  spec_row "$CSPEC" "keygate get, unhandled host (helper alone)" "$T/helper-req-other" KEYGATE_STORE=file \
+    -- "$KEYGATE_BIN" get
+  spec_row "$CSPEC" "git config -z --get-regexp (keygate's config read)" /dev/null \
+    -- "$GIT" config -z --get-regexp '^(keygate|credential|http)\.'
   if [ -z "$KEYCHAIN_SKIP" ]; then
-    C_NAMES+=("keygate get, Secret Service, no kernel cache (helper alone)")
-    C_COMMANDS+=("'$W' '$T/helper-req-main' KEYGATE_STORE=keychain KEYGATE_KERNEL_CACHE=off 'DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR' '$KEYGATE_BIN' get")
-    C_NAMES+=("keygate get, Secret Service + kernel cache (helper alone)")
-    C_COMMANDS+=("'$W' '$T/helper-req-main' KEYGATE_STORE=keychain 'DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR' '$KEYGATE_BIN' get")
+    spec_row "$CSPEC" "keygate get, Secret Service, no kernel cache (helper alone)" "$T/helper-req-main" \
+      KEYGATE_STORE=keychain KEYGATE_KERNEL_CACHE=off "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "$KEYGATE_BIN" get
+    spec_row "$CSPEC" "keygate get, Secret Service + kernel cache (helper alone)" "$T/helper-req-main" \
+      KEYGATE_STORE=keychain "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "$KEYGATE_BIN" get
   fi
-  say "hyperfine: per-process breakdown (${#C_NAMES[@]} rows)"
-  hyperfine_rows C_NAMES C_COMMANDS components
+  say "timing: per-process breakdown ($(grep -c '^row ' "$CSPEC") rows), interleaved"
+  run_rows "$CSPEC" "$T/components.tsv"
 fi
 
 # ---------------------------------------------------------------- ratios
-export RESULTS GITV KEYCHAIN_SKIP LIBSECRET_SKIP COMPONENTS RUNS WARMUP
+seed_of() { sed -n 's/^interleave: seed \([0-9]*\);.*/\1/p' "$1"; }
+CRED_SEED=$(seed_of "$T/credential.tsv.log")
+COMP_SEED=
+[ "$COMPONENTS" = 0 ] || COMP_SEED=$(seed_of "$T/components.tsv.log")
+export RESULTS GITV KEYCHAIN_SKIP LIBSECRET_SKIP COMPONENTS RUNS WARMUP T CRED_SEED COMP_SEED
 KEYGATE_REV=$KEYGATE_REV KEYGATE_VERSION=$("$KEYGATE_BIN" --version) HOSTINFO="$(uname -srm), $(nproc) CPUs" \
   "$PYTHON" - <<'EOF'
-import json, os, datetime
+import datetime, json, operator, os, random, statistics
 
-results = os.environ["RESULTS"]
-rows = json.load(open(os.path.join(results, "credential.json")))["results"]
-by_name = {r["command"]: r for r in rows}
-base = by_name["credential-store"]["mean"]
-base_median = by_name["credential-store"]["median"]
+env = os.environ
+results, tmp = env["RESULTS"], env["T"]
+RESAMPLES = 2000
+BASELINE = "credential-store"
 targets = {
-    "credential-store": None,
     # issue 14: at or below git's own helper.
     "keygate, absolute path": 1.0,
     "keygate, bare name": 1.3,
@@ -381,45 +364,129 @@ targets = {
     "keygate, Secret Service + kernel cache": 1.1,
 }
 
+
+def load(name):
+    """Row names (spec order) and each row's times in ns, indexed by round."""
+    names = [l[4:].rstrip("\n") for l in open(os.path.join(tmp, name + ".spec")) if l.startswith("row ")]
+    times = [[] for _ in names]
+    for line in open(os.path.join(tmp, name + ".tsv")):
+        row, rnd, ns = map(int, line.split("\t"))
+        assert rnd == len(times[row]), f"{name}: row {row} round {rnd} out of order"
+        times[row].append(ns)
+    assert all(len(t) == int(env["RUNS"]) for t in times), f"{name}: missing samples"
+    return names, times
+
+
+def stats(t):
+    ms = [x / 1e6 for x in t]
+    return {
+        "mean_ms": statistics.fmean(ms),
+        "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        "median_ms": statistics.median(ms),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+    }
+
+
+def ratio_cis(times, base, seed):
+    """95% paired bootstrap CI of mean(row) / mean(base), for every row:
+    rounds are resampled with replacement, each bringing both its times."""
+    n = len(base)
+    if n < 2:
+        return [None] * len(times)
+    rng = random.Random(seed)
+    rounds = range(n)
+    draws = [[] for _ in times]
+    for _ in range(RESAMPLES):
+        pick = operator.itemgetter(*rng.choices(rounds, k=n))
+        b = sum(pick(base))
+        for d, t in zip(draws, times):
+            d.append(sum(pick(t)) / b)
+    out = []
+    for d in draws:
+        d.sort()
+        out.append([d[round(0.025 * (RESAMPLES - 1))], d[round(0.975 * (RESAMPLES - 1))]])
+    return out
+
+
+def method(seed):
+    return (f"interleaved: {env['RUNS']} rounds (after {env['WARMUP']} warmup rounds), "
+            f"each row once per round in random order; seed {seed}")
+
+
+date = f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+machine = env["HOSTINFO"]
+keygate = f"{env['KEYGATE_VERSION']} ({env['KEYGATE_REV']})"
+
+names, times = load("credential")
+rows = [{"name": n, **stats(t)} for n, t in zip(names, times)]
+base = rows[names.index(BASELINE)]
+cis = ratio_cis(times, times[names.index(BASELINE)], int(env["CRED_SEED"]))
+for r, ci in zip(rows, cis):
+    r["ratio_means"] = r["mean_ms"] / base["mean_ms"]
+    r["ratio_means_ci95"] = ci
+    r["ratio_medians"] = r["median_ms"] / base["median_ms"]
+    r["target"] = targets.get(r["name"])
+    r["met"] = None if r["target"] is None else r["ratio_means"] <= r["target"]
+skipped = {}
+for label, why in (("keygate, Secret Service, no kernel cache", env.get("KEYCHAIN_SKIP")),
+                   ("keygate, Secret Service + kernel cache", env.get("KEYCHAIN_SKIP")),
+                   ("git-credential-libsecret (ref)", env.get("LIBSECRET_SKIP"))):
+    if why:
+        skipped[label] = why
+
 lines = [
     "# git credential fill: keygate vs git credential-store",
     "",
-    f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {os.environ['GITV']}; "
-    f"{os.environ['KEYGATE_VERSION']} ({os.environ['KEYGATE_REV']}); {os.environ['HOSTINFO']}; "
-    f"hyperfine -N, {os.environ['WARMUP']} warmup + {os.environ['RUNS']} runs per row, one invocation.",
+    f"{date}; {env['GITV']}; {keygate}; {machine}; {method(env['CRED_SEED'])}.",
     "",
-    "Ratio = row mean / credential-store mean (the figure the targets apply to); "
-    "the median ratio is shown too, as a check against outliers from machine noise.",
+    "Ratio = row mean / credential-store mean (the figure the targets apply to), with a 95% "
+    f"bootstrap confidence interval ({RESAMPLES} resamples of the rounds, each round bringing the "
+    "row's time and credential-store's); the median ratio is shown too, as a check against outliers.",
     "",
-    "| scenario | mean ± σ (ms) | median (ms) | ratio (means) | ratio (medians) | target | |",
+    "| scenario | mean ± σ (ms) | median (ms) | ratio (means) [95% CI] | ratio (medians) | target | |",
     "|---|---:|---:|---:|---:|---:|---|",
 ]
 for r in rows:
-    name = r["command"]
-    ratio = r["mean"] / base
-    target = targets.get(name)
-    verdict = "" if target is None else ("met" if ratio <= target else "**missed**")
+    ci = r["ratio_means_ci95"]
+    ci_text = "" if ci is None else f" [{ci[0]:.3f}–{ci[1]:.3f}]"
+    target = r["target"]
+    verdict = "" if target is None else ("met" if r["met"] else "**missed**")
     lines.append(
-        f"| {name} | {r['mean']*1e3:.2f} ± {r['stddev']*1e3:.2f} | {r['median']*1e3:.2f} | "
-        f"{ratio:.2f}× | {r['median'] / base_median:.2f}× | {'—' if target is None else f'≤ {target:.2f}×'} | {verdict} |"
+        f"| {r['name']} | {r['mean_ms']:.2f} ± {r['stddev_ms']:.2f} | {r['median_ms']:.2f} | "
+        f"{r['ratio_means']:.3f}×{ci_text} | {r['ratio_medians']:.3f}× | "
+        f"{'—' if target is None else f'≤ {target:.2f}×'} | {verdict} |"
     )
-for label, why in (("keygate, Secret Service, no kernel cache", os.environ.get("KEYCHAIN_SKIP")),
-                   ("keygate, Secret Service + kernel cache", os.environ.get("KEYCHAIN_SKIP")),
-                   ("git-credential-libsecret (ref)", os.environ.get("LIBSECRET_SKIP"))):
-    if why:
-        lines.append(f"| {label} | skipped: {why} | | | | | |")
+for label, why in skipped.items():
+    lines.append(f"| {label} | skipped: {why} | | | | | |")
 
-if os.environ.get("COMPONENTS", "1") != "0":
-    path = os.path.join(results, "components.json")
-    if os.path.exists(path):
-        lines += ["", "Each process alone (second hyperfine run, same settings):", "",
-                  "| process | mean ± σ (ms) |", "|---|---:|"]
-        for r in json.load(open(path))["results"]:
-            lines.append(f"| {r['command']} | {r['mean']*1e3:.2f} ± {r['stddev']*1e3:.2f} |")
+common = {"date": date, "git": env["GITV"], "keygate": keygate, "machine": machine,
+          "method": "interleaved", "rounds": int(env["RUNS"]), "warmup_rounds": int(env["WARMUP"])}
+with open(os.path.join(results, "credential.json"), "w") as f:
+    json.dump({**common, "seed": int(env["CRED_SEED"]), "baseline": BASELINE,
+               "bootstrap_resamples": RESAMPLES, "skipped": skipped,
+               "rows": [{**r, "times_ns": t} for r, t in zip(rows, times)]}, f)
+
+if env.get("COMPONENTS", "1") != "0":
+    c_names, c_times = load("components")
+    c_rows = [{"name": n, **stats(t)} for n, t in zip(c_names, c_times)]
+    c_table = ["| process | mean ± σ (ms) | median (ms) |", "|---|---:|---:|"]
+    c_table += [f"| {r['name']} | {r['mean_ms']:.2f} ± {r['stddev_ms']:.2f} | {r['median_ms']:.2f} |"
+                for r in c_rows]
+    with open(os.path.join(results, "components.md"), "w") as f:
+        f.write("\n".join(["# Each process of the chain alone", "",
+                           f"{date}; {env['GITV']}; {keygate}; {machine}; {method(env['COMP_SEED'])}.",
+                           ""] + c_table) + "\n")
+    with open(os.path.join(results, "components.json"), "w") as f:
+        json.dump({**common, "seed": int(env["COMP_SEED"]),
+                   "rows": [{**r, "times_ns": t} for r, t in zip(c_rows, c_times)]}, f)
+    lines += ["", f"Each process alone (second interleaved run, {env['RUNS']} rounds; "
+              f"seed {env['COMP_SEED']}):", ""] + c_table
 
 text = "\n".join(lines) + "\n"
-open(os.path.join(results, "credential-ratios.md"), "w").write(text)
+with open(os.path.join(results, "credential-ratios.md"), "w") as f:
+    f.write(text)
 print()
 print(text)
 EOF
-say "results in $RESULTS (credential.md, credential.json, credential-ratios.md)"
+say "results in $RESULTS (credential-ratios.md, credential.json, components.md, components.json)"
