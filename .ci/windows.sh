@@ -143,6 +143,7 @@ export WINEPATH="Z:${RELAY//\//\\}\\bin"
 export CARGO_TARGET_DIR=$WIN_TARGET_DIR
 KEYGATE_EXE="$WIN_TARGET_DIR/$TARGET/debug/keygate.exe"
 KEYGATE_RELEASE="$WIN_TARGET_DIR/$TARGET/release/keygate.exe"
+FRONT_EXE="$WIN_TARGET_DIR/$TARGET/debug/git-credential-keygate.exe"
 
 echo "== windows: cargo check --all-targets ($TARGET)"
 check "cargo check --all-targets ($TARGET)" \
@@ -238,6 +239,7 @@ clone_and_push() { # clone_and_push DIR
     git -C "$1" commit -q --allow-empty -m "from keygate.exe" &&
     git -C "$1" push -q origin main
 }
+without_secret() { (unset KEYGATE_CLIENT_SECRET && "$@"); }
 no_secret_in() { ! grep -rq ci-secret-do-not-leak "$@"; }
 
 # File store, debug build.
@@ -246,6 +248,13 @@ e2e_file() {
   check "file store: get answers a token" answers_password "$KEYGATE_EXE"
   check "file store: git clone + push through keygate.exe" clone_and_push clone-file
   check "file store: keygate.exe status" "$WINE" "$KEYGATE_EXE" status
+  # The front program: with a client secret set it hands everything to
+  # keygate.exe (a child process on Windows); without one it answers the
+  # token cached above itself, even with no keygate.exe beside it.
+  check "front: git-credential-keygate.exe runs keygate.exe" answers_password "$FRONT_EXE"
+  mkdir -p "$W/front-alone" && cp "$FRONT_EXE" "$W/front-alone/"
+  check "front: git-credential-keygate.exe answers from the file store alone" \
+    without_secret answers_password "$W/front-alone/git-credential-keygate.exe"
   check "file store: no client secret in the store" no_secret_in "$W/data-file"
 }
 e2e_file

@@ -14,8 +14,10 @@ apt_install() {
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }
 }
 
-# Sets KEYGATE_BIN (absolute) and KEYGATE_REV, building a release keygate
-# unless KEYGATE_BIN names one. Needs ROOT and PYTHON.
+# Sets KEYGATE_BIN and KEYGATE_FRONT (absolute: keygate and, where
+# install.sh put it, the git-credential-keygate beside it) and
+# KEYGATE_REV, building both release programs unless KEYGATE_BIN names an
+# installed keygate. Needs ROOT and PYTHON.
 find_keygate() {
   if [ -n "${KEYGATE_BIN:-}" ]; then
     [ -x "$KEYGATE_BIN" ] || die "KEYGATE_BIN=$KEYGATE_BIN is not an executable"
@@ -31,8 +33,10 @@ find_keygate() {
       link=()
       glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc 2\.\([0-9]*\).*/\1/p')
       [ "${glibc:-0}" -ge 36 ] && link=(-C link-arg=-Wl,-z,pack-relative-relocs)
-      (cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-        cargo rustc --release --locked --bin keygate --target "$host" -- "${link[@]}")
+      for program in keygate git-credential-keygate; do
+        (cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+          cargo rustc --release --locked --bin "$program" --target "$host" -- "${link[@]}")
+      done
       KEYGATE_BIN="$target_dir/$host/release/keygate"
     else
       say "building keygate (release) in $CARGO_TARGET_DIR"
@@ -43,6 +47,7 @@ find_keygate() {
     KEYGATE_REV="built from $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'an unknown revision')"
   fi
   KEYGATE_BIN=$(realpath "$KEYGATE_BIN")
+  KEYGATE_FRONT="$(dirname "$KEYGATE_BIN")/git-credential-keygate"
 }
 
 # Removes the throwaway directory $T, unless KEEP_TMP=1 asks to keep it.

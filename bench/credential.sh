@@ -6,7 +6,9 @@
 # bench/README.md.
 #
 # Environment knobs:
-#   KEYGATE_BIN       use this keygate binary instead of building one
+#   KEYGATE_BIN       use this keygate (with the git-credential-keygate
+#                     beside it, as install.sh installs them) instead of
+#                     building both
 #   CARGO_TARGET_DIR  where to build (default: $HOME/.cache/keygate-target)
 #   RUNS, WARMUP      timed rounds / warmup rounds (default 500 / 20)
 #   SEED              the runner's shuffle seed (default: printed, from the clock)
@@ -33,6 +35,7 @@ fi
 
 # ---------------------------------------------------------------- keygate
 find_keygate
+[ -x "$KEYGATE_FRONT" ] || die "no git-credential-keygate beside $KEYGATE_BIN (install.sh installs both)"
 
 # ---------------------------------------------------------------- sandbox
 T=$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")
@@ -121,8 +124,9 @@ clean git config --file "$T/gitconfig" "keygate.$SERVER.tokenUrl" "$SERVER/oauth
 # git-credential-store's file, with the same token.
 (umask 077 && printf 'https://oauth2:%s@git.example.com\n' "$TOKEN" >"$T/creds")
 
-# Bare-name lookup: `credential.helper=keygate` runs `git credential-keygate`.
-ln -s "$KEYGATE_BIN" "$T/bin/git-credential-keygate"
+# Bare-name lookup: `credential.helper=keygate` runs `git credential-keygate`,
+# found on PATH; keygate's front program answers as at the absolute path.
+ln -s "$KEYGATE_FRONT" "$T/bin/git-credential-keygate"
 
 printf 'url=%s/org/repo.git\n\n' "$SERVER" >"$T/req-main"
 printf 'url=https://unrelated.example.org/x.git\n\n' >"$T/req-other"
@@ -147,7 +151,7 @@ expect_token() { # expect_token NAME REQUEST [NAME=VALUE...] PROGRAM [ARGS...]
 }
 
 GITV=$("$GIT" --version)
-say "git on PATH: $GIT ($GITV); keygate: $KEYGATE_BIN ($("$KEYGATE_BIN" --version))"
+say "git on PATH: $GIT ($GITV); keygate: $KEYGATE_BIN ($("$KEYGATE_BIN" --version)), front: $KEYGATE_FRONT"
 say "throwaway HOME: $T/home"
 
 HELPER_STORE="credential.helper=store --file $T/creds"
@@ -189,26 +193,31 @@ say "checking each row once before timing"
 check_row "credential-store" "$T/req-main" -- "$HELPER_STORE"
 add_row "credential-store" "$T/req-main" -- "$HELPER_STORE"
 
-check_row "keygate, absolute path" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_BIN"
-add_row "keygate, absolute path" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_BIN"
+# What install.sh registers: the front program by absolute path.
+check_row "keygate, absolute path" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_FRONT"
+add_row "keygate, absolute path" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_FRONT"
+# keygate itself as the helper (as registered before the front program, and
+# still elsewhere than Linux): what the front saves.
+check_row "keygate itself, absolute path (ref)" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_BIN"
+add_row "keygate itself, absolute path (ref)" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_BIN"
 
 check_row "keygate, bare name" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=keygate"
 add_row "keygate, bare name" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=keygate"
 
 # Unhandled host: keygate must answer nothing (and exit 0); git then has no
 # credential and, with GIT_TERMINAL_PROMPT=0, fails the fill without asking.
-out=$(clean KEYGATE_STORE=file timeout 20 "$KEYGATE_BIN" get <"$T/helper-req-other" 2>"$T/check.err") ||
+out=$(clean KEYGATE_STORE=file timeout 20 "$KEYGATE_FRONT" get <"$T/helper-req-other" 2>"$T/check.err") ||
   { cat "$T/check.err" >&2; die "keygate get failed for a host it does not handle"; }
 [ -z "$out" ] || die "keygate answered for a host it does not handle"
 rc=0
-clean KEYGATE_STORE=file timeout 20 "$GIT" -c credential.helper= -c "credential.helper=$KEYGATE_BIN" \
+clean KEYGATE_STORE=file timeout 20 "$GIT" -c credential.helper= -c "credential.helper=$KEYGATE_FRONT" \
   credential fill <"$T/req-other" >"$T/check.out" 2>"$T/check.err" || rc=$?
 if [ "$rc" = 0 ] || [ -s "$T/check.out" ] || ! grep -q 'terminal prompts disabled' "$T/check.err"; then
   cat "$T/check.err" >&2
   die "unexpected outcome for the unhandled host (exit $rc)"
 fi
 echo "   ok: keygate, unhandled host: keygate answers nothing; git fails the fill without prompting (exit $rc)" >&2
-add_row "keygate, unhandled host" "$T/req-other" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_BIN"
+add_row "keygate, unhandled host" "$T/req-other" KEYGATE_STORE=file -- "credential.helper=$KEYGATE_FRONT"
 add_row "credential-store, unhandled host (ref)" "$T/req-other" -- "$HELPER_STORE"
 
 # ---------------------------------------------------------------- keyring
@@ -258,13 +267,13 @@ if start_keyring; then
   # Without the kernel cache every get asks gnome-keyring; with it (the
   # default) the check below fills @u and every timed get is answered there.
   check_row "keygate, Secret Service, no kernel cache" "$T/req-main" KEYGATE_STORE=keychain KEYGATE_KERNEL_CACHE=off \
-    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_BIN"
+    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_FRONT"
   add_row "keygate, Secret Service, no kernel cache" "$T/req-main" KEYGATE_STORE=keychain KEYGATE_KERNEL_CACHE=off \
-    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_BIN"
+    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_FRONT"
   check_row "keygate, Secret Service + kernel cache" "$T/req-main" KEYGATE_STORE=keychain \
-    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_BIN"
+    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_FRONT"
   add_row "keygate, Secret Service + kernel cache" "$T/req-main" KEYGATE_STORE=keychain \
-    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_BIN"
+    "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "credential.helper=$KEYGATE_FRONT"
 
   # git's own libsecret helper, built from Debian's git docs, as a reference.
   src=/usr/share/doc/git/contrib/credential/libsecret
@@ -325,17 +334,23 @@ if [ "$COMPONENTS" != 0 ]; then
   spec_row "$CSPEC" "exec floor: /bin/true" /dev/null -- /bin/true
   spec_row "$CSPEC" "git credential-store get (helper alone)" "$T/helper-req-main" \
     -- "$GIT" credential-store --file "$T/creds" get
+  spec_row "$CSPEC" "git-credential-keygate get, file store (helper alone)" "$T/helper-req-main" KEYGATE_STORE=file \
+    -- "$KEYGATE_FRONT" get
   spec_row "$CSPEC" "keygate get, file store (helper alone)" "$T/helper-req-main" KEYGATE_STORE=file \
     -- "$KEYGATE_BIN" get
+  spec_row "$CSPEC" "git-credential-keygate get, unhandled host (helper alone)" "$T/helper-req-other" KEYGATE_STORE=file \
+    -- "$KEYGATE_FRONT" get
   spec_row "$CSPEC" "keygate get, unhandled host (helper alone)" "$T/helper-req-other" KEYGATE_STORE=file \
     -- "$KEYGATE_BIN" get
   spec_row "$CSPEC" "git config -z --get-regexp (keygate's config read)" /dev/null \
     -- "$GIT" config -z --get-regexp '^(keygate|credential|http)\.'
   if [ -z "$KEYCHAIN_SKIP" ]; then
+    spec_row "$CSPEC" "git-credential-keygate get, Secret Service, no kernel cache (helper alone; runs keygate)" "$T/helper-req-main" \
+      KEYGATE_STORE=keychain KEYGATE_KERNEL_CACHE=off "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "$KEYGATE_FRONT" get
     spec_row "$CSPEC" "keygate get, Secret Service, no kernel cache (helper alone)" "$T/helper-req-main" \
       KEYGATE_STORE=keychain KEYGATE_KERNEL_CACHE=off "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "$KEYGATE_BIN" get
-    spec_row "$CSPEC" "keygate get, Secret Service + kernel cache (helper alone)" "$T/helper-req-main" \
-      KEYGATE_STORE=keychain "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "$KEYGATE_BIN" get
+    spec_row "$CSPEC" "git-credential-keygate get, Secret Service + kernel cache (helper alone)" "$T/helper-req-main" \
+      KEYGATE_STORE=keychain "DBUS_SESSION_BUS_ADDRESS=$DBUS_ADDR" -- "$KEYGATE_FRONT" get
   fi
   say "timing: per-process breakdown ($(grep -c '^row ' "$CSPEC") rows), interleaved"
   run_rows "$CSPEC" "$T/components.tsv"
