@@ -98,6 +98,11 @@ cc -O2 -static -o "$T/tools/interleave" "$ROOT/bench/interleave.c" 2>/dev/null |
   cc -O2 -o "$T/tools/interleave" "$ROOT/bench/interleave.c" ||
   die "could not compile bench/interleave.c"
 RUNNER="$T/tools/interleave"
+# The floor reference helper (bench/floor.c), built the same way.
+FLOOR="$T/tools/git-credential-floor"
+cc -O2 -static -o "$FLOOR" "$ROOT/bench/floor.c" 2>/dev/null ||
+  cc -O2 -o "$FLOOR" "$ROOT/bench/floor.c" ||
+  die "could not compile bench/floor.c"
 
 # Every command below runs from the throwaway HOME, outside any git
 # repository, wherever the script was started from.
@@ -123,10 +128,13 @@ clean git config --file "$T/gitconfig" "keygate.$SERVER.tokenUrl" "$SERVER/oauth
 
 # git-credential-store's file, with the same token.
 (umask 077 && printf 'https://oauth2:%s@git.example.com\n' "$TOKEN" >"$T/creds")
+# The floor helper's ready-made answer, with the same token.
+(umask 077 && printf 'username=oauth2\npassword=%s\n' "$TOKEN" >"$T/floor-answer")
 
 # Bare-name lookup: `credential.helper=keygate` runs `git credential-keygate`,
 # found on PATH; keygate's front program answers as at the absolute path.
 ln -s "$KEYGATE_FRONT" "$T/bin/git-credential-keygate"
+ln -s "$FLOOR" "$T/bin/git-credential-floor"
 
 printf 'url=%s/org/repo.git\n\n' "$SERVER" >"$T/req-main"
 printf 'url=https://unrelated.example.org/x.git\n\n' >"$T/req-other"
@@ -203,6 +211,13 @@ add_row "keygate itself, absolute path (ref)" "$T/req-main" KEYGATE_STORE=file -
 
 check_row "keygate, bare name" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=keygate"
 add_row "keygate, bare name" "$T/req-main" KEYGATE_STORE=file -- "credential.helper=keygate"
+
+# The floor: a helper that only copies a ready answer (bench/floor.c). What
+# it costs over credential-store is what one more process costs here.
+check_row "floor helper, absolute path (ref)" "$T/req-main" -- "credential.helper=$FLOOR $T/floor-answer"
+add_row "floor helper, absolute path (ref)" "$T/req-main" -- "credential.helper=$FLOOR $T/floor-answer"
+check_row "floor helper, bare name (ref)" "$T/req-main" -- "credential.helper=floor $T/floor-answer"
+add_row "floor helper, bare name (ref)" "$T/req-main" -- "credential.helper=floor $T/floor-answer"
 
 # Unhandled host: keygate must answer nothing (and exit 0); git then has no
 # credential and, with GIT_TERMINAL_PROMPT=0, fails the fill without asking.
@@ -334,6 +349,8 @@ if [ "$COMPONENTS" != 0 ]; then
   spec_row "$CSPEC" "exec floor: /bin/true" /dev/null -- /bin/true
   spec_row "$CSPEC" "git credential-store get (helper alone)" "$T/helper-req-main" \
     -- "$GIT" credential-store --file "$T/creds" get
+  spec_row "$CSPEC" "git-credential-floor get (helper alone)" "$T/helper-req-main" \
+    -- "$FLOOR" "$T/floor-answer" get
   spec_row "$CSPEC" "git-credential-keygate get, file store (helper alone)" "$T/helper-req-main" KEYGATE_STORE=file \
     -- "$KEYGATE_FRONT" get
   spec_row "$CSPEC" "keygate get, file store (helper alone)" "$T/helper-req-main" KEYGATE_STORE=file \

@@ -115,7 +115,22 @@ fn a_stale_token_goes_to_keygate_with_the_request_and_its_answer_comes_back() {
     let answered = quick.run(&world, &["get"], REQUEST);
     ok(&answered);
     assert_eq!(text(&answered.stdout), "password=from-keygate\n");
-    assert_eq!(quick.keygate_calls(), vec![format!("get\n{REQUEST}")]);
+
+    // Larger than a pipe is sure to hold: keygate runs as a child instead
+    // of in the front's place, and its status still comes back.
+    let long = format!(
+        "protocol=https\nhost=git.example.test\npath={}\n\n",
+        "a/".repeat(4000)
+    );
+    let mut command = quick.command(&world, &["get"]);
+    command.env("FAKE_KEYGATE_EXIT", "4");
+    let failed = common::run_with_input(command, long.as_bytes());
+    assert_eq!(failed.status.code(), Some(4));
+
+    assert_eq!(
+        quick.keygate_calls(),
+        vec![format!("get\n{REQUEST}"), format!("get\n{long}")]
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 
 use keygate::helper::{self, Operation, Quick};
@@ -83,13 +83,41 @@ fn keygate(request: Option<&[u8]>) -> ExitCode {
     };
     let mut command = Command::new(&program);
     command.args(std::env::args_os().skip(1));
-    let Some(request) = request else {
-        return run_in_our_place(command, &program);
-    };
+    match request {
+        None => run_in_our_place(command, &program),
+        Some(request) => hand_over(command, &program, request),
+    }
+}
+
+/// keygate in our place, with `request` as all of its stdin.
+#[cfg(unix)]
+fn hand_over(mut command: Command, program: &Path, request: &[u8]) -> ExitCode {
+    // A pipe takes this much without a reader even when the user's pipe
+    // quota is spent, so the write cannot block with nobody to read.
+    const ALWAYS_FITS: usize = 4096;
+    if request.len() <= ALWAYS_FITS
+        && let Ok((reader, mut writer)) = io::pipe()
+        && writer.write_all(request).is_ok()
+    {
+        drop(writer);
+        command.stdin(reader);
+        return run_in_our_place(command, program);
+    }
+    wait_for(command, program, request)
+}
+
+#[cfg(not(unix))]
+fn hand_over(command: Command, program: &Path, request: &[u8]) -> ExitCode {
+    wait_for(command, program, request)
+}
+
+/// keygate as our child, fed `request`: for what does not fit a pipe, and
+/// where a process cannot replace itself.
+fn wait_for(mut command: Command, program: &Path, request: &[u8]) -> ExitCode {
     command.stdin(Stdio::piped());
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(error) => return cannot_run(&program, &error),
+        Err(error) => return cannot_run(program, &error),
     };
     if let Some(mut stdin) = child.stdin.take() {
         // keygate stops reading at a malformed line and says why; the
@@ -98,7 +126,7 @@ fn keygate(request: Option<&[u8]>) -> ExitCode {
     }
     match child.wait() {
         Ok(status) => exit_code(status),
-        Err(error) => cannot_run(&program, &error),
+        Err(error) => cannot_run(program, &error),
     }
 }
 
@@ -109,21 +137,21 @@ fn keygate_beside_us() -> io::Result<PathBuf> {
 
 /// No middle process on Unix: keygate replaces this one.
 #[cfg(unix)]
-fn run_in_our_place(mut command: Command, program: &std::path::Path) -> ExitCode {
+fn run_in_our_place(mut command: Command, program: &Path) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let error = command.exec();
     cannot_run(program, &error)
 }
 
 #[cfg(not(unix))]
-fn run_in_our_place(mut command: Command, program: &std::path::Path) -> ExitCode {
+fn run_in_our_place(mut command: Command, program: &Path) -> ExitCode {
     match command.status() {
         Ok(status) => exit_code(status),
         Err(error) => cannot_run(program, &error),
     }
 }
 
-fn cannot_run(program: &std::path::Path, error: &io::Error) -> ExitCode {
+fn cannot_run(program: &Path, error: &io::Error) -> ExitCode {
     eprintln!(
         "keygate: cannot run {} ({error}); git-credential-keygate needs keygate installed beside it: reinstall keygate",
         keygate::text::escape_line(&program.display().to_string())
