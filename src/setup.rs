@@ -190,8 +190,10 @@ impl Report {
         self.status = Status::Incomplete;
         self.next_steps.extend(steps);
         if self.helper == Helper::Missing {
-            self.next_steps
-                .push("git config --global --add credential.helper keygate".to_owned());
+            self.next_steps.push(format!(
+                "git config --global --add credential.helper {}",
+                shell_quote(&helper_to_register())
+            ));
         }
         self
     }
@@ -443,7 +445,7 @@ fn write_settings(
         report.helper = if request.dry_run {
             Helper::WouldAdd
         } else {
-            git_config_global(&["--add", "credential.helper", "keygate"])?;
+            git_config_global(&["--add", "credential.helper", &helper_to_register()])?;
             Helper::Added
         };
     }
@@ -531,6 +533,30 @@ fn with_entry(config: &GitConfig, server: &str, key: &str, value: &str) -> GitCo
 }
 
 /// Whether git already asks keygate for `url`.
+/// What `credential.helper` is set to: where install.sh put the front
+/// program (a real file, on Linux) beside keygate, its absolute path, which
+/// saves git a process on every HTTPS operation; else the bare name, which
+/// git finds on PATH. git runs an absolute path through the shell, so a
+/// path with characters the shell would read is left for the bare name.
+fn helper_to_register() -> String {
+    #[cfg(target_os = "linux")]
+    if let Ok(keygate) = std::env::current_exe() {
+        let front = keygate.with_file_name("git-credential-keygate");
+        let installed = front
+            .symlink_metadata()
+            .is_ok_and(|meta| meta.file_type().is_file());
+        if let Some(path) = front.to_str()
+            && installed
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./+".contains(c))
+        {
+            return path.to_owned();
+        }
+    }
+    "keygate".to_owned()
+}
+
 fn helper_is_keygate(config: &GitConfig, url: &Url) -> bool {
     config.entries.iter().any(|(key, value)| {
         let Some((section, sub, variable)) = split_key(key) else {

@@ -326,6 +326,15 @@ fn json_of(output: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&output.stdout), text(&output.stderr)))
 }
 
+/// Where setup finds the front program: beside the keygate that runs.
+fn front_beside_keygate() -> String {
+    let keygate = std::fs::canonicalize(common::KEYGATE).unwrap();
+    keygate
+        .with_file_name("git-credential-keygate")
+        .display()
+        .to_string()
+}
+
 #[test]
 fn setup_goes_from_nothing_to_clone_and_push_and_changes_nothing_the_second_time() {
     let world = registration_world();
@@ -342,7 +351,12 @@ fn setup_goes_from_nothing_to_clone_and_push_and_changes_nothing_the_second_time
     assert_eq!(world.browser_launches().len(), 1, "setup logged in");
     let config = gitconfig(&world);
     assert!(config.contains(world.issuer()), "{config}");
-    assert!(config.contains("helper = keygate"), "{config}");
+    // The front program beside keygate, by absolute path, as install.sh
+    // registers it.
+    assert!(
+        config.contains(&format!("helper = {}", front_beside_keygate())),
+        "{config}"
+    );
     let client_id = stored_client(&world).unwrap()["client_id"]
         .as_str()
         .unwrap()
@@ -414,7 +428,10 @@ fn setup_says_what_to_do_where_it_cannot_finish() {
     let steps = report["next_steps"].to_string();
     assert!(steps.contains("--issuer"), "{steps}");
     assert!(steps.contains(".tokenUrl"), "{steps}");
-    assert!(steps.contains("credential.helper keygate"), "{steps}");
+    assert!(
+        steps.contains(&format!("credential.helper {}", front_beside_keygate())),
+        "{steps}"
+    );
 
     // Discovery but no registration: the client must be made by hand.
     let setup = world.keygate(&["setup", &world.repo_url(), "--issuer", world.issuer()]);
