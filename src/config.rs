@@ -152,10 +152,20 @@ pub enum AuthScheme {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreChoice {
+pub enum StoreKind {
     Auto,
     Keychain,
     File,
+}
+
+/// Where tokens are kept: `keygate.store` (or `KEYGATE_STORE`), and
+/// whether fresh access tokens may also be cached in the kernel's
+/// per-user keyring in front of the keychain (`keygate.kernelCache`, or
+/// `KEYGATE_KERNEL_CACHE`; on by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreChoice {
+    pub kind: StoreKind,
+    pub kernel_cache: bool,
 }
 
 /// Everything keygate knows about one OAuth server, for one origin.
@@ -580,19 +590,45 @@ pub fn ca_files_for(config: &GitConfig, url: &Url) -> Vec<PathBuf> {
 
 /// `keygate.store`, overridden by `KEYGATE_STORE`.
 pub fn store_choice(config: &GitConfig) -> Result<StoreChoice, ConfigError> {
-    let from_env = std::env::var("KEYGATE_STORE")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let raw = from_env.as_deref().or(config.plain("keygate", "store"));
-    match raw {
-        None | Some("auto") => Ok(StoreChoice::Auto),
-        Some("keychain") => Ok(StoreChoice::Keychain),
-        Some("file") => Ok(StoreChoice::File),
-        Some(other) => Err(ConfigError::Invalid {
-            key: "keygate.store".to_owned(),
-            value: other.to_owned(),
-            expected: "auto, keychain or file",
-        }),
+    let from_env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let store = from_env("KEYGATE_STORE");
+    let kind = match store.as_deref().or(config.plain("keygate", "store")) {
+        None | Some("auto") => StoreKind::Auto,
+        Some("keychain") => StoreKind::Keychain,
+        Some("file") => StoreKind::File,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "keygate.store".to_owned(),
+                value: other.to_owned(),
+                expected: "auto, keychain or file",
+            });
+        }
+    };
+    let cache = from_env("KEYGATE_KERNEL_CACHE");
+    let kernel_cache = match cache.as_deref() {
+        Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
+            key: "KEYGATE_KERNEL_CACHE".to_owned(),
+            value: value.to_owned(),
+            expected: "on or off",
+        })?,
+        None => match config.plain("keygate", "kernelCache") {
+            Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
+                key: "keygate.kernelCache".to_owned(),
+                value: value.to_owned(),
+                expected: "true or false",
+            })?,
+            None => true,
+        },
+    };
+    Ok(StoreChoice { kind, kernel_cache })
+}
+
+/// A boolean as git spells them.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" | "" => Some(false),
+        _ => None,
     }
 }
 

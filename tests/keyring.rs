@@ -10,12 +10,10 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 
-use sha2::{Digest, Sha256};
-
-use common::{Options, QuickPathAlone, World, credential_field, ok, text};
+use common::{LocalUser, Options, QuickPathAlone, World, credential_field, ok, text};
 
 const SEQUENTIAL: usize = 1000;
 const PARALLEL: usize = 1000;
@@ -143,38 +141,78 @@ fn keyring_survives_thousands_of_fills_without_the_kernel_cache() {
     hammer(false);
 }
 
-/// The description keygate gives the account's key in `@u`.
-fn cache_description(world: &World) -> String {
-    let mut digest = Sha256::new();
-    digest.update(b"keygate kernel cache v1\0");
-    digest.update(world.dbus_address.as_deref().unwrap().as_bytes());
-    digest.update(b"\0");
-    digest.update(world.git_url.as_bytes());
-    let hex: String = digest.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("keygate:{hex}")
+/// One of keygate's keys in this user's keyring, as `/proc/keys` and a
+/// read by its owner show it.
+#[derive(Debug)]
+struct CachedKey {
+    id: i32,
+    description: String,
+    timeout: String,
+    perm: String,
+    uid: u32,
+    /// `None` when even its owner may not read it.
+    payload: Option<String>,
 }
 
-/// The account's line in `/proc/keys`, if the key is there and usable.
-fn proc_keys_line(description: &str) -> Option<String> {
+/// keygate's keys (whatever their version) linked in this UID's `@u`:
+/// its own, and any another user planted there. (`/proc/keys` also lists
+/// keys already unlinked, until the garbage collector runs.)
+fn keygate_keys() -> Vec<CachedKey> {
+    use linux_keyutils::{Key, KeySerialId};
+    let user_keyring = Key::from_id(KeySerialId::new(-4));
+    let mut ids = vec![0u8; 65536];
+    let len = user_keyring.read(&mut ids).expect("read @u");
+    let linked: Vec<i32> = ids[..len]
+        .chunks_exact(4)
+        .map(|id| i32::from_ne_bytes(id.try_into().unwrap()))
+        .collect();
     let keys = std::fs::read_to_string("/proc/keys").expect("/proc/keys (kernel key retention)");
     keys.lines()
-        .find(|line| line.contains(&format!(" {description}:")))
-        .map(str::to_owned)
-        // Invalidated keys linger until the garbage collector runs.
-        .filter(|line| !line.split_whitespace().nth(1).unwrap_or("").contains('i'))
+        .filter_map(|line| {
+            // id flags usage timeout perm uid gid type description: summary
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let description = fields.get(8)?.strip_suffix(':')?;
+            let id = i32::from_str_radix(fields[0], 16).ok()?;
+            if fields[7] != "user" || !description.starts_with("keygate:") || !linked.contains(&id)
+            {
+                return None;
+            }
+            let payload = Key::from_id(KeySerialId::new(id))
+                .read_to_vec()
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+            Some(CachedKey {
+                id,
+                description: description.to_owned(),
+                timeout: fields[3].to_owned(),
+                perm: fields[4].to_owned(),
+                uid: fields[5].parse().ok()?,
+                payload,
+            })
+        })
+        .collect()
 }
 
-fn cached_payload(description: &str) -> Option<String> {
-    use linux_keyutils::{KeyRing, KeyRingIdentifier};
-    let ring = KeyRing::from_special_id(KeyRingIdentifier::User, false).ok()?;
-    let key = ring.search(description).ok()?;
-    key.read_to_vec()
-        .ok()
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+/// The keys that hold this world's account.
+fn cached_for(world: &World) -> Vec<CachedKey> {
+    let account = format!("\"server\":\"{}\"", world.git_url);
+    keygate_keys()
+        .into_iter()
+        .filter(|key| key.payload.as_deref().is_some_and(|p| p.contains(&account)))
+        .collect()
 }
+
+/// The one key that holds this world's account.
+#[track_caller]
+fn the_cached_key(world: &World) -> CachedKey {
+    let mut keys = cached_for(world);
+    assert_eq!(keys.len(), 1, "one cached key for the account: {keys:?}");
+    keys.remove(0)
+}
+
+/// Keeps the test that locks the keychain, which drops every key keygate
+/// cached for this user, apart from the tests that look for their key.
+static CACHE_SWEEPS: RwLock<()> = RwLock::new(());
 
 fn keychain_refresh_token(world: &World) -> String {
     let output = world
@@ -189,6 +227,7 @@ fn keychain_refresh_token(world: &World) -> String {
 
 #[test]
 fn the_quick_path_answers_from_the_kernel_cache_and_leaves_the_keychain_to_keygate() {
+    let _apart = CACHE_SWEEPS.read().unwrap();
     let mut world = keyring_world(true);
     let quick = QuickPathAlone::new(&world);
     let request = format!(
@@ -216,12 +255,13 @@ fn the_quick_path_answers_from_the_kernel_cache_and_leaves_the_keychain_to_keyga
 
 #[test]
 fn kernel_cache_holds_only_a_fresh_access_token_and_never_one_keygate_replaced() {
+    let _apart = CACHE_SWEEPS.read().unwrap();
     let world = keyring_world(true);
-    let description = cache_description(&world);
     let (answer, token) = fill(&world);
 
     // The access token, not the refresh token; this user only; a timeout.
-    let payload = cached_payload(&description).expect("the fill cached the token in @u");
+    let key = the_cached_key(&world);
+    let payload = key.payload.as_deref().unwrap();
     let refresh = keychain_refresh_token(&world);
     assert!(
         payload.contains(&token),
@@ -231,40 +271,35 @@ fn kernel_cache_holds_only_a_fresh_access_token_and_never_one_keygate_replaced()
         !payload.contains(&refresh),
         "a refresh token in the kernel cache"
     );
-    let line = proc_keys_line(&description).unwrap();
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    // id flags usage timeout perm uid gid type description
-    assert_ne!(fields[3], "perm", "the key has a timeout: {line}");
+    assert_ne!(key.timeout, "perm", "the key has a timeout: {key:?}");
     assert!(
-        fields[3].ends_with('m') || fields[3].ends_with('s'),
-        "at most the token's fresh life (10 minutes here): {line}"
+        key.timeout.ends_with('m') || key.timeout.ends_with('s'),
+        "at most the token's fresh life (10 minutes here): {key:?}"
     );
-    assert_eq!(
-        &fields[4][4..],
-        "0000",
-        "neither group nor others may touch the key: {line}"
-    );
-    assert_eq!(&fields[4][..4], "2f2f", "possessor and owner only: {line}");
+    // Owner: view, read, write, search, setattr. Possessor, group,
+    // others: nothing (issue 18: possession crosses users).
+    assert_eq!(key.perm, "002f0000", "owner only: {key:?}");
+    assert_eq!(key.uid, 0);
 
     // Rejected: the cached copy goes with it, the next fill refreshes.
     reject(&world, &answer);
     assert!(
-        proc_keys_line(&description).is_none(),
+        cached_for(&world).is_empty(),
         "the rejected token is still cached"
     );
     let (answer, refreshed) = fill(&world);
     assert!(refreshed.len() > 16 && refreshed != token);
-    assert!(cached_payload(&description).unwrap().contains(&refreshed));
+    assert!(the_cached_key(&world).payload.unwrap().contains(&refreshed));
 
     // Off: nothing is read nor filled, but a refresh still drops the key.
     let mut world = world;
     world.set_env("KEYGATE_KERNEL_CACHE", "off");
     reject(&world, &answer);
-    assert!(proc_keys_line(&description).is_none());
+    assert!(cached_for(&world).is_empty());
     let (_, third) = fill(&world);
     assert!(third.len() > 16 && third != refreshed);
     assert!(
-        proc_keys_line(&description).is_none(),
+        cached_for(&world).is_empty(),
         "KEYGATE_KERNEL_CACHE=off filled the cache"
     );
 
@@ -272,10 +307,228 @@ fn kernel_cache_holds_only_a_fresh_access_token_and_never_one_keygate_replaced()
     world.set_env("KEYGATE_KERNEL_CACHE", "on");
     let (_, fourth) = fill(&world);
     assert!(fourth == third);
-    assert!(proc_keys_line(&description).is_some());
+    the_cached_key(&world);
     ok(&world.keygate(&["logout", &world.repo_url()]));
     assert!(
-        proc_keys_line(&description).is_none(),
+        cached_for(&world).is_empty(),
         "logout left the token cached"
     );
+}
+
+#[test]
+fn git_config_turns_the_kernel_cache_off() {
+    let world = keyring_world(true);
+    world.write_gitconfig("[keygate]\n\tkernelCache = false\n");
+    let (answer, token) = fill(&world);
+    reject(&world, &answer);
+    let (_, refreshed) = fill(&world);
+    assert!(refreshed.len() > 16 && refreshed != token);
+    assert!(
+        cached_for(&world).is_empty(),
+        "keygate.kernelCache=false filled the cache"
+    );
+    // The variable wins over the file, either way.
+    let mut world = world;
+    world.set_env("KEYGATE_KERNEL_CACHE", "on");
+    fill(&world);
+    the_cached_key(&world);
+    ok(&world.keygate(&["logout", &world.repo_url()]));
+}
+
+/// Issue 18, item 1: another user whose processes possess this user's
+/// `@u` (through a shared session keyring) read the cached token with
+/// `keyctl pipe`, replaced it with `keyctl update`, and the victim's next
+/// `get` served the planted token.
+#[test]
+fn another_user_sharing_the_session_keyring_can_neither_read_nor_replace_the_cached_token() {
+    let _apart = CACHE_SWEEPS.read().unwrap();
+    let world = keyring_world(true);
+    let (_, token) = fill(&world);
+    let ours = the_cached_key(&world);
+    let planted = ours
+        .payload
+        .as_deref()
+        .unwrap()
+        .replace(&token, "planted-by-another-user");
+    let planted_file = world.dir.path().join("planted.json");
+    std::fs::write(&planted_file, &planted).unwrap();
+    // The attacker must be able to read what it plants.
+    let world_readable = |path: &std::path::Path, mode| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    world_readable(world.dir.path(), 0o755);
+    world_readable(&planted_file, 0o644);
+
+    let attacker = LocalUser::create("kgkc");
+    let description = &ours.description;
+    let read = attacker.su_sharing_session_keyring(&format!(
+        "id=$(keyctl search @s user {description}) || exit 0; keyctl pipe $id; echo; keyctl show @s"
+    ));
+    assert!(
+        !text(&read.stdout).contains(&token),
+        "another user read the cached token: {}",
+        text(&read.stdout)
+    );
+    let update = attacker.su_sharing_session_keyring(&format!(
+        "keyctl pupdate {} < {}",
+        ours.id,
+        planted_file.display()
+    ));
+    assert!(
+        !update.status.success(),
+        "another user rewrote the cached token"
+    );
+    assert_eq!(the_cached_key(&world).payload, ours.payload);
+
+    // It can still unlink our key from the user keyring it possesses and
+    // link one of its own under the same name: that key is not served.
+    let plant = attacker.su_sharing_session_keyring(&format!(
+        "ring=$(keyctl search @s keyring _uid.0) && keyctl unlink {id} $ring; \
+         new=$(keyctl padd user {description} $ring < {file}) && keyctl setperm $new 0x3f3f3f3f && echo planted",
+        id = ours.id,
+        file = planted_file.display()
+    ));
+    assert!(
+        text(&plant.stdout).contains("planted"),
+        "the attack set-up failed: {}",
+        text(&plant.stderr)
+    );
+    let (_, served) = fill(&world);
+    assert_eq!(served, token, "the planted token was served");
+    let key = the_cached_key(&world);
+    assert_eq!((key.uid, key.perm.as_str()), (0, "002f0000"), "{key:?}");
+    ok(&world.keygate(&["logout", &world.repo_url()]));
+}
+
+/// Issue 18, item 2: where the session keyring is not linked to `@u`
+/// (`keyctl new_session`, systemd services), the key was left with the
+/// kernel's default mask and no timeout, survived `logout`, and a later
+/// `get` from an ordinary session served the logged-out token.
+#[test]
+fn a_private_session_keyring_leaves_no_token_behind_after_logout() {
+    let _apart = CACHE_SWEEPS.read().unwrap();
+    let world = keyring_world(true);
+    let in_private_session = |args: &[&str], input: &str| {
+        let mut command = world.command("keyctl");
+        command.args(["session", "-"]).args(args);
+        common::run_with_input(command, input.as_bytes())
+    };
+    let fill_request = format!("url={}\n\n", world.repo_url());
+    let (answer, token) = fill(&world);
+    ok(&in_private_session(
+        &["git", "credential", "reject"],
+        &format!("{answer}\n"),
+    ));
+    assert!(cached_for(&world).is_empty());
+
+    let refilled = in_private_session(&["git", "credential", "fill"], &fill_request);
+    ok(&refilled);
+    let logged_out = credential_field(&refilled, "password").unwrap();
+    assert!(logged_out.len() > 16 && logged_out != token);
+    let key = the_cached_key(&world);
+    assert_eq!(
+        key.perm, "002f0000",
+        "sealed from a private session too: {key:?}"
+    );
+    assert_ne!(key.timeout, "perm", "with a timeout: {key:?}");
+
+    ok(&in_private_session(
+        &[common::KEYGATE, "logout", &world.repo_url()],
+        "",
+    ));
+    assert!(
+        cached_for(&world).is_empty(),
+        "logout left the token cached"
+    );
+    let after = world.credential_fill();
+    assert_ne!(
+        credential_field(&after, "password").as_deref(),
+        Some(logged_out.as_str()),
+        "an ordinary session was served the logged-out token"
+    );
+    ok(&world.keygate(&["logout", &world.repo_url()]));
+}
+
+/// Issue 18, item 3: a process naming the same bus without `,guid=…`
+/// filled a second key, which `logout` did not drop.
+#[test]
+fn logout_drops_the_token_cached_under_every_spelling_of_the_bus_address() {
+    let _apart = CACHE_SWEEPS.read().unwrap();
+    let mut world = keyring_world(true);
+    let address = world.dbus_address.clone().unwrap();
+    let (_, token) = fill(&world);
+    let without_guid = address
+        .split(',')
+        .filter(|part| !part.starts_with("guid="))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_ne!(without_guid, address, "dbus-daemon printed a guid");
+    world.set_env("DBUS_SESSION_BUS_ADDRESS", &without_guid);
+    let (_, same) = fill(&world);
+    assert_eq!(same, token);
+    assert_eq!(cached_for(&world).len(), 2, "one key per spelling");
+
+    world.set_env("DBUS_SESSION_BUS_ADDRESS", &address);
+    ok(&world.keygate(&["logout", &world.repo_url()]));
+    assert!(cached_for(&world).is_empty(), "a spelling kept the token");
+    world.set_env("DBUS_SESSION_BUS_ADDRESS", &without_guid);
+    let after = world.credential_fill();
+    assert_ne!(
+        credential_field(&after, "password").as_deref(),
+        Some(token.as_str()),
+        "the logged-out token was served under the other spelling"
+    );
+    ok(&world.keygate(&["logout", &world.repo_url()]));
+}
+
+/// Issue 18, item 4b: after the collection was locked, `get` kept serving
+/// the cached token. Once any keygate process finds the keychain locked,
+/// the cache is dropped, and nothing is cached while it stays locked.
+#[test]
+fn a_locked_keychain_drops_the_cache_when_keygate_finds_it_locked() {
+    let _alone = CACHE_SWEEPS.write().unwrap();
+    let world = keyring_world(true);
+    let (_, token) = fill(&world);
+    the_cached_key(&world);
+
+    let dbus = |args: &[&str]| {
+        let output = world
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+            ])
+            .args(["/org/freedesktop/secrets"])
+            .args(args)
+            .output()
+            .expect("dbus-send");
+        ok(&output);
+        text(&output.stdout)
+    };
+    let alias = dbus(&["org.freedesktop.Secret.Service.ReadAlias", "string:default"]);
+    let collection = alias
+        .split('"')
+        .nth(1)
+        .expect("the default collection's path");
+    dbus(&[
+        "org.freedesktop.Secret.Service.Lock",
+        &format!("array:objpath:{collection}"),
+    ]);
+    let status = world.keygate(&["status"]);
+    assert!(
+        text(&status.stderr).contains("locked") || text(&status.stdout).contains("locked"),
+        "status did not find the keychain locked: {}{}",
+        text(&status.stdout),
+        text(&status.stderr)
+    );
+    assert!(cached_for(&world).is_empty(), "the cache outlived the lock");
+    let after = world.credential_fill();
+    assert_ne!(
+        credential_field(&after, "password").as_deref(),
+        Some(token.as_str()),
+        "a token the locked keychain withholds was served"
+    );
+    assert!(cached_for(&world).is_empty(), "filled while locked");
 }

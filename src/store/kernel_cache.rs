@@ -1,6 +1,6 @@
 //! Fresh access tokens cached in the kernel's per-user keyring (`@u`), in
-//! front of the keychain: answering `get` from it costs two system calls,
-//! no D-Bus round trip and nothing of the Secret Service daemon.
+//! front of the keychain: answering `get` from it costs a few system
+//! calls, no D-Bus round trip and nothing of the Secret Service daemon.
 //!
 //! - **What**: the account's record without its refresh token, which only
 //!   the keychain holds.
@@ -8,19 +8,38 @@
 //!   `refreshMargin` ([`cache_until`]), and never more than an hour; the
 //!   kernel drops the key at its timeout and a read checks the instant
 //!   again, so a cached token is always one `get` would hand out.
-//! - **Who can read it**: processes of this user. The key grants nothing
-//!   to group or others (the mask is set explicitly, not left to the
-//!   kernel's default), the same boundary as the Secret Service, which
-//!   answers any process of the user on the session bus.
+//! - **Who can read it**: processes running as this user, and no one
+//!   else. The key grants its owner (the UID) what keygate needs and
+//!   *nothing to whoever possesses it*: possession follows session
+//!   keyrings, not UIDs, and `su OTHER -c …` without `pam_keyinit` hands
+//!   this user's session keyring, and so `@u`, to another user's
+//!   processes. The key is sealed while only this process can reach it
+//!   (in its process keyring) and only then linked into `@u`, so it never
+//!   sits in `@u` with the kernel's default mask. A read serves only a key
+//!   this UID owns with no possessor, group or other rights, so a key
+//!   another user planted in `@u` (they may write to it when they possess
+//!   it), or one an older keygate made with possessor rights (which
+//!   another user may have rewritten), is dropped, never served.
+//! - **Wider than the keychain**: the Secret Service answers processes on
+//!   this user's session bus while the collection is unlocked; the cache
+//!   answers any process of this UID (a sandbox without the bus, files or
+//!   keygate's directories still finds the key), and until some keygate
+//!   process finds the collection locked. README says so and how to turn
+//!   it off.
 //! - **Never out of date**: the keychain store replaces or drops the key
-//!   on every save and delete, and fills it from a keychain read only
-//!   under [`FillLock`], which writers hold across their keychain write.
+//!   on every save and delete (every key in `@u` that holds the account,
+//!   whichever bus address spelling named it), fills it from a keychain
+//!   read only under [`FillLock`], which writers hold across their
+//!   keychain write, and drops every key when the keychain says it is
+//!   locked.
 //! - **Where it is missing** (seccomp filters, containers without key
 //!   support, quota reached): every operation quietly does nothing and
-//!   the keychain answers alone.
+//!   the keychain answers alone. A write that fails half way leaves
+//!   nothing behind.
 //!
-//! `KEYGATE_KERNEL_CACHE=off` stops reads and fills; saves and deletes
-//! still drop what an earlier process cached.
+//! Off (`KEYGATE_KERNEL_CACHE=off`, `keygate.kernelCache=false`): no reads
+//! and no fills; saves and deletes still drop what an earlier process
+//! cached.
 
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
@@ -51,17 +70,6 @@ pub(crate) fn cache_until(record: &TokenRecord, now: u64) -> Option<u64> {
     (until > now).then_some(until)
 }
 
-/// Whether reads and fills are on: `KEYGATE_KERNEL_CACHE=off` (or `0`,
-/// `false`, `no`) turns them off.
-pub(crate) fn enabled() -> bool {
-    !std::env::var("KEYGATE_KERNEL_CACHE").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "off" | "0" | "false" | "no"
-        )
-    })
-}
-
 /// What a cached key holds: the record without its refresh token, and
 /// the instant it stops being served.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -69,6 +77,9 @@ struct Cached {
     until: u64,
     record: TokenRecord,
 }
+
+/// Every key keygate names starts so, whatever its version and scope.
+const PREFIX: &str = "keygate:";
 
 /// The cache of one keychain: keys are named after the keychain they
 /// front (its bus address) and the account, so two sessions with two
@@ -88,11 +99,6 @@ impl KernelCache {
         })
     }
 
-    /// The same, when reads are on: where `get`'s quick path may look.
-    pub(crate) fn for_session_keychain() -> Option<Self> {
-        Self::of_session_keychain().filter(|_| enabled())
-    }
-
     pub(crate) fn new(scope: &str) -> Self {
         Self {
             scope: scope.to_owned(),
@@ -100,10 +106,11 @@ impl KernelCache {
     }
 
     /// The key's description: a digest, so neither the server nor the
-    /// account shows in `/proc/keys`.
+    /// account shows in `/proc/keys`. v2: keys of v1 were made with
+    /// possessor rights and are never read again.
     fn description(&self, key: &AccountKey) -> String {
         let mut digest = Sha256::new();
-        digest.update(b"keygate kernel cache v1\0");
+        digest.update(b"keygate kernel cache v2\0");
         digest.update(self.scope.as_bytes());
         digest.update(b"\0");
         digest.update(key.label().as_bytes());
@@ -111,7 +118,7 @@ impl KernelCache {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        format!("keygate:{hex}")
+        format!("{PREFIX}{hex}")
     }
 
     /// The cached record for `key`, if there is one still servable at
@@ -127,12 +134,13 @@ impl KernelCache {
         servable.then_some(record)
     }
 
-    /// Caches `record`'s access token, or drops what is cached when it
-    /// has none worth serving. Best effort: a failure leaves nothing.
-    pub(crate) fn put(&self, record: &TokenRecord, now: u64) {
+    /// Caches `record`'s access token as just read from the keychain, or
+    /// drops what is cached when it has none worth serving. Best effort:
+    /// a failure leaves nothing.
+    pub(crate) fn fill(&self, record: &TokenRecord, now: u64) {
         let description = self.description(&record.key());
         let Some(until) = cache_until(record, now) else {
-            imp::forget(&description);
+            imp::drop_where(|entry| entry.description == description);
             return;
         };
         let cached = Cached {
@@ -144,14 +152,46 @@ impl KernelCache {
         };
         match serde_json::to_vec(&cached) {
             Ok(payload) => imp::write(&description, &payload, until - now),
-            Err(_) => imp::forget(&description),
+            Err(_) => imp::drop_where(|entry| entry.description == description),
         }
     }
 
-    /// Drops what is cached for `key`.
-    pub(crate) fn forget(&self, key: &AccountKey) {
-        imp::forget(&self.description(key));
+    /// After the keychain's record changed: whatever any key holds for the
+    /// account goes, then the new record is cached when `serve` allows.
+    pub(crate) fn replace(&self, record: &TokenRecord, now: u64, serve: bool) {
+        self.forget(&record.key());
+        if serve {
+            self.fill(record, now);
+        }
     }
+
+    /// Drops every key that may answer for `key`: this scope's, the same
+    /// account's under another spelling of the bus address, and any key
+    /// that is not plainly this user's own (unreadable, foreign, made by
+    /// an older keygate).
+    pub(crate) fn forget(&self, key: &AccountKey) {
+        let description = self.description(key);
+        imp::drop_where(|entry| {
+            entry.description == description
+                || entry.payload.as_deref().is_none_or(|payload| {
+                    serde_json::from_slice::<Cached>(payload)
+                        .map_or(true, |cached| cached.record.key() == *key)
+                })
+        });
+    }
+
+    /// Drops every key keygate made: the keychain is locked, so nothing it
+    /// holds may be served until it is unlocked and read again.
+    pub(crate) fn forget_all() {
+        imp::drop_where(|_| true);
+    }
+}
+
+/// A key in `@u` whose description is keygate's, as the writers' sweeps
+/// see it: `payload` only for a key this user made and may trust.
+struct Entry {
+    description: String,
+    payload: Option<Vec<u8>>,
 }
 
 /// Orders filling the cache from a keychain read against keychain
@@ -189,60 +229,148 @@ impl FillLock {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use linux_keyutils::{KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission};
+    use linux_keyutils::{
+        Key, KeyPermissions, KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, KeySerialId,
+        KeyType, Metadata, Permission,
+    };
+
+    use super::{Entry, PREFIX};
+    use crate::store::private::effective_uid;
+
+    /// What the owner may do with a sealed key; possessor, group and
+    /// others get nothing.
+    fn owner_may() -> Permission {
+        Permission::VIEW
+            | Permission::READ
+            | Permission::WRITE
+            | Permission::SEARCH
+            | Permission::SETATTR
+    }
+
+    fn owner_only(rights: Permission) -> KeyPermissions {
+        KeyPermissionsBuilder::builder().user(rights).build()
+    }
 
     fn user_keyring() -> Option<KeyRing> {
         KeyRing::from_special_id(KeyRingIdentifier::User, true).ok()
     }
 
+    /// A key this UID made and sealed: any possessor, group or other right
+    /// means another user may have written it.
+    fn trusted(metadata: &Metadata) -> bool {
+        const OTHERS_THAN_OWNER: u32 = 0xff00_ffff;
+        metadata.get_type() == KeyType::User
+            && metadata.get_uid() == effective_uid()
+            && metadata.get_perms().bits() & OTHERS_THAN_OWNER == 0
+    }
+
     pub(super) fn read(description: &str) -> Option<Vec<u8>> {
-        let key = user_keyring()?.search(description).ok()?;
+        let ring = user_keyring()?;
+        let key = ring.search(description).ok()?;
+        if !key.metadata().is_ok_and(|metadata| trusted(&metadata)) {
+            let _ = ring.unlink_key(key);
+            return None;
+        }
         key.read_to_vec().ok()
     }
 
     pub(super) fn write(description: &str, payload: &[u8], timeout_secs: u64) {
-        let Some(ring) = user_keyring() else {
+        let (Some(user), Ok(process)) = (
+            user_keyring(),
+            KeyRing::from_special_id(KeyRingIdentifier::Process, true),
+        ) else {
             return;
         };
-        let written = ring.add_key(description, payload).and_then(|key| {
-            // This user's processes only: possessor and owner may read
-            // and replace it, group and others get nothing.
-            let mine = || {
-                Permission::VIEW
-                    | Permission::READ
-                    | Permission::WRITE
-                    | Permission::SEARCH
-                    | Permission::SETATTR
-            };
-            key.set_perms(
-                KeyPermissionsBuilder::builder()
-                    .posessor(mine())
-                    .user(mine())
-                    .build(),
-            )?;
-            key.set_timeout(usize::try_from(timeout_secs).unwrap_or(usize::MAX))?;
-            Ok(key)
-        });
-        if written.is_err() {
-            // Whatever half-written key there is, it must not be served.
-            forget(description);
+        // Made in this process's own keyring, which no other process
+        // possesses: the kernel's default mask (all rights to possessors)
+        // is never seen outside it.
+        let Ok(key) = process.add_key(description, payload) else {
+            return;
+        };
+        let linked = seal_and_link(key, &user, timeout_secs);
+        let _ = process.unlink_key(key);
+        if linked.is_err() {
+            // Whatever half-made key there is, it must not be served.
+            let _ = key.invalidate();
+            drop_where(|entry| entry.description == description);
         }
     }
 
-    pub(super) fn forget(description: &str) {
-        if let Some(key) = user_keyring().and_then(|ring| ring.search(description).ok()) {
-            let _ = key.invalidate();
+    fn seal_and_link(
+        key: Key,
+        user: &KeyRing,
+        timeout_secs: u64,
+    ) -> Result<(), linux_keyutils::KeyError> {
+        // LINK only for as long as the link takes.
+        key.set_perms(owner_only(owner_may() | Permission::LINK))?;
+        key.set_timeout(usize::try_from(timeout_secs).unwrap_or(usize::MAX))?;
+        // Displaces the key of the same description, in one step.
+        user.link_key(key)?;
+        key.set_perms(owner_only(owner_may()))
+    }
+
+    /// Unlinks from `@u` every key of keygate's for which `doomed` says
+    /// so, and invalidates those of this user's. Unlinking needs only the
+    /// right to write `@u`, which its owner always has: keys whose own
+    /// mask denies the owner everything (made where the session keyring
+    /// is not linked to `@u`, by an older keygate) go too.
+    pub(super) fn drop_where(doomed: impl Fn(&Entry) -> bool) {
+        let Some(ring) = user_keyring() else {
+            return;
+        };
+        for id in linked_ids() {
+            let key = Key::from_id(KeySerialId::new(id));
+            let Ok(metadata) = key.metadata() else {
+                continue;
+            };
+            let description = metadata.get_description();
+            if metadata.get_type() != KeyType::User || !description.starts_with(PREFIX) {
+                continue;
+            }
+            let payload = trusted(&metadata).then(|| key.read_to_vec().ok()).flatten();
+            let entry = Entry {
+                description: description.to_owned(),
+                payload,
+            };
+            if doomed(&entry) {
+                let _ = ring.unlink_key(key);
+                if metadata.get_uid() == effective_uid() {
+                    let _ = key.invalidate();
+                }
+            }
         }
+    }
+
+    /// The serial numbers of what `@u` links to directly.
+    fn linked_ids() -> Vec<i32> {
+        let ring = Key::from_id(KeySerialId::new(KeyRingIdentifier::User as i32));
+        let mut buffer = vec![0u8; 1024];
+        // The kernel says how much it has; grow once or twice if needed.
+        for _ in 0..4 {
+            let Ok(len) = ring.read(&mut buffer) else {
+                return Vec::new();
+            };
+            if len <= buffer.len() {
+                return buffer[..len]
+                    .chunks_exact(4)
+                    .filter_map(|id| id.try_into().ok().map(i32::from_ne_bytes))
+                    .collect();
+            }
+            buffer.resize(len, 0);
+        }
+        Vec::new()
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
+    use super::Entry;
+
     pub(super) fn read(_: &str) -> Option<Vec<u8>> {
         None
     }
     pub(super) fn write(_: &str, _: &[u8], _: u64) {}
-    pub(super) fn forget(_: &str) {}
+    pub(super) fn drop_where(_: impl Fn(&Entry) -> bool) {}
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::StoreChoice;
+use crate::config::{StoreChoice, StoreKind};
 use crate::secret::Secret;
 
 pub use file::FileStore;
@@ -242,10 +242,12 @@ const KEYCHAIN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Opens the store `choice` names. See [`open_auto`] for `auto`.
 pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
-    match choice {
-        StoreChoice::File => Ok(Box::new(FileStore::new(data_dir()?))),
-        StoreChoice::Keychain => Ok(Box::new(KeychainStore::open()?)),
-        StoreChoice::Auto => open_auto(),
+    match choice.kind {
+        StoreKind::File => Ok(Box::new(FileStore::new(data_dir()?))),
+        StoreKind::Keychain => Ok(Box::new(
+            KeychainStore::open()?.serving_cache(choice.kernel_cache),
+        )),
+        StoreKind::Auto => open_auto(choice.kernel_cache),
     }
 }
 
@@ -257,15 +259,15 @@ pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
 /// Where there is no keychain at all (no session bus: SSH, cron), the file
 /// serves that session and nothing is remembered, so the desktop session
 /// still gets the keychain.
-fn open_auto() -> Result<Box<dyn TokenStore>, StoreError> {
+fn open_auto(kernel_cache: bool) -> Result<Box<dyn TokenStore>, StoreError> {
     let dir = data_dir()?;
     let remembered = dir.join("store");
-    if let Some(store) = open_remembered(&dir, &remembered)? {
+    if let Some(store) = open_remembered(&dir, &remembered, kernel_cache)? {
         return Ok(store);
     }
     let (choice, store): (&str, Box<dyn TokenStore>) =
         match KeychainStore::open_within(KEYCHAIN_PROBE) {
-            Ok(keychain) => ("keychain", Box::new(keychain)),
+            Ok(keychain) => ("keychain", Box::new(keychain.serving_cache(kernel_cache))),
             Err(StoreError::NoKeychain(reason)) => return Ok(file_instead(dir, &reason)),
             Err(error) => ("file", file_instead(dir.clone(), &short_reason(&error))),
         };
@@ -273,7 +275,7 @@ fn open_auto() -> Result<Box<dyn TokenStore>, StoreError> {
         Ok(()) => Ok(store),
         // Another process chose first: follow it.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(open_remembered(&dir, &remembered)?.unwrap_or(store))
+            Ok(open_remembered(&dir, &remembered, kernel_cache)?.unwrap_or(store))
         }
         Err(e) => {
             // A read-only data directory: choose again next time.
@@ -287,11 +289,12 @@ fn open_auto() -> Result<Box<dyn TokenStore>, StoreError> {
 fn open_remembered(
     dir: &Path,
     remembered: &Path,
+    kernel_cache: bool,
 ) -> Result<Option<Box<dyn TokenStore>>, StoreError> {
     match remembered_choice(remembered).as_deref() {
         Some("file") => Ok(Some(Box::new(FileStore::new(dir.to_owned())))),
         Some("keychain") => match KeychainStore::open_lazily_within(KEYCHAIN_PATIENCE) {
-            Ok(keychain) => Ok(Some(Box::new(keychain))),
+            Ok(keychain) => Ok(Some(Box::new(keychain.serving_cache(kernel_cache)))),
             Err(StoreError::NoKeychain(reason)) => Ok(Some(file_instead(dir.to_owned(), &reason))),
             // It exists but does not answer: say so rather than switch.
             Err(error) => Err(error),
@@ -318,14 +321,18 @@ pub(crate) enum QuickSource {
 impl QuickSource {
     /// `None` where only the whole store can answer: `auto` has not chosen
     /// yet, or a keychain has no kernel cache in front (macOS, Windows,
-    /// `KEYGATE_KERNEL_CACHE=off`).
+    /// the cache turned off).
     pub(crate) fn for_choice(choice: StoreChoice) -> Result<Option<Self>, StoreError> {
         let dir = data_dir()?;
-        let keychain = || kernel_cache::KernelCache::for_session_keychain().map(Self::KernelCache);
-        Ok(match choice {
-            StoreChoice::File => Some(Self::File(FileStore::new(dir))),
-            StoreChoice::Keychain => keychain(),
-            StoreChoice::Auto => match remembered_choice(&dir.join("store")).as_deref() {
+        let keychain = || {
+            kernel_cache::KernelCache::of_session_keychain()
+                .filter(|_| choice.kernel_cache)
+                .map(Self::KernelCache)
+        };
+        Ok(match choice.kind {
+            StoreKind::File => Some(Self::File(FileStore::new(dir))),
+            StoreKind::Keychain => keychain(),
+            StoreKind::Auto => match remembered_choice(&dir.join("store")).as_deref() {
                 Some("file") => Some(Self::File(FileStore::new(dir))),
                 Some("keychain") => keychain(),
                 _ => None,

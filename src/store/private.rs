@@ -61,6 +61,12 @@ impl From<Unsafe> for io::Error {
     }
 }
 
+/// The effective UID: who owns what this process creates.
+#[cfg(unix)]
+pub(crate) fn effective_uid() -> u32 {
+    platform::me()
+}
+
 /// Creates `dir` (and what is missing above it) with mode 0700, or reuses
 /// it when it is the user's; refuses one another user owns or can swap.
 /// An existing directory of the user's that is looser than 0700 is
@@ -176,7 +182,7 @@ mod platform {
     const MAX_LINKS: usize = 40;
     const STICKY: u32 = 0o1000;
 
-    fn me() -> u32 {
+    pub fn me() -> u32 {
         // SAFETY: geteuid cannot fail and touches no memory.
         unsafe { libc::geteuid() }
     }

@@ -667,3 +667,71 @@ pub fn read_request(reader: &mut impl BufRead) -> (String, Vec<u8>) {
     let _ = reader.read_exact(&mut body);
     (request_line, body)
 }
+
+/// A throwaway local user for the cross-user attacks, removed on drop
+/// (also when the test fails). The tests run as root, as in CI.
+pub struct LocalUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl LocalUser {
+    /// A new user whose name starts with `prefix` (at most 4 characters).
+    pub fn create(prefix: &str) -> Self {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{prefix}{}x{}",
+            std::process::id() % 100_000,
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        );
+        let _ = Command::new("userdel").arg(&name).output();
+        let made = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", &name])
+            .output()
+            .expect("useradd (the cross-user tests run as root, as in CI)");
+        ok(&made);
+        // From here on, Drop removes it.
+        let mut user = Self {
+            name,
+            uid: u32::MAX,
+            gid: u32::MAX,
+        };
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, &user.name])
+                .output()
+                .unwrap();
+            ok(&out);
+            text(&out.stdout).trim().parse().unwrap()
+        };
+        (user.uid, user.gid) = (id("-u"), id("-g"));
+        assert_ne!(user.uid, 0);
+        user
+    }
+
+    /// `script` run by `sh` as this user through `su` from a shell that
+    /// first joins a new session keyring linked to the caller's `@u`:
+    /// what happens when someone logged in with `pam_keyinit` (Debian's
+    /// `login` and `su -l`) drops to another user with `su OTHER -c …`
+    /// (Debian's `/etc/pam.d/su` has no `pam_keyinit`), so every process
+    /// of the other user possesses the caller's user keyring.
+    pub fn su_sharing_session_keyring(&self, script: &str) -> Output {
+        Command::new("keyctl")
+            .args(["session", "-", "sh", "-c"])
+            .arg(r#"keyctl link @u @s >/dev/null && exec su -s /bin/sh "$0" -c "$1""#)
+            .arg(&self.name)
+            .arg(script)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .stdin(Stdio::null())
+            .output()
+            .expect("keyctl (install the keyutils package)")
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}

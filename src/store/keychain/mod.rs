@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::kernel_cache::{self, FillLock, KernelCache};
+use super::kernel_cache::{FillLock, KernelCache};
 use super::{AccountKey, StoreError, TokenRecord, TokenStore, unix_now};
 use crate::secret::Secret;
 
@@ -86,6 +86,9 @@ pub struct KeychainStore {
     /// Fresh access tokens in the kernel's per-user keyring, where there
     /// is one (Linux); kept in step with every save and delete.
     cache: Option<KernelCache>,
+    /// Whether `cache` may be read and filled; off, saves and deletes
+    /// still drop what it holds.
+    cache_serving: bool,
     /// Whether loads may be answered from `cache`: only for a caller that
     /// needs nothing but a fresh access token.
     serve_cached: bool,
@@ -140,7 +143,19 @@ impl KeychainStore {
         if let Ok(mut connected) = self.connected.try_borrow_mut() {
             connected.take();
         }
+        if let (Err(StoreError::KeychainLocked(_)), Some(_)) = (&result, &self.cache) {
+            // Locked: what the keychain withholds, the cache must not
+            // keep handing out.
+            KernelCache::forget_all();
+        }
         result
+    }
+
+    /// Whether the kernel cache may be read and filled
+    /// (`keygate.kernelCache`, `KEYGATE_KERNEL_CACHE`).
+    pub fn serving_cache(mut self, on: bool) -> Self {
+        self.cache_serving = on;
+        self
     }
 
     fn lazily(connect: Connect) -> Self {
@@ -149,6 +164,7 @@ impl KeychainStore {
             connected: RefCell::new(None),
             connect,
             cache,
+            cache_serving: true,
             serve_cached: false,
             served: Mutex::new(HashSet::new()),
         }
@@ -188,7 +204,7 @@ impl KeychainStore {
 
     /// The cache, when reads and fills are on.
     fn active_cache(&self) -> Option<&KernelCache> {
-        self.cache.as_ref().filter(|_| kernel_cache::enabled())
+        self.cache.as_ref().filter(|_| self.cache_serving)
     }
 
     /// The cached record for `key`, at most once per account and process.
@@ -216,8 +232,8 @@ impl KeychainStore {
         // keychain read made before it.
         let _fill = FillLock::for_write();
         let written = write();
-        match (after, &written, kernel_cache::enabled()) {
-            (Some(record), Ok(_), true) => cache.put(record, unix_now()),
+        match (after, &written) {
+            (Some(record), Ok(_)) => cache.replace(record, unix_now(), self.cache_serving),
             _ => cache.forget(key),
         }
         written
@@ -245,7 +261,7 @@ impl TokenStore for KeychainStore {
         if let (Some((cache, _lock)), Some(record)) = (fill, &record)
             && record.key() == *key
         {
-            cache.put(record, unix_now());
+            cache.fill(record, unix_now());
         }
         Ok(record)
     }
