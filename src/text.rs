@@ -8,8 +8,9 @@
 /// terminal, so longer text is cut (on a character boundary).
 const MAX_CHARS: usize = 512;
 
-/// `text` with every control character (C0, DEL, C1) and every Unicode
-/// bidirectional override written as a visible `\u{..}` escape, cut to
+/// `text` with every control character (C0, DEL, C1), every Unicode
+/// bidirectional override and every invisible character (zero-width,
+/// format, line separators) written as a visible `\u{..}` escape, cut to
 /// [`MAX_CHARS`] characters. Printable text, non-ASCII letters included,
 /// passes unchanged.
 pub fn escape(text: &str) -> String {
@@ -24,7 +25,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `line` with control characters and bidi overrides escaped as in
+/// `line` with control, bidi and invisible characters escaped as in
 /// [`escape`], whatever its length: for keygate's own messages, whose
 /// parts (a TLS error naming a certificate, a path) may still carry text
 /// no one escaped, while the advice at their end must not be cut off.
@@ -35,7 +36,7 @@ pub fn escape_line(line: &str) -> String {
 }
 
 fn push_visible(out: &mut String, c: char) {
-    if c.is_control() || is_bidi_control(c) {
+    if c.is_control() || is_bidi_control(c) || is_invisible(c) {
         out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
     } else {
         out.push(c);
@@ -46,6 +47,49 @@ fn push_visible(out: &mut String, c: char) {
 /// CVE-2021-42574): a message could be made to read as something else.
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that draw nothing, or break a line where the terminal shows
+/// none: `WDJB\u{200b}-MJHT` looks like the code `WDJB-MJHT`, and a host
+/// name with a zero-width space in it looks like another host.
+///
+/// The set is every format character (general category Cf, Unicode 16), every
+/// default-ignorable code point (what Unicode says a renderer shows as
+/// nothing: fillers, variation selectors, tags), and the line and paragraph
+/// separators. A few Cf characters do draw something (the Arabic number
+/// signs), but they also reshape the digits after them, so they go too. The
+/// price is that an emoji joined by U+200D or styled by U+FE0F in a
+/// server's message shows its escapes: text a person must compare by eye
+/// matters more than pictures.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
 }
 
 #[cfg(test)]
@@ -63,6 +107,40 @@ mod tests {
             "a\\u{d}\\u{a}b\\u{9b}c\\u{7f}"
         );
         assert_eq!(escape("abc\u{202e}def"), "abc\\u{202e}def");
+    }
+
+    /// Characters that draw nothing (or break a line where none shows) let a
+    /// device code or a URL pass for another one.
+    #[test]
+    fn invisible_characters_are_made_visible() {
+        for c in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{61c}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{fff9}',
+            '\u{1d173}',
+            '\u{e0001}',
+            '\u{e0041}',
+        ] {
+            let shown = escape(&format!("WDJB{c}MJHT"));
+            assert_eq!(shown, format!("WDJB\\u{{{:x}}}MJHT", u32::from(c)));
+            assert_eq!(
+                escape_line(&c.to_string()),
+                format!("\\u{{{:x}}}", u32::from(c))
+            );
+        }
     }
 
     #[test]
