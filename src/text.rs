@@ -92,6 +92,60 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// One word of a command keygate tells a person to run: a value taken as
+/// it is, or a blank the person fills in (`<id>`), shown as it is.
+#[derive(Debug, Clone, Copy)]
+pub enum Word<'a> {
+    Literal(&'a str),
+    Blank(&'a str),
+}
+
+impl<'a> From<&'a str> for Word<'a> {
+    fn from(literal: &'a str) -> Self {
+        Word::Literal(literal)
+    }
+}
+
+/// `words` as one line a POSIX shell reads back as exactly those words.
+///
+/// # Security
+///
+/// The words hold URLs, and a URL's host may hold `$(…)`, backticks, `;`
+/// or braces (`%24` in a URL is `$`): a person pastes the line into a
+/// shell, so every word that is not plain safe characters is single-quoted.
+/// A blank stays bare: pasted unfilled, `<id>` is a syntax error, which
+/// runs nothing. The line is still the caller's to pass through [`escape`]
+/// or [`escape_line`] on its way to a terminal.
+pub fn shell_command(words: &[Word<'_>]) -> String {
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|word| match word {
+            Word::Literal(literal) => shell_word(literal),
+            Word::Blank(blank) => (*blank).to_owned(),
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// `git config --global` with `args`, as [`shell_command`] writes it.
+pub fn git_config_command(args: &[Word<'_>]) -> String {
+    let mut words = vec![Word::Literal("git"), "config".into(), "--global".into()];
+    words.extend_from_slice(args);
+    shell_command(&words)
+}
+
+/// `word` as the shell reads it back: as it is when every character is one
+/// no shell treats specially anywhere in a word, else in single quotes,
+/// inside which only `'` itself is special (written `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +220,74 @@ mod tests {
         let shown = escape_line(&line);
         assert!(shown.ends_with("\\u{1b}[2J; run `keygate login x`"));
         assert!(!shown.chars().any(char::is_control));
+    }
+
+    /// What `sh` makes of `line` after `printf %s`: the words it read,
+    /// one per line.
+    fn words_read_by_sh(line: &str) -> String {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {line}"))
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "sh failed on {line}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    #[test]
+    fn hostile_words_survive_the_shell_as_they_are() {
+        let hostile = [
+            "https://git$({touch,pwned})x.example.org",
+            "https://a`touch pwned`.example",
+            "https://a;touch pwned;.example",
+            "https://it's.example/'\\''",
+            "keygate.https://x$(id)y.example.clientId",
+            "{a,b}",
+            "~root",
+            "#comment",
+            "a*?[b]",
+            "!!",
+            "$HOME",
+            "\\",
+            "line\nbreak",
+            "\"double\"",
+            "é ü",
+            "",
+        ];
+        for word in hostile {
+            assert_eq!(
+                words_read_by_sh(&shell_word(word)),
+                format!("{word}\n"),
+                "{word}"
+            );
+        }
+        let line = shell_command(&[Word::Literal(hostile[0]), Word::Literal(hostile[1])]);
+        assert_eq!(
+            words_read_by_sh(&line),
+            format!("{}\n{}\n", hostile[0], hostile[1])
+        );
+    }
+
+    #[test]
+    fn plain_words_stay_bare_and_blanks_stay_blank() {
+        assert_eq!(
+            git_config_command(&[
+                "keygate.https://a.example:8443.clientId".into(),
+                Word::Blank("<id>")
+            ]),
+            "git config --global keygate.https://a.example:8443.clientId <id>"
+        );
+        assert_eq!(shell_word("read write"), "'read write'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_word_survives_the_shell(word in "[^\u{0}]{0,24}") {
+            proptest::prop_assert_eq!(words_read_by_sh(&shell_word(&word)), format!("{word}\n"));
+        }
     }
 }

@@ -707,3 +707,122 @@ fn metadata_whose_endpoint_moved_is_fetched_again() {
         "the cache holds the metadata as it is now"
     );
 }
+
+/// Hosts a URL may carry that run `touch pwned` when pasted into bash
+/// unquoted: `%24` is `$`, braces expand, backticks and `$(…)` substitute,
+/// `;` and `&` end a command, a quote ends a quoted word. (The URL parser
+/// lower-cases hosts, so the payload has no capitals.)
+const HOSTILE_URLS: [&str; 5] = [
+    "https://git%24(%7Btouch,pwned%7D)x.example.org/org/repo.git",
+    "https://a`{touch,pwned}`.example/r.git",
+    "https://a;{touch,pwned};b.example/r.git",
+    "https://a&{touch,pwned}&b.example/r.git",
+    "https://x'$({touch,pwned})'.example/r.git",
+];
+
+/// The `git config` commands `output` tells a person to run, blanks filled
+/// in as a person would: the rest of each line from `git config`, up to
+/// the backtick that closes it in an error, or the `(state)` after it in
+/// setup's report.
+fn suggested_git_config_commands(output: &std::process::Output) -> Vec<String> {
+    let all = format!("{}\n{}", text(&output.stdout), text(&output.stderr));
+    let mut commands = Vec::new();
+    for line in all.lines() {
+        let Some(at) = line.find("git config --global ") else {
+            continue;
+        };
+        let mut command = line[at..].to_owned();
+        if line[..at].ends_with('`') {
+            let end = command.rfind('`').expect("a closing backtick");
+            command.truncate(end);
+        } else if let Some(end) = command.rfind("   (") {
+            command.truncate(end);
+        }
+        let filled = command
+            .replace("<id>", "client-from-advice")
+            .replace("<url>", "https://127.0.0.1:9/endpoint");
+        commands.push(filled);
+    }
+    commands
+}
+
+/// Runs `command` in bash as a person would paste it, in an empty
+/// directory, and says whether anything appeared there.
+fn paste_into_bash(world: &World, command: &str) -> std::process::Output {
+    let cwd = world.dir.path().join("pasted-here");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let output = world
+        .command("bash")
+        .arg("-c")
+        .arg(command)
+        .current_dir(&cwd)
+        .output()
+        .expect("bash");
+    let appeared: Vec<_> = std::fs::read_dir(&cwd).unwrap().flatten().collect();
+    assert!(
+        appeared.is_empty(),
+        "pasting {command:?} ran something: {appeared:?}"
+    );
+    output
+}
+
+#[test]
+fn git_config_advice_for_a_hostile_url_runs_as_written_in_bash() {
+    for url in HOSTILE_URLS {
+        let mut world = World::offline();
+        world.set_env("KEYGATE_INTERACTIVE", "never");
+        let first = world.keygate(&["login", url]);
+        assert!(!first.status.success());
+        let commands = suggested_git_config_commands(&first);
+        assert_eq!(commands.len(), 1, "{url}: {}", text(&first.stderr));
+        ok(&paste_into_bash(&world, &commands[0]));
+
+        // keygate reads the key the pasted line wrote: it asks for no
+        // setting now, only for a login, and that advice pastes safely too.
+        let second = world.keygate(&["login", url]);
+        assert!(!second.status.success());
+        let said = text(&second.stderr);
+        assert!(suggested_git_config_commands(&second).is_empty(), "{said}");
+        assert!(said.contains("forbids interaction"), "{said}");
+        // The host may hold backticks itself: the advice ends at the last.
+        let login = said
+            .find("`keygate login ")
+            .zip(said.rfind('`'))
+            .map(|(start, end)| &said[start + 1..end])
+            .unwrap_or_else(|| panic!("{url}: no login advice: {said}"));
+        let pasted = paste_into_bash(&world, login);
+        assert!(
+            text(&pasted.stderr).contains("forbids interaction"),
+            "{url}: the pasted login went elsewhere: {}",
+            text(&pasted.stderr)
+        );
+    }
+}
+
+#[test]
+fn setup_advice_for_a_hostile_url_runs_as_written_in_bash() {
+    let issuer = fake_server(vec![(
+        "/.well-known/oauth-authorization-server",
+        "200 OK",
+        r#"{"issuer":"{base}","authorization_endpoint":"{base}/auth","token_endpoint":"{base}/token"}"#
+            .to_owned(),
+    )]);
+    for url in HOSTILE_URLS {
+        let world = World::offline();
+        let setup = world.keygate(&["setup", url, "--issuer", &issuer]);
+        assert_eq!(setup.status.code(), Some(3), "{}", text(&setup.stderr));
+        let commands = suggested_git_config_commands(&setup);
+        assert_eq!(commands.len(), 3, "issuer, client id, helper: {commands:?}");
+        for command in &commands {
+            ok(&paste_into_bash(&world, command));
+        }
+        // keygate reads back what was pasted: the issuer and the client id
+        // under its key for this server, and itself as the helper.
+        let again = world.keygate(&["setup", url, "--issuer", &issuer, "--dry-run", "--json"]);
+        ok(&again);
+        let report = json_of(&again);
+        assert_eq!(report["client"], "configured", "{url}: {report}");
+        assert_eq!(report["settings"][0]["state"], "present", "{url}: {report}");
+        assert_eq!(report["helper"], "present", "{url}: {report}");
+    }
+}

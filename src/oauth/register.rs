@@ -12,13 +12,15 @@ use crate::config::{ClientAuth, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
 use crate::store::{StoreError, TokenStore};
+use crate::text::shell_command;
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error(
-        "no client id is configured for {server} and its issuer offers no dynamic registration; create an OAuth application there (a public/native client with redirect URI {DEFAULT_REDIRECT}) and run `git config --global keygate.{server}.clientId <id>`"
+        "no client id is configured for {server} and its issuer offers no dynamic registration; create an OAuth application there (a public/native client with redirect URI {DEFAULT_REDIRECT}) and run `{}`",
+        crate::config::set_key_command(server, "clientId", "<id>")
     )]
     Unavailable { server: String },
     #[error(
@@ -44,7 +46,8 @@ pub enum RegisterError {
     #[error("the registration endpoint at {host} sent a response keygate cannot read ({reason})")]
     BadResponse { host: String, reason: String },
     #[error(
-        "the client registration stored for {server} is damaged; run `keygate logout {server} --forget-client`"
+        "the client registration stored for {server} is damaged; run `{}`",
+        shell_command(&["keygate".into(), "logout".into(), server.as_str().into(), "--forget-client".into()])
     )]
     Damaged { server: String },
     #[error(transparent)]
