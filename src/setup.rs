@@ -617,7 +617,19 @@ pub fn forget_client(
     }
     block_on(async {
         let http = http_for(config, provider)?;
-        Ok(register::forget(provider, store, &http).await?)
+        // The client's management URI is checked against where the issuer
+        // registers clients; without the metadata nothing is sent there.
+        let endpoint = match provider.issuer.as_deref() {
+            Some(issuer) => match discovery::metadata(&http, issuer).await {
+                Ok(metadata) => metadata.registration_url(),
+                Err(error) => {
+                    tracing::debug!(%error, "no metadata to check the client URI against");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(register::forget(provider, store, &http, endpoint.as_ref()).await?)
     })?
 }
 
