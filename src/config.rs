@@ -310,12 +310,24 @@ pub fn unconfigured_message(url: &Url) -> String {
     let server = origin.as_str().trim_end_matches('/');
     match registration_hint(server) {
         Some(hint) => format!(
-            "keygate has no client id for {server}; {hint}, then `git config --global keygate.{server}.clientId <id>`"
+            "keygate has no client id for {server}; {hint}, then `{}`",
+            set_key_command(server, "clientId", "<id>")
         ),
         None => format!(
-            "keygate has no configuration for {server}; set at least `git config --global keygate.{server}.clientId <id>`"
+            "keygate has no configuration for {server}; set at least `{}`",
+            set_key_command(server, "clientId", "<id>")
         ),
     }
+}
+
+/// The command that sets `keygate.<server>.<key>` to what a person fills in
+/// for `blank`, quoted for the shell: `server` comes from a URL, whose host
+/// may hold `$(…)`.
+pub fn set_key_command(server: &str, key: &str, blank: &str) -> String {
+    crate::text::git_config_command(&[
+        format!("keygate.{server}.{key}").as_str().into(),
+        crate::text::Word::Blank(blank),
+    ])
 }
 
 static ENV_CLIENT_SECRET: OnceLock<Option<Secret>> = OnceLock::new();

@@ -63,7 +63,10 @@ pub fn check_endpoint(url: &Url) -> Result<(), HttpError> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names this machine by its host: an IP literal in
+/// 127.0.0.0/8 or `::1`, or `localhost`. A name that merely resolves to
+/// loopback does not count: the URL is what a server can choose.
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

@@ -456,7 +456,16 @@ fn forget_client_of(config: &GitConfig, raw_url: &str) -> Result<(), AnyError> {
             "keygate: forgot the client registered for {server} (the server offers no way to delete it)"
         ),
         Forgotten::Failed(error) => eprintln!(
-            "keygate: forgot the client registered for {server}, but the server did not delete it: {error}"
+            "{}",
+            keygate::text::escape_line(&format!(
+                "keygate: forgot the client registered for {server}, but the server did not delete it: {error}"
+            ))
+        ),
+        Forgotten::NotSent(error) => eprintln!(
+            "{}",
+            keygate::text::escape_line(&format!(
+                "keygate: forgot the client registered for {server} here, but did not ask the server to delete it: {error}"
+            ))
         ),
     }
     Ok(())

@@ -15,16 +15,26 @@ use crate::oauth::{self, Browser, OAuthError, TokenSet};
 use crate::secret::Secret;
 use crate::store::{self, AccountKey, Issuer, StoreError, TokenRecord, TokenStore, unix_now};
 
+/// `keygate login URL`, quoted for the shell: the URL is the one git or the
+/// person gave, and its host may hold `$(…)`.
+pub fn login_command(url: &str) -> String {
+    crate::text::shell_command(&["keygate".into(), "login".into(), url.into()])
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     OAuth(#[from] OAuthError),
-    #[error("no token for {server} and {reason}; run `keygate login {server}` in a terminal first")]
+    #[error(
+        "no token for {server} and {reason}; run `{}` in a terminal first",
+        login_command(server)
+    )]
     LoginRequired { server: String, reason: String },
     #[error(
-        "the refresh token for {server} was rejected ({cause}) and {reason}; run `keygate login {server}` in a terminal"
+        "the refresh token for {server} was rejected ({cause}) and {reason}; run `{}` in a terminal",
+        login_command(server)
     )]
     RefreshRejected {
         server: String,
@@ -32,7 +42,8 @@ pub enum SessionError {
         reason: String,
     },
     #[error(
-        "the refresh token for {server} {why} and {reason}; run `keygate login {server}` in a terminal"
+        "the refresh token for {server} {why} and {reason}; run `{}` in a terminal",
+        login_command(server)
     )]
     RefreshDead {
         server: String,
@@ -647,10 +658,13 @@ fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord) {
         return;
     }
     eprintln!(
-        "keygate: the login for {} ends {} (its refresh token expires then); run `keygate login {}` before that to keep git working without a prompt",
-        key.label(),
-        describe_instant(ends, now),
-        key.login_url()
+        "{}",
+        crate::text::escape_line(&format!(
+            "keygate: the login for {} ends {} (its refresh token expires then); run `{}` before that to keep git working without a prompt",
+            key.label(),
+            describe_instant(ends, now),
+            login_command(&key.login_url())
+        ))
     );
 }
 

@@ -21,6 +21,7 @@ use crate::oauth::register::{self, Forgotten, RegisterError};
 use crate::secret::Secret;
 use crate::session::{Interaction, Session, SessionError};
 use crate::store::{self, StoreError, TokenStore};
+use crate::text::{Word, escape_line, git_config_command, shell_command};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -161,9 +162,8 @@ impl Report {
                 SettingState::WouldWrite => "would write",
             };
             out += &format!(
-                "  git config --global {} {}   ({state})\n",
-                setting.key,
-                shell_quote(&setting.value)
+                "  {}   ({state})\n",
+                git_config_command(&[setting.key.as_str().into(), setting.value.as_str().into()])
             );
         }
         let helper = match self.helper {
@@ -182,7 +182,8 @@ impl Report {
                 out += &format!("  {step}\n");
             }
         }
-        out
+        // The issuer and a registration's refusal are a server's words.
+        out.lines().map(|line| escape_line(line) + "\n").collect()
     }
 
     /// Stops short: a person must do `steps`.
@@ -190,10 +191,11 @@ impl Report {
         self.status = Status::Incomplete;
         self.next_steps.extend(steps);
         if self.helper == Helper::Missing {
-            self.next_steps.push(format!(
-                "git config --global --add credential.helper {}",
-                shell_quote(&helper_to_register())
-            ));
+            self.next_steps.push(git_config_command(&[
+                "--add".into(),
+                "credential.helper".into(),
+                helper_to_register().as_str().into(),
+            ]));
         }
         self
     }
@@ -201,19 +203,6 @@ impl Report {
 
 /// What to register by hand where a server cannot register keygate.
 const NATIVE_APP: &str = "a public/native client with redirect URI http://127.0.0.1/callback";
-
-/// Quotes a config value for a shell line when it needs it.
-fn shell_quote(value: &str) -> String {
-    if !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c))
-    {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
-}
 
 /// Where a person creates an OAuth application on the forges keygate has
 /// presets for: none of them registers clients on the fly.
@@ -298,16 +287,23 @@ pub fn run<'a>(
         else {
             let mut steps = vec![
                 format!(
-                    "{server} publishes no OAuth server metadata; if its OAuth server lives elsewhere, run `keygate setup {url} --issuer <issuer URL>`"
+                    "{server} publishes no OAuth server metadata; if its OAuth server lives elsewhere, run `{}`",
+                    shell_command(&[
+                        "keygate".into(),
+                        "setup".into(),
+                        url.as_str().into(),
+                        "--issuer".into(),
+                        Word::Blank("<issuer URL>"),
+                    ])
                 ),
                 format!("or register an OAuth application there ({NATIVE_APP}) and run:"),
             ];
-            for key in [
-                "clientId <id>",
-                "authUrl <authorization endpoint>",
-                "tokenUrl <token endpoint>",
+            for (key, blank) in [
+                ("clientId", "<id>"),
+                ("authUrl", "<authorization endpoint>"),
+                ("tokenUrl", "<token endpoint>"),
             ] {
-                steps.push(format!("git config --global keygate.{server}.{key}"));
+                steps.push(config::set_key_command(&server, key, blank));
             }
             return Ok(report.incomplete(steps));
         };
@@ -330,11 +326,11 @@ pub fn run<'a>(
                     format!(
                         "instead, register an OAuth application at {issuer} by hand ({NATIVE_APP}), then run:"
                     ),
-                    format!(
-                        "git config --global keygate.{server}.issuer {}",
-                        shell_quote(&issuer)
-                    ),
-                    format!("git config --global keygate.{server}.clientId <id>"),
+                    git_config_command(&[
+                        format!("keygate.{server}.issuer").as_str().into(),
+                        issuer.as_str().into(),
+                    ]),
+                    config::set_key_command(&server, "clientId", "<id>"),
                 ];
                 return Ok(report.incomplete(steps));
             }
@@ -467,9 +463,15 @@ fn make_app_by_hand(url: &Url, server: &str) -> Vec<String> {
             Some(page) => page.to_owned(),
             None => format!("register an OAuth application at {server} ({NATIVE_APP})"),
         },
-        format!("git config --global keygate.{server}.clientId <client id>"),
+        config::set_key_command(server, "clientId", "<client id>"),
         format!(
-            "a client secret, if the server insists on one, never in ~/.gitconfig: put `[keygate \"{server}\"] clientSecret = <secret>` in a file only you can read (chmod 600) and `git config --global --add include.path <that file>`"
+            "a client secret, if the server insists on one, never in ~/.gitconfig: put `[keygate \"{}\"] clientSecret = <secret>` in a file only you can read (chmod 600) and `{}`",
+            server.replace('\\', "\\\\").replace('"', "\\\""),
+            git_config_command(&[
+                "--add".into(),
+                "include.path".into(),
+                Word::Blank("<that file>")
+            ])
         ),
     ]
 }
@@ -615,23 +617,25 @@ pub fn forget_client(
     }
     block_on(async {
         let http = http_for(config, provider)?;
-        Ok(register::forget(provider, store, &http).await?)
+        // The client's management URI is checked against where the issuer
+        // registers clients; without the metadata nothing is sent there.
+        let endpoint = match provider.issuer.as_deref() {
+            Some(issuer) => match discovery::metadata(&http, issuer).await {
+                Ok(metadata) => metadata.registration_url(),
+                Err(error) => {
+                    tracing::debug!(%error, "no metadata to check the client URI against");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(register::forget(provider, store, &http, endpoint.as_ref()).await?)
     })?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_are_quoted_for_the_shell_only_when_needed() {
-        assert_eq!(
-            shell_quote("https://a.example:8443/x"),
-            "https://a.example:8443/x"
-        );
-        assert_eq!(shell_quote("read write"), "'read write'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn finds_keygate_among_the_helpers() {

@@ -8,8 +8,9 @@
 /// terminal, so longer text is cut (on a character boundary).
 const MAX_CHARS: usize = 512;
 
-/// `text` with every control character (C0, DEL, C1) and every Unicode
-/// bidirectional override written as a visible `\u{..}` escape, cut to
+/// `text` with every control character (C0, DEL, C1), every Unicode
+/// bidirectional override and every invisible character (zero-width,
+/// format, line separators) written as a visible `\u{..}` escape, cut to
 /// [`MAX_CHARS`] characters. Printable text, non-ASCII letters included,
 /// passes unchanged.
 pub fn escape(text: &str) -> String {
@@ -24,7 +25,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `line` with control characters and bidi overrides escaped as in
+/// `line` with control, bidi and invisible characters escaped as in
 /// [`escape`], whatever its length: for keygate's own messages, whose
 /// parts (a TLS error naming a certificate, a path) may still carry text
 /// no one escaped, while the advice at their end must not be cut off.
@@ -35,7 +36,7 @@ pub fn escape_line(line: &str) -> String {
 }
 
 fn push_visible(out: &mut String, c: char) {
-    if c.is_control() || is_bidi_control(c) {
+    if c.is_control() || is_bidi_control(c) || is_invisible(c) {
         out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
     } else {
         out.push(c);
@@ -46,6 +47,103 @@ fn push_visible(out: &mut String, c: char) {
 /// CVE-2021-42574): a message could be made to read as something else.
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that draw nothing, or break a line where the terminal shows
+/// none: `WDJB\u{200b}-MJHT` looks like the code `WDJB-MJHT`, and a host
+/// name with a zero-width space in it looks like another host.
+///
+/// The set is every format character (general category Cf, Unicode 16), every
+/// default-ignorable code point (what Unicode says a renderer shows as
+/// nothing: fillers, variation selectors, tags), and the line and paragraph
+/// separators. A few Cf characters do draw something (the Arabic number
+/// signs), but they also reshape the digits after them, so they go too. The
+/// price is that an emoji joined by U+200D or styled by U+FE0F in a
+/// server's message shows its escapes: text a person must compare by eye
+/// matters more than pictures.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
+}
+
+/// One word of a command keygate tells a person to run: a value taken as
+/// it is, or a blank the person fills in (`<id>`), shown as it is.
+#[derive(Debug, Clone, Copy)]
+pub enum Word<'a> {
+    Literal(&'a str),
+    Blank(&'a str),
+}
+
+impl<'a> From<&'a str> for Word<'a> {
+    fn from(literal: &'a str) -> Self {
+        Word::Literal(literal)
+    }
+}
+
+/// `words` as one line a POSIX shell reads back as exactly those words.
+///
+/// # Security
+///
+/// The words hold URLs, and a URL's host may hold `$(…)`, backticks, `;`
+/// or braces (`%24` in a URL is `$`): a person pastes the line into a
+/// shell, so every word that is not plain safe characters is single-quoted.
+/// A blank stays bare: pasted unfilled, `<id>` is a syntax error, which
+/// runs nothing. The line is still the caller's to pass through [`escape`]
+/// or [`escape_line`] on its way to a terminal.
+pub fn shell_command(words: &[Word<'_>]) -> String {
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|word| match word {
+            Word::Literal(literal) => shell_word(literal),
+            Word::Blank(blank) => (*blank).to_owned(),
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// `git config --global` with `args`, as [`shell_command`] writes it.
+pub fn git_config_command(args: &[Word<'_>]) -> String {
+    let mut words = vec![Word::Literal("git"), "config".into(), "--global".into()];
+    words.extend_from_slice(args);
+    shell_command(&words)
+}
+
+/// `word` as the shell reads it back: as it is when every character is one
+/// no shell treats specially anywhere in a word, else in single quotes,
+/// inside which only `'` itself is special (written `'\''`).
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +161,40 @@ mod tests {
             "a\\u{d}\\u{a}b\\u{9b}c\\u{7f}"
         );
         assert_eq!(escape("abc\u{202e}def"), "abc\\u{202e}def");
+    }
+
+    /// Characters that draw nothing (or break a line where none shows) let a
+    /// device code or a URL pass for another one.
+    #[test]
+    fn invisible_characters_are_made_visible() {
+        for c in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{61c}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{fff9}',
+            '\u{1d173}',
+            '\u{e0001}',
+            '\u{e0041}',
+        ] {
+            let shown = escape(&format!("WDJB{c}MJHT"));
+            assert_eq!(shown, format!("WDJB\\u{{{:x}}}MJHT", u32::from(c)));
+            assert_eq!(
+                escape_line(&c.to_string()),
+                format!("\\u{{{:x}}}", u32::from(c))
+            );
+        }
     }
 
     #[test]
@@ -88,5 +220,74 @@ mod tests {
         let shown = escape_line(&line);
         assert!(shown.ends_with("\\u{1b}[2J; run `keygate login x`"));
         assert!(!shown.chars().any(char::is_control));
+    }
+
+    /// What `sh` makes of `line` after `printf %s`: the words it read,
+    /// one per line.
+    fn words_read_by_sh(line: &str) -> String {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {line}"))
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "sh failed on {line}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    #[test]
+    fn hostile_words_survive_the_shell_as_they_are() {
+        let hostile = [
+            "https://git$({touch,pwned})x.example.org",
+            "https://a`touch pwned`.example",
+            "https://a;touch pwned;.example",
+            "https://it's.example/'\\''",
+            "keygate.https://x$(id)y.example.clientId",
+            "{a,b}",
+            "~root",
+            "#comment",
+            "a*?[b]",
+            "!!",
+            "$HOME",
+            "\\",
+            "line\nbreak",
+            "\"double\"",
+            "é ü",
+            "",
+        ];
+        for word in hostile {
+            assert_eq!(
+                words_read_by_sh(&shell_word(word)),
+                format!("{word}\n"),
+                "{word}"
+            );
+        }
+        let line = shell_command(&[Word::Literal(hostile[0]), Word::Literal(hostile[1])]);
+        assert_eq!(
+            words_read_by_sh(&line),
+            format!("{}\n{}\n", hostile[0], hostile[1])
+        );
+    }
+
+    #[test]
+    fn plain_words_stay_bare_and_blanks_stay_blank() {
+        assert_eq!(
+            git_config_command(&[
+                "keygate.https://a.example:8443.clientId".into(),
+                Word::Blank("<id>")
+            ]),
+            "git config --global keygate.https://a.example:8443.clientId <id>"
+        );
+        assert_eq!(shell_word("read write"), "'read write'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_word_survives_the_shell(word in "[^\u{0}]{0,24}") {
+            proptest::prop_assert_eq!(words_read_by_sh(&shell_word(&word)), format!("{word}\n"));
+        }
     }
 }

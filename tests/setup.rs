@@ -707,3 +707,313 @@ fn metadata_whose_endpoint_moved_is_fetched_again() {
         "the cache holds the metadata as it is now"
     );
 }
+
+/// Hosts a URL may carry that run `touch pwned` when pasted into bash
+/// unquoted: `%24` is `$`, braces expand, backticks and `$(…)` substitute,
+/// `;` and `&` end a command, a quote ends a quoted word. (The URL parser
+/// lower-cases hosts, so the payload has no capitals.)
+const HOSTILE_URLS: [&str; 5] = [
+    "https://git%24(%7Btouch,pwned%7D)x.example.org/org/repo.git",
+    "https://a`{touch,pwned}`.example/r.git",
+    "https://a;{touch,pwned};b.example/r.git",
+    "https://a&{touch,pwned}&b.example/r.git",
+    "https://x'$({touch,pwned})'.example/r.git",
+];
+
+/// The `git config` commands `output` tells a person to run, blanks filled
+/// in as a person would: the rest of each line from `git config`, up to
+/// the backtick that closes it in an error, or the `(state)` after it in
+/// setup's report.
+fn suggested_git_config_commands(output: &std::process::Output) -> Vec<String> {
+    let all = format!("{}\n{}", text(&output.stdout), text(&output.stderr));
+    let mut commands = Vec::new();
+    for line in all.lines() {
+        let Some(at) = line.find("git config --global ") else {
+            continue;
+        };
+        let mut command = line[at..].to_owned();
+        if line[..at].ends_with('`') {
+            let end = command.rfind('`').expect("a closing backtick");
+            command.truncate(end);
+        } else if let Some(end) = command.rfind("   (") {
+            command.truncate(end);
+        }
+        let filled = command
+            .replace("<id>", "client-from-advice")
+            .replace("<url>", "https://127.0.0.1:9/endpoint");
+        commands.push(filled);
+    }
+    commands
+}
+
+/// Runs `command` in bash as a person would paste it, in an empty
+/// directory, and says whether anything appeared there.
+fn paste_into_bash(world: &World, command: &str) -> std::process::Output {
+    let cwd = world.dir.path().join("pasted-here");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let output = world
+        .command("bash")
+        .arg("-c")
+        .arg(command)
+        .current_dir(&cwd)
+        .output()
+        .expect("bash");
+    let appeared: Vec<_> = std::fs::read_dir(&cwd).unwrap().flatten().collect();
+    assert!(
+        appeared.is_empty(),
+        "pasting {command:?} ran something: {appeared:?}"
+    );
+    output
+}
+
+#[test]
+fn git_config_advice_for_a_hostile_url_runs_as_written_in_bash() {
+    for url in HOSTILE_URLS {
+        let mut world = World::offline();
+        world.set_env("KEYGATE_INTERACTIVE", "never");
+        let first = world.keygate(&["login", url]);
+        assert!(!first.status.success());
+        let commands = suggested_git_config_commands(&first);
+        assert_eq!(commands.len(), 1, "{url}: {}", text(&first.stderr));
+        ok(&paste_into_bash(&world, &commands[0]));
+
+        // keygate reads the key the pasted line wrote: it asks for no
+        // setting now, only for a login, and that advice pastes safely too.
+        let second = world.keygate(&["login", url]);
+        assert!(!second.status.success());
+        let said = text(&second.stderr);
+        assert!(suggested_git_config_commands(&second).is_empty(), "{said}");
+        assert!(said.contains("forbids interaction"), "{said}");
+        // The host may hold backticks itself: the advice ends at the last.
+        let login = said
+            .find("`keygate login ")
+            .zip(said.rfind('`'))
+            .map(|(start, end)| &said[start + 1..end])
+            .unwrap_or_else(|| panic!("{url}: no login advice: {said}"));
+        let pasted = paste_into_bash(&world, login);
+        assert!(
+            text(&pasted.stderr).contains("forbids interaction"),
+            "{url}: the pasted login went elsewhere: {}",
+            text(&pasted.stderr)
+        );
+    }
+}
+
+#[test]
+fn setup_advice_for_a_hostile_url_runs_as_written_in_bash() {
+    let issuer = fake_server(vec![(
+        "/.well-known/oauth-authorization-server",
+        "200 OK",
+        r#"{"issuer":"{base}","authorization_endpoint":"{base}/auth","token_endpoint":"{base}/token"}"#
+            .to_owned(),
+    )]);
+    for url in HOSTILE_URLS {
+        let world = World::offline();
+        let setup = world.keygate(&["setup", url, "--issuer", &issuer]);
+        assert_eq!(setup.status.code(), Some(3), "{}", text(&setup.stderr));
+        let commands = suggested_git_config_commands(&setup);
+        assert_eq!(commands.len(), 3, "issuer, client id, helper: {commands:?}");
+        for command in &commands {
+            ok(&paste_into_bash(&world, command));
+        }
+        // keygate reads back what was pasted: the issuer and the client id
+        // under its key for this server, and itself as the helper.
+        let again = world.keygate(&["setup", url, "--issuer", &issuer, "--dry-run", "--json"]);
+        ok(&again);
+        let report = json_of(&again);
+        assert_eq!(report["client"], "configured", "{url}: {report}");
+        assert_eq!(report["settings"][0]["state"], "present", "{url}: {report}");
+        assert_eq!(report["helper"], "present", "{url}: {report}");
+    }
+}
+
+/// The name a remote-looking issuer goes by: not loopback by its URL, as
+/// keygate judges a URL, yet resolved to 127.0.0.1 for keygate alone.
+const REMOTE_NAME: &str = "issuer.keygate-test.example";
+
+/// A plain-http service on the user's loopback that trusts whoever
+/// reaches it (an admin API, a database's HTTP port): it records every
+/// request line it is sent.
+struct LoopbackVictim {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LoopbackVictim {
+    fn start() -> Self {
+        use std::io::{BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (line, _) = common::read_request(&mut reader);
+                seen.lock().unwrap().push(line.trim().to_owned());
+                let _ = stream.write_all(response("200 OK", "application/json", "{}").as_bytes());
+            }
+        });
+        Self { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// `hostile_issuer.py` for `world`, with `args`; its issuer URL.
+fn start_hostile_issuer(world: &World, args: &[&str]) -> (common::Guard, String) {
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(common::support("hostile_issuer.py"))
+        .arg("--dir")
+        .arg(&world.certs)
+        .args(["--name", REMOTE_NAME])
+        .args(args);
+    let (guard, info) = common::start_server(
+        command,
+        "hostile issuer",
+        &world.dir.path().join("hostile-issuer.log"),
+    );
+    (guard, info["issuer"].as_str().unwrap().to_owned())
+}
+
+/// keygate with `args`, seeing an /etc/hosts of its own in which
+/// [`REMOTE_NAME`] is 127.0.0.1: a mount namespace of its own, so the
+/// machine's /etc/hosts is never touched and parallel tests cannot trip
+/// over each other (tests run as root).
+fn keygate_seeing_remote_name(world: &World, args: &[&str]) -> std::process::Output {
+    let hosts = world.dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n127.0.0.1 {REMOTE_NAME}\n"),
+    )
+    .unwrap();
+    let output = world
+        .command("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#,
+            "sh",
+        ])
+        .arg(&hosts)
+        .arg(common::KEYGATE)
+        .args(args)
+        .output()
+        .expect("unshare (util-linux)");
+    let said = text(&output.stderr);
+    assert!(
+        !said.contains("unshare:") && !said.starts_with("mount:"),
+        "cannot give keygate a private /etc/hosts (tests run as root): {said}"
+    );
+    output
+}
+
+fn git_config_for_remote_issuer(world: &World, issuer: &str, extra: &str) {
+    std::fs::write(
+        world.gitconfig_path(),
+        format!("[keygate \"https://git.example.com\"]\n\tissuer = {issuer}\n{extra}"),
+    )
+    .unwrap();
+}
+
+const REMOTE_REPO: &str = "https://git.example.com/org/repo.git";
+
+#[test]
+fn a_remote_issuer_cannot_aim_keygate_at_loopback_endpoints() {
+    let mut world = World::offline();
+    world.set_env("KEYGATE_INTERACTIVE", "never");
+    let victim = LoopbackVictim::start();
+    let token = format!("{}/token", victim.url);
+    let revoke = format!("{}/revoke", victim.url);
+    let (_issuer_guard, issuer) = start_hostile_issuer(
+        &world,
+        &["--token-endpoint", &token, "--revocation-endpoint", &revoke],
+    );
+
+    // A CI client: the token endpoint gets its secret at once.
+    git_config_for_remote_issuer(
+        &world,
+        &issuer,
+        "\tclientId = ci\n\tclientSecret = ci-secret-for-the-real-server\n\tgrant = client_credentials\n",
+    );
+    let token_run = keygate_seeing_remote_name(&world, &["token", REMOTE_REPO]);
+    assert!(!token_run.status.success(), "{}", text(&token_run.stdout));
+    let said = text(&token_run.stderr);
+    assert!(
+        said.contains("token_endpoint") && said.contains("not an https URL"),
+        "{said}"
+    );
+
+    // setup takes nothing from such metadata either.
+    std::fs::write(world.gitconfig_path(), "").unwrap();
+    let setup = keygate_seeing_remote_name(&world, &["setup", REMOTE_REPO, "--issuer", &issuer]);
+    assert_eq!(setup.status.code(), Some(1), "{}", text(&setup.stdout));
+    assert!(
+        text(&setup.stderr).contains("not an https URL"),
+        "{}",
+        text(&setup.stderr)
+    );
+    assert_eq!(gitconfig(&world), "", "nothing written");
+    assert_eq!(victim.requests(), Vec::<String>::new());
+}
+
+#[test]
+fn a_registration_cannot_aim_forget_client_at_a_loopback_service() {
+    let mut world = World::offline();
+    world.set_env("KEYGATE_INTERACTIVE", "never");
+    let victim = LoopbackVictim::start();
+    let client_uri = format!("{}/customers-index", victim.url);
+    let (_issuer_guard, issuer) = start_hostile_issuer(&world, &["--client-uri", &client_uri]);
+
+    // Registration is refused, naming the value; nothing is kept.
+    let setup = keygate_seeing_remote_name(&world, &["setup", REMOTE_REPO, "--issuer", &issuer]);
+    assert!(!setup.status.success(), "{}", text(&setup.stdout));
+    let said = text(&setup.stderr);
+    assert!(
+        said.contains("registration_client_uri") && said.contains(&client_uri),
+        "{said}"
+    );
+    git_config_for_remote_issuer(&world, &issuer, "");
+    let logout = keygate_seeing_remote_name(&world, &["logout", REMOTE_REPO, "--forget-client"]);
+    ok(&logout);
+    assert_eq!(victim.requests(), Vec::<String>::new());
+
+    // A client an older keygate registered and kept, bad URI and all: the
+    // DELETE is not sent, and the client is forgotten here all the same.
+    let stored = serde_json::json!({
+        "client_id": "hostile-client",
+        "registration_access_token": "bearer-the-server-chose",
+        "registration_client_uri": client_uri,
+    });
+    let dir = world.home.join(".local/share/keygate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let document = serde_json::json!({
+        "version": 1,
+        "accounts": [],
+        "secrets": {
+            format!("registered-client https://git.example.com {issuer}"): stored.to_string(),
+        },
+    });
+    let tokens = dir.join("tokens.json");
+    std::fs::write(&tokens, serde_json::to_vec(&document).unwrap()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    assert!(stored_client(&world).is_some());
+    let logout = keygate_seeing_remote_name(&world, &["logout", REMOTE_REPO, "--forget-client"]);
+    ok(&logout);
+    let said = text(&logout.stderr);
+    assert!(
+        said.contains("did not ask the server to delete it") && said.contains(&client_uri),
+        "{said}"
+    );
+    assert!(!said.contains("bearer-the-server-chose"), "{said}");
+    assert!(stored_client(&world).is_none(), "forgotten here");
+    assert_eq!(victim.requests(), Vec::<String>::new());
+}

@@ -59,15 +59,14 @@ pub async fn authorize_device(
         .map_err(|error| stopped(classify(error)))?;
 
     let server = provider.server.as_str().trim_end_matches('/');
-    let mut message = format!(
-        "keygate: to authorize {server}, visit {}\nkeygate: and enter the code {}\n",
-        escape(details.verification_uri().as_str()),
-        escape(details.user_code().secret())
-    );
-    if let Some(complete) = details.verification_uri_complete() {
-        message.push_str(&format!("keygate: or open {}\n", escape(complete.secret())));
-    }
-    show(&message);
+    show(&prompt(
+        server,
+        details.verification_uri().as_str(),
+        details.user_code().secret(),
+        details
+            .verification_uri_complete()
+            .map(|c| c.secret().as_str()),
+    ));
 
     let lifetime = match provider.explicit_login_timeout {
         Some(cap) => details.expires_in().min(cap),
@@ -156,5 +155,49 @@ fn show(message: &str) {
         && let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty")
     {
         let _ = tty.write_all(message.as_bytes());
+    }
+}
+
+/// What the person is told to do: the URL and code are the server's words,
+/// escaped so a hostile server cannot make them look like others.
+fn prompt(server: &str, verification_uri: &str, user_code: &str, complete: Option<&str>) -> String {
+    let mut message = format!(
+        "keygate: to authorize {server}, visit {}\nkeygate: and enter the code {}\n",
+        escape(verification_uri),
+        escape(user_code)
+    );
+    if let Some(complete) = complete {
+        message.push_str(&format!("keygate: or open {}\n", escape(complete)));
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_or_url_with_invisible_characters_is_shown_escaped() {
+        // The server would have the person type a code other than the one
+        // it shows, or visit a host that reads like the real one.
+        let shown = prompt(
+            "https://git.example.com",
+            "https://github.com\u{200b}.evil.example/login/device",
+            "WDJB\u{2060}-MJHT\u{2028}",
+            Some("https://github.com\u{feff}.evil.example/?code=WDJB\u{ad}"),
+        );
+        assert!(
+            shown.contains("visit https://github.com\\u{200b}.evil.example/login/device"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("enter the code WDJB\\u{2060}-MJHT\\u{2028}\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("or open https://github.com\\u{feff}.evil.example/?code=WDJB\\u{ad}"),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 3, "{shown}");
     }
 }

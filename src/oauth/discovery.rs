@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{OAuthError, register};
 use crate::config::Provider;
-use crate::http::{HttpClient, HttpError, check_endpoint};
+use crate::http::{HttpClient, HttpError, check_endpoint, is_loopback};
 use crate::store::{self, TokenStore, unix_now};
 
 /// How long cached metadata is believed.
@@ -45,7 +45,8 @@ pub enum DiscoveryError {
     )]
     NoS256 { issuer: String },
     #[error(
-        "the metadata of {issuer} names a {field} {value:?} that is not an https URL (http only on loopback): refused"
+        "the metadata of {issuer} names a {field} {} that is not an https URL (plain http only on loopback, for an issuer on loopback): refused; check keygate.<url>.issuer, or configure the endpoint by hand",
+        crate::text::escape(&format!("{value:?}"))
     )]
     InsecureEndpoint {
         issuer: String,
@@ -190,7 +191,13 @@ pub async fn fetch(http: &HttpClient, issuer: &str) -> Result<Metadata, Discover
 /// RFC 8414 §3.3: the issuer must be exactly the one asked for, or a
 /// server could pass off another's endpoints (mix-up). PKCE S256 must be
 /// on offer when the server lists its methods, and every endpoint must be
-/// https (http only on loopback).
+/// https; plain http on loopback only when the issuer is on loopback too.
+///
+/// # Security
+///
+/// A remote server naming `http://127.0.0.1:…` endpoints would have
+/// keygate post client secrets, codes and tokens to whatever listens on
+/// the user's own machine, which often trusts loopback callers.
 pub fn check(metadata: &Metadata, issuer: &str, url: &str) -> Result<(), DiscoveryError> {
     if metadata.issuer != issuer {
         return Err(DiscoveryError::IssuerMismatch {
@@ -206,9 +213,12 @@ pub fn check(metadata: &Metadata, issuer: &str, url: &str) -> Result<(), Discove
             issuer: issuer.to_owned(),
         });
     }
+    let issuer_is_local = Url::parse(issuer).is_ok_and(|u| is_loopback(&u));
     for (field, value) in metadata.endpoints() {
         let Some(value) = value else { continue };
-        let secure = Url::parse(value).is_ok_and(|u| check_endpoint(&u).is_ok());
+        let secure = Url::parse(value).is_ok_and(|u| {
+            u.scheme() == "https" || (issuer_is_local && check_endpoint(&u).is_ok())
+        });
         if !secure {
             return Err(DiscoveryError::InsecureEndpoint {
                 issuer: issuer.to_owned(),
@@ -415,6 +425,41 @@ mod tests {
             "token_endpoint": "http://127.0.0.1:9/token",
         }));
         assert!(check(&local, "http://127.0.0.1:9", "u").is_ok());
+    }
+
+    /// A remote server could otherwise have keygate post a client secret,
+    /// a code or a token to whatever listens on the user's loopback.
+    #[test]
+    fn a_remote_issuer_may_not_name_plain_http_loopback_endpoints() {
+        for (field, value) in [
+            ("token_endpoint", "http://127.0.0.1:9/token"),
+            ("revocation_endpoint", "http://[::1]:9/revoke"),
+            ("device_authorization_endpoint", "http://localhost:9/device"),
+            ("authorization_endpoint", "http://127.0.0.2/auth"),
+            ("registration_endpoint", "http://127.0.0.1/reg"),
+        ] {
+            let m = metadata(serde_json::json!({"issuer": "https://a.example", field: value}));
+            let err = check(&m, "https://a.example", "u").unwrap_err();
+            assert!(
+                matches!(err, DiscoveryError::InsecureEndpoint { field: f, .. } if f == field),
+                "{err}"
+            );
+        }
+        // An issuer on loopback is a development server: its endpoints may be
+        // plain http on loopback, whatever its own scheme.
+        for issuer in ["https://127.0.0.1:8443", "http://localhost:8080"] {
+            let local = metadata(serde_json::json!({
+                "issuer": issuer,
+                "token_endpoint": "http://127.0.0.1:9/token",
+            }));
+            assert!(check(&local, issuer, "u").is_ok(), "{issuer}");
+        }
+        // Remote https endpoints stay fine, loopback or not.
+        let remote = metadata(serde_json::json!({
+            "issuer": "https://a.example",
+            "token_endpoint": "https://b.example/token",
+        }));
+        assert!(check(&remote, "https://a.example", "u").is_ok());
     }
 
     #[test]

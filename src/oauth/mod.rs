@@ -41,7 +41,8 @@ pub use device::authorize_device;
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
     #[error(
-        "no {what} is configured for {server}; set `git config --global keygate.{server}.{key} <url>`"
+        "no {what} is configured for {server}; set `{}`",
+        crate::config::set_key_command(server, key, "<url>")
     )]
     MissingEndpoint {
         what: &'static str,
@@ -49,8 +50,9 @@ pub enum OAuthError {
         server: String,
     },
     #[error(
-        "no client id is configured for {server}; {}set `git config --global keygate.{server}.clientId <id>` (or KEYGATE_CLIENT_ID)",
-        crate::config::registration_hint(server).map(|h| format!("{h}, then ")).unwrap_or_default()
+        "no client id is configured for {server}; {}set `{}` (or KEYGATE_CLIENT_ID)",
+        crate::config::registration_hint(server).map(|h| format!("{h}, then ")).unwrap_or_default(),
+        crate::config::set_key_command(server, "clientId", "<id>")
     )]
     MissingClientId { server: String },
     #[error(

@@ -12,13 +12,15 @@ use crate::config::{ClientAuth, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
 use crate::store::{StoreError, TokenStore};
+use crate::text::{escape, shell_command};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error(
-        "no client id is configured for {server} and its issuer offers no dynamic registration; create an OAuth application there (a public/native client with redirect URI {DEFAULT_REDIRECT}) and run `git config --global keygate.{server}.clientId <id>`"
+        "no client id is configured for {server} and its issuer offers no dynamic registration; create an OAuth application there (a public/native client with redirect URI {DEFAULT_REDIRECT}) and run `{}`",
+        crate::config::set_key_command(server, "clientId", "<id>")
     )]
     Unavailable { server: String },
     #[error(
@@ -44,9 +46,19 @@ pub enum RegisterError {
     #[error("the registration endpoint at {host} sent a response keygate cannot read ({reason})")]
     BadResponse { host: String, reason: String },
     #[error(
-        "the client registration stored for {server} is damaged; run `keygate logout {server} --forget-client`"
+        "the client registration stored for {server} is damaged; run `{}`",
+        shell_command(&["keygate".into(), "logout".into(), server.as_str().into(), "--forget-client".into()])
     )]
     Damaged { server: String },
+    #[error(
+        "the registration_client_uri {} is not an https URL on the origin of the registration endpoint{}: refused, as it could aim keygate's requests at another service; ask the server's administrators, or set keygate.<url>.clientId to an application created by hand",
+        escape(&format!("{value:?}")),
+        endpoint.as_ref().map(|e| format!(" ({})", escape(e))).unwrap_or_default()
+    )]
+    UnsafeClientUri {
+        value: String,
+        endpoint: Option<String>,
+    },
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
@@ -239,6 +251,11 @@ pub async fn register(
         .client_id
         .filter(|id| !id.is_empty())
         .ok_or(RegisterError::NoClientId { host })?;
+    // Checked before anything is kept: a client whose management URI points
+    // elsewhere would have `--forget-client` send the server's bearer there.
+    if let Some(uri) = &answer.registration_client_uri {
+        check_client_uri(uri, Some(&endpoint))?;
+    }
     let client = RegisteredClient {
         client_id,
         client_secret: answer.client_secret.filter(|s| !s.expose().is_empty()),
@@ -281,6 +298,34 @@ pub async fn ensure_client(
     Ok(ClientSource::Registered)
 }
 
+/// `uri`, a registration's `registration_client_uri`, when it is safe to
+/// send the registration access token to: on the origin (scheme, host,
+/// port) of `endpoint`, the registration endpoint the client was
+/// registered at, and https there (plain http only where the endpoint
+/// itself is on loopback, which discovery allows only for an issuer on
+/// loopback). Without `endpoint` to compare with, nothing is safe.
+///
+/// # Security
+///
+/// The URI is the server's word, and the request to it carries a bearer
+/// the server chose: pointed at `http://127.0.0.1:…`, it would reach a
+/// service on the user's machine that trusts loopback callers.
+pub fn check_client_uri(uri: &str, endpoint: Option<&Url>) -> Result<Url, RegisterError> {
+    let unsafe_uri = || RegisterError::UnsafeClientUri {
+        value: uri.to_owned(),
+        endpoint: endpoint.map(|e| e.origin().ascii_serialization()),
+    };
+    let endpoint = endpoint.ok_or_else(unsafe_uri)?;
+    let url = Url::parse(uri).map_err(|_| unsafe_uri())?;
+    if check_endpoint(&url).is_err()
+        || check_endpoint(endpoint).is_err()
+        || url.origin() != endpoint.origin()
+    {
+        return Err(unsafe_uri());
+    }
+    Ok(url)
+}
+
 /// What forgetting a registered client did.
 #[derive(Debug)]
 pub enum Forgotten {
@@ -292,14 +337,21 @@ pub enum Forgotten {
     KeptAtServer,
     /// The server refused or failed; forgotten here anyway.
     Failed(RegisterError),
+    /// Where the server said to delete it is not safe to send its token
+    /// to (kept by an older keygate, or the endpoint moved): not asked,
+    /// forgotten here anyway.
+    NotSent(RegisterError),
 }
 
 /// Deletes the client registered for `provider`, at the server where it
-/// offers RFC 7592 management, then from the store.
+/// offers RFC 7592 management, then from the store. `registration_endpoint`
+/// is where the issuer registers clients now: the client's management URI
+/// must be on its origin.
 pub async fn forget(
     provider: &Provider,
     store: &dyn TokenStore,
     http: &HttpClient,
+    registration_endpoint: Option<&Url>,
 ) -> Result<Forgotten, RegisterError> {
     let Some(client) = load(provider, store)? else {
         return Ok(Forgotten::NothingStored);
@@ -308,9 +360,12 @@ pub async fn forget(
         &client.registration_client_uri,
         &client.registration_access_token,
     ) {
-        (Some(uri), Some(token)) => match delete_at_server(uri, token, http).await {
-            Ok(()) => Forgotten::Deleted,
-            Err(error) => Forgotten::Failed(error),
+        (Some(uri), Some(token)) => match check_client_uri(uri, registration_endpoint) {
+            Ok(url) => match delete_at_server(&url, token, http).await {
+                Ok(()) => Forgotten::Deleted,
+                Err(error) => Forgotten::Failed(error),
+            },
+            Err(error) => Forgotten::NotSent(error),
         },
         _ => Forgotten::KeptAtServer,
     };
@@ -319,16 +374,11 @@ pub async fn forget(
 }
 
 async fn delete_at_server(
-    uri: &str,
+    url: &Url,
     token: &Secret,
     http: &HttpClient,
 ) -> Result<(), RegisterError> {
-    let url = Url::parse(uri).map_err(|_| RegisterError::BadResponse {
-        host: String::new(),
-        reason: "the stored registration_client_uri is not a URL".to_owned(),
-    })?;
-    check_endpoint(&url)?;
-    let host = host_of(&url);
+    let host = host_of(url);
     let request = http::Request::delete(url.as_str())
         .header(http::header::AUTHORIZATION, bearer(token, &host)?)
         .body(Vec::new())
@@ -360,6 +410,37 @@ fn bearer(token: &Secret, host: &str) -> Result<http::HeaderValue, RegisterError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registration answer could otherwise aim the bearer DELETE of
+    /// `--forget-client` at any service, on the user's loopback included.
+    #[test]
+    fn the_client_uri_must_be_on_the_registration_endpoints_origin() {
+        let endpoint = Url::parse("https://auth.example.com/reg").unwrap();
+        let check = |uri: &str| check_client_uri(uri, Some(&endpoint));
+        assert!(check("https://auth.example.com/reg/abc").is_ok());
+        assert!(check("https://auth.example.com:443/reg/abc?x=1").is_ok());
+        for hostile in [
+            "http://127.0.0.1:8080/customers-index",
+            "http://auth.example.com/reg/abc",
+            "https://auth.example.com:8443/reg/abc",
+            "https://other.example.com/reg/abc",
+            "https://127.0.0.1/reg/abc",
+            "not a url",
+            "https://evil.example/\u{1b}]0;title\u{7}",
+        ] {
+            let err = check(hostile).unwrap_err();
+            let said = err.to_string();
+            assert!(said.contains("registration_client_uri"), "{said}");
+            assert!(!said.chars().any(char::is_control), "{said}");
+            assert!(said.starts_with(char::is_lowercase), "{said}");
+        }
+        // Without the endpoint to compare with, nothing is sent anywhere.
+        assert!(check_client_uri("https://auth.example.com/reg/abc", None).is_err());
+        // A development server on loopback keeps its own plain http origin.
+        let local = Url::parse("http://127.0.0.1:9000/reg").unwrap();
+        assert!(check_client_uri("http://127.0.0.1:9000/reg/abc", Some(&local)).is_ok());
+        assert!(check_client_uri("http://127.0.0.1:9001/reg/abc", Some(&local)).is_err());
+    }
 
     #[test]
     fn asks_for_a_native_public_client_with_the_grants_it_uses() {

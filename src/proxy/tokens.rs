@@ -103,7 +103,8 @@ impl TokenSource {
             let store = store::open(choice).map_err(|e| e.to_string())?;
             let server = provider.server.as_str().trim_end_matches('/').to_owned();
             let interaction = Interaction::Forbidden(format!(
-                "the proxy opens no browser (run `keygate login {server}`)"
+                "the proxy opens no browser (run `{}`)",
+                session::login_command(&server)
             ));
             let session = Session::new(&provider, None, store.as_ref(), ca_files, move || {
                 interaction

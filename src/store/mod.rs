@@ -24,6 +24,12 @@ use crate::secret::Secret;
 pub use file::FileStore;
 pub use keychain::KeychainStore;
 
+/// Every command keygate suggests goes through one quoting function, this
+/// constant one too.
+fn use_the_file_store() -> String {
+    crate::text::git_config_command(&["keygate.store".into(), "file".into()])
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("token file {path}: {source}")]
@@ -36,11 +42,13 @@ pub enum StoreError {
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "the keychain is not reachable: {0}; set `git config --global keygate.store file` to use the file store"
+        "the keychain is not reachable: {0}; set `{command}` to use the file store",
+        command = use_the_file_store()
     )]
     KeychainUnreachable(String),
     #[error(
-        "there is no keychain in this session: {0}; set `git config --global keygate.store file` to use the file store"
+        "there is no keychain in this session: {0}; set `{command}` to use the file store",
+        command = use_the_file_store()
     )]
     NoKeychain(String),
     #[error("the keychain refused access: {0}; unlock it (or set keygate.store=file) and retry")]

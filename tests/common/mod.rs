@@ -189,7 +189,7 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
 }
 
 /// Starts `command` and waits for the one JSON line it prints when ready.
-fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) {
+pub fn start_server(mut command: Command, what: &str, log: &Path) -> (Guard, Value) {
     let log = std::fs::File::create(log).expect("server log file");
     command
         .stdout(Stdio::piped())

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Usage: mkcerts.sh DIR
 # Creates (if missing) a throwaway test CA and a server certificate for
-# IP:127.0.0.1 / DNS:localhost signed by it:
+# IP:127.0.0.1 / DNS:localhost signed by it (and for
+# DNS:issuer.keygate-test.example, which tests/setup.rs resolves to
+# 127.0.0.1 for keygate alone, to play a remote server):
 #   DIR/ca.pem  DIR/ca-key.pem  DIR/server.pem  DIR/server-key.pem
 # EC P-256 keys, SHA-256 signatures, 825 days validity. Idempotent.
 set -euo pipefail
@@ -41,7 +43,7 @@ O = keygate tests
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:issuer.keygate-test.example
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 CNF
