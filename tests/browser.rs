@@ -363,7 +363,10 @@ struct LocalUser(String);
 
 impl LocalUser {
     fn create() -> Self {
-        let name = format!("kgbr{}", std::process::id() % 100_000);
+        // Tests run in parallel threads of one process: each its own user.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let made = MADE.fetch_add(1, Ordering::Relaxed);
+        let name = format!("kgbr{}x{made}", std::process::id() % 100_000);
         let _ = Command::new("userdel").arg(&name).output();
         let output = Command::new("useradd")
             .args(["-M", "-s", "/usr/sbin/nologin", &name])
@@ -417,6 +420,48 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
     let said = login.finish(&world);
     assert!(
         said.contains("ignored a request from another user's process"),
+        "{said}"
+    );
+    assert_eq!(world.token_requests("authorization_code"), 1);
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+}
+
+/// Issue 18: a connection whose process has closed it lingers as a
+/// TIME_WAIT entry that the kernel lists with UID 0 (and, for a closer
+/// that sent its FIN first, in state FIN_WAIT2): a login run as root took
+/// another user's request for its own once the sender had gone.
+#[test]
+fn another_users_forged_redirect_sent_and_closed_is_refused() {
+    let mut world = World::start(Options::default());
+    let attacker = LocalUser::create();
+    let login = WaitingLogin::start(&mut world);
+    let redirect = url::Url::parse(&login.redirect_uri()).unwrap();
+    let request = format!(
+        "GET {}?code=attackers-code&state={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        redirect.path(),
+        login.state()
+    );
+    // The listener reads the request only after its sender has gone:
+    // forced here by stopping keygate; an attacker wins the same race by
+    // trying again.
+    let keygate = i32::try_from(login.login.id()).unwrap();
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(keygate, libc::SIGSTOP) }, 0);
+    let sent = Command::new("runuser")
+        .args(["-u", &attacker.0, "--", "bash", "-c"])
+        .arg(r#"exec 3<>"/dev/tcp/127.0.0.1/$0" && printf %s "$1" >&3"#)
+        .arg(redirect.port().unwrap().to_string())
+        .arg(&request)
+        .output()
+        .unwrap();
+    // The closer's FIN is acknowledged by the kernel, not by keygate.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(keygate, libc::SIGCONT) }, 0);
+    ok(&sent);
+    let said = login.finish(&world);
+    assert!(
+        said.contains("ignored a request whose sender is unknown"),
         "{said}"
     );
     assert_eq!(world.token_requests("authorization_code"), 1);

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -294,7 +294,10 @@ impl ThrowawayUser {
             0,
             "cross-user tests create a local user: run them as root (CI does)"
         );
-        let name = format!("kgpx{}", std::process::id());
+        // Tests run in parallel threads of one process: each its own user.
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let made = MADE.fetch_add(1, Ordering::Relaxed);
+        let name = format!("kgpx{}x{made}", std::process::id());
         let made = Command::new("useradd")
             .args(["-M", "-s", "/usr/sbin/nologin", &name])
             .output()
@@ -403,6 +406,62 @@ fn another_local_user_holding_the_password_is_refused() {
         .unwrap();
     ok(&own);
     assert_eq!(text(&own.stdout), "ok");
+    drop(attacker);
+}
+
+/// Issue 18: a connection whose process has closed it lingers as a
+/// TIME_WAIT entry that the kernel lists with UID 0 and no inode (in state
+/// FIN_WAIT2 when the closer sent its FIN first). To a proxy or login run
+/// as root, another user's request that arrived before its sender closed
+/// looked like its own. The race is forced here: the connection is looked
+/// up only after the sender has exited, as a stopped or busy keygate would.
+// The kernel's socket tables, and so the lookup, are Linux's.
+#[cfg(target_os = "linux")]
+#[test]
+fn another_users_closed_connection_is_never_taken_for_ours() {
+    let attacker = ThrowawayUser::create();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let sent = attacker
+        .command("bash")
+        .arg("-c")
+        .arg(r#"exec 3<>"/dev/tcp/127.0.0.1/$0" && printf 'GET / HTTP/1.1\r\n\r\n' >&3"#)
+        .arg(&port)
+        .output()
+        .unwrap();
+    ok(&sent);
+    // The closer's FIN is acknowledged by the kernel, not by us.
+    std::thread::sleep(Duration::from_millis(300));
+    let (stream, peer) = listener.accept().unwrap();
+    let local = stream.local_addr().unwrap();
+    let refused = |found: Result<u32, keygate::peer::PeerError>| {
+        assert!(
+            matches!(found, Err(keygate::peer::PeerError::Unowned(_))),
+            "{found:?}"
+        );
+    };
+    refused(keygate::peer::owner(local, peer));
+    refused(keygate::peer::table_owner(local, peer));
+    assert!(keygate::peer::is_same_user(local, peer).is_err());
+
+    // The same user's connection, still open, is named, and is not ours.
+    let mut held = attacker
+        .command("bash")
+        .arg("-c")
+        .arg(r#"exec 3<>"/dev/tcp/127.0.0.1/$0" && read -r -t 30 <&3"#)
+        .arg(&port)
+        .spawn()
+        .unwrap();
+    let (stream, peer) = listener.accept().unwrap();
+    let local = stream.local_addr().unwrap();
+    assert_eq!(keygate::peer::owner(local, peer).unwrap(), attacker.uid);
+    assert_eq!(
+        keygate::peer::table_owner(local, peer).unwrap(),
+        attacker.uid
+    );
+    assert!(!keygate::peer::is_same_user(local, peer).unwrap());
+    drop(stream);
+    let _ = held.wait();
     drop(attacker);
 }
 

@@ -6,23 +6,41 @@
 //! connections would make the check itself the denial of service. This
 //! lookup costs the same with one socket or a hundred thousand. Where the
 //! kernel lacks it (no `inet_diag`), `super::owner` falls back to the table.
+//!
+//! The kernel answers for whatever socket holds the addresses, closed ones
+//! included: what the answer is worth is `super`'s to judge.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::{Entry, same_endpoint};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 /// nlmsghdr (16) + inet_diag_req_v2 (56).
 const REQUEST_LEN: usize = 72;
-/// Where `idiag_uid` sits in a reply: nlmsghdr (16), then in
-/// inet_diag_msg four bytes of family/state/timer/retrans, the 48-byte
-/// socket id, and expires, rqueue, wqueue.
-const UID_OFFSET: usize = 16 + 4 + 48 + 12;
+/// A reply: nlmsghdr (16), then inet_diag_msg: family, state, timer,
+/// retrans (one byte each), the socket id (ports at 20 and 22, source at
+/// 24, destination at 40, 16 bytes each, then interface and cookie),
+/// expires, rqueue, wqueue, then uid and inode.
+const FAMILY_OFFSET: usize = 16;
+const STATE_OFFSET: usize = 17;
+const PORTS_OFFSET: usize = 20;
+const SOURCE_OFFSET: usize = 24;
+const DESTINATION_OFFSET: usize = 40;
+const UID_OFFSET: usize = 80;
+const INODE_OFFSET: usize = 84;
 
-/// The UID of the socket at `peer` connected to our `local`.
-pub fn owner(local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
+/// The kernel's entry for the socket at `peer` connected to our `local`;
+/// `None` when it has none.
+///
+/// # Errors
+///
+/// Any error but "no such socket" means the kernel cannot answer this way
+/// (no `inet_diag`, say): the caller reads the `/proc` tables instead.
+pub fn entry(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Entry>> {
     let request = request(local, peer)?;
     // SAFETY: plain socket(2); the result is checked before use and owned
     // (closed on drop) from here on.
@@ -68,7 +86,10 @@ pub fn owner(local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
         )
     };
     let got = usize::try_from(got).map_err(|_| io::Error::last_os_error())?;
-    parse_reply(reply.get(..got).unwrap_or_default())
+    match parse_reply(reply.get(..got).unwrap_or_default(), local, peer) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        other => other,
+    }
 }
 
 fn request(local: SocketAddr, peer: SocketAddr) -> io::Result<Vec<u8>> {
@@ -98,7 +119,8 @@ fn request(local: SocketAddr, peer: SocketAddr) -> io::Result<Vec<u8>> {
     request.extend(1u32.to_ne_bytes()); // sequence
     request.extend(0u32.to_ne_bytes()); // port id: the kernel fills it
     request.extend([family as u8, libc::IPPROTO_TCP as u8, 0, 0]);
-    request.extend(u32::MAX.to_ne_bytes()); // any state
+    // A lookup by address ignores the state filter; the reply says.
+    request.extend(u32::MAX.to_ne_bytes());
     request.extend(peer.port().to_be_bytes());
     request.extend(local.port().to_be_bytes());
     request.extend(words(source));
@@ -109,24 +131,65 @@ fn request(local: SocketAddr, peer: SocketAddr) -> io::Result<Vec<u8>> {
     Ok(request)
 }
 
-fn parse_reply(reply: &[u8]) -> io::Result<u32> {
+/// The entry a reply describes. A lookup by exact address that finds no
+/// connected socket falls back, in the kernel, to a listener on the
+/// peer's address: such a reply is about another socket and counts as
+/// none.
+fn parse_reply(reply: &[u8], local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Entry>> {
     let field = |at: usize, len: usize| reply.get(at..at + len);
-    let kind = field(4, 2)
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_ne_bytes);
+    let half = |at| {
+        field(at, 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_ne_bytes)
+    };
     let word = |at| {
         field(at, 4)
             .and_then(|b| b.try_into().ok())
             .map(u32::from_ne_bytes)
     };
-    match kind {
-        Some(SOCK_DIAG_BY_FAMILY) => word(UID_OFFSET).ok_or_else(short),
+    match half(4) {
+        Some(SOCK_DIAG_BY_FAMILY) => {}
         Some(NLMSG_ERROR) => {
             let code = word(16).ok_or_else(short)? as i32;
-            Err(io::Error::from_raw_os_error(code.saturating_neg()))
+            return Err(io::Error::from_raw_os_error(code.saturating_neg()));
         }
-        _ => Err(short()),
+        _ => return Err(short()),
     }
+    let byte = |at| field(at, 1).and_then(|b| b.first().copied());
+    let port = |at| {
+        field(at, 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_be_bytes)
+    };
+    let address = |at| -> Option<IpAddr> {
+        match i32::from(byte(FAMILY_OFFSET)?) {
+            libc::AF_INET => {
+                let bytes: [u8; 4] = field(at, 4)?.try_into().ok()?;
+                Some(IpAddr::V4(Ipv4Addr::from(bytes)))
+            }
+            libc::AF_INET6 => {
+                let bytes: [u8; 16] = field(at, 16)?.try_into().ok()?;
+                Some(IpAddr::V6(Ipv6Addr::from(bytes)))
+            }
+            _ => None,
+        }
+    };
+    let source = SocketAddr::new(
+        address(SOURCE_OFFSET).ok_or_else(short)?,
+        port(PORTS_OFFSET).ok_or_else(short)?,
+    );
+    let destination = SocketAddr::new(
+        address(DESTINATION_OFFSET).ok_or_else(short)?,
+        port(PORTS_OFFSET + 2).ok_or_else(short)?,
+    );
+    if !(same_endpoint(source, peer) && same_endpoint(destination, local)) {
+        return Ok(None);
+    }
+    Ok(Some(Entry {
+        state: byte(STATE_OFFSET).ok_or_else(short)?,
+        uid: word(UID_OFFSET).ok_or_else(short)?,
+        inode: word(INODE_OFFSET).ok_or_else(short)?.into(),
+    }))
 }
 
 fn short() -> io::Error {
@@ -137,6 +200,71 @@ fn short() -> io::Error {
 mod tests {
     use super::*;
 
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Replies as this kernel sent them (6.18, little-endian): a listener
+    /// of ours on 53751; uid 1001 connected from 39964, sent a request and
+    /// closed; uid 1001 again, from 39980, still holding its socket.
+    const CLOSED: &str = "600000001400000001000000196b0000020503009c1cd1f77f0000010000000000000000000000007f000001000000000000000000000000000000000410000000000000c4e900000000000000000000000000000000000008000f0000000000";
+    const HELD: &str = "7c0000001400000001000000196b0000020100009c2cd1f77f0000010000000000000000000000007f000001000000000000000000000000000000000510000000000000000000000000000000000000e903000009670000050008000000000008000f00000000000c00150001000000000000000600160052000000";
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn issue_18_the_kernel_lists_a_closed_connection_with_uid_0_and_no_inode() {
+        let ours = addr("127.0.0.1:53751");
+        let closed = parse_reply(&hex(CLOSED), ours, addr("127.0.0.1:39964")).unwrap();
+        // TIME_WAIT, shown as the FIN_WAIT2 it came from: only the inode
+        // tells it from a live socket.
+        assert_eq!(
+            closed,
+            Some(Entry {
+                state: 5,
+                uid: 0,
+                inode: 0
+            })
+        );
+        assert!(matches!(
+            crate::peer::decide(addr("127.0.0.1:39964"), &[closed.unwrap()]),
+            Err(crate::peer::PeerError::Unowned(_))
+        ));
+        let held = parse_reply(&hex(HELD), ours, addr("127.0.0.1:39980")).unwrap();
+        assert_eq!(
+            held,
+            Some(Entry {
+                state: 1,
+                uid: 1001,
+                inode: 26377
+            })
+        );
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn a_reply_about_another_socket_is_none() {
+        // What the kernel's fallback to a listener on the peer's address
+        // looks like: not the addresses asked about.
+        let ours = addr("127.0.0.1:53751");
+        assert_eq!(
+            parse_reply(&hex(HELD), ours, addr("127.0.0.1:39964")).unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_reply(&hex(HELD), addr("127.0.0.1:53752"), addr("127.0.0.1:39980")).unwrap(),
+            None
+        );
+        // Cut short: an error, so the caller reads the tables instead.
+        assert!(parse_reply(&hex(&HELD[..160]), ours, addr("127.0.0.1:39980")).is_err());
+    }
+
     #[test]
     fn a_real_connection_is_ours_and_agrees_with_the_proc_table() {
         for host in ["127.0.0.1:0", "[::1]:0"] {
@@ -146,17 +274,42 @@ mod tests {
             let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (server_side, peer) = listener.accept().unwrap();
             let local = server_side.local_addr().unwrap();
-            let uid = owner(local, peer).unwrap();
-            assert_eq!(uid, crate::peer::my_uid());
-            assert_eq!(uid, crate::peer::owner(local, peer).unwrap());
+            let found = entry(local, peer).unwrap().unwrap();
+            assert_eq!(found.uid, crate::peer::my_uid());
+            assert_eq!(found.state, 1);
+            assert_ne!(found.inode, 0);
+            assert_eq!(found.uid, crate::peer::table_owner(local, peer).unwrap());
         }
     }
 
     #[test]
-    fn no_such_connection_is_an_error() {
+    fn no_such_connection_is_none() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
-        let error = owner(local, "127.0.0.1:9".parse().unwrap()).unwrap_err();
-        assert_eq!(error.raw_os_error(), Some(libc::ENOENT), "{error}");
+        assert_eq!(entry(local, addr("127.0.0.1:9")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_closed_connection_of_ours_names_no_owner() {
+        // Our own client sends and closes before we look: its end lingers
+        // in TIME_WAIT, which must not count even when the UID would match.
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (server_side, peer) = listener.accept().unwrap();
+        let local = server_side.local_addr().unwrap();
+        let found = entry(local, peer).unwrap().unwrap();
+        assert_eq!(found.inode, 0, "{found:?}");
+        assert!(matches!(
+            crate::peer::owner(local, peer),
+            Err(crate::peer::PeerError::Unowned(_))
+        ));
+        assert!(matches!(
+            crate::peer::table_owner(local, peer),
+            Err(crate::peer::PeerError::Unowned(_))
+        ));
     }
 }

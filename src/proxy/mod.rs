@@ -349,6 +349,18 @@ enum Owner {
 }
 
 impl Owner {
+    /// From "is it this user?": a closed connection whose owner the kernel
+    /// no longer names, or names twice with two owners, is `Unknown`,
+    /// never ours.
+    fn of(same_user: Result<bool, crate::peer::PeerError>) -> Self {
+        match same_user {
+            Ok(true) => Owner::ThisUser,
+            Ok(false) => Owner::OtherUser,
+            Err(crate::peer::PeerError::NotFound(_)) => Owner::NotLocal,
+            Err(_) => Owner::Unknown,
+        }
+    }
+
     /// Fails closed: only this user's processes, and remote peers when
     /// they were asked for.
     fn admitted(self, peer: SocketAddr, remote_peers: bool) -> bool {
@@ -362,23 +374,23 @@ impl Owner {
 
 async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> Owner {
     #[cfg(target_os = "linux")]
-    match crate::peer::sock_diag::owner(local, peer) {
-        Ok(uid) if uid == crate::peer::my_uid() => return Owner::ThisUser,
-        Ok(_) => return Owner::OtherUser,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Owner::NotLocal,
-        // No socket diagnostics in this kernel: the /proc table below.
-        Err(_) => {}
+    if let Some(found) = crate::peer::diagnosed_owner(local, peer) {
+        return Owner::of(found.map(|uid| uid == crate::peer::my_uid()));
     }
-    // Reading /proc/net/tcp blocks and grows with every socket on the
-    // machine: off the worker, and a few at a time.
+    // No socket diagnostics (or not Linux): reading /proc/net/tcp blocks
+    // and grows with every socket on the machine, so off the worker, and a
+    // few at a time.
     let Ok(_turn) = proc_checks.acquire().await else {
         return Owner::Unknown;
     };
-    match tokio::task::spawn_blocking(move || crate::peer::is_same_user(local, peer)).await {
-        Ok(Ok(true)) => Owner::ThisUser,
-        Ok(Ok(false)) => Owner::OtherUser,
-        Ok(Err(crate::peer::PeerError::NotFound(_))) => Owner::NotLocal,
-        _ => Owner::Unknown,
+    #[cfg(target_os = "linux")]
+    let lookup =
+        move || crate::peer::table_owner(local, peer).map(|uid| uid == crate::peer::my_uid());
+    #[cfg(not(target_os = "linux"))]
+    let lookup = move || crate::peer::is_same_user(local, peer);
+    match tokio::task::spawn_blocking(lookup).await {
+        Ok(found) => Owner::of(found),
+        Err(_) => Owner::Unknown,
     }
 }
 
@@ -875,6 +887,25 @@ mod tests {
             !Owner::NotLocal.admitted(local, true),
             "a loopback peer is local"
         );
+    }
+
+    #[test]
+    fn a_connection_whose_owner_the_kernel_cannot_name_is_refused() {
+        use crate::peer::PeerError;
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        // Issue 18: a closed connection's lingering entry, or one listed
+        // twice with different owners, is refused even where remote peers
+        // are served.
+        for peer in [local, remote] {
+            for error in [PeerError::Unowned(peer), PeerError::Ambiguous(peer)] {
+                assert_eq!(Owner::of(Err(error)), Owner::Unknown);
+                assert!(!Owner::Unknown.admitted(peer, true));
+            }
+        }
+        assert_eq!(Owner::of(Ok(true)), Owner::ThisUser);
+        assert_eq!(Owner::of(Ok(false)), Owner::OtherUser);
+        assert_eq!(Owner::of(Err(PeerError::NotFound(remote))), Owner::NotLocal);
     }
 
     #[test]
