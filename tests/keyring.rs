@@ -212,6 +212,7 @@ fn the_cached_key(world: &World) -> CachedKey {
 
 /// Keeps the test that locks the keychain, which drops every key keygate
 /// cached for this user, apart from the tests that look for their key.
+/// A failed test must not fail the others: poisoning is ignored.
 static CACHE_SWEEPS: RwLock<()> = RwLock::new(());
 
 fn keychain_refresh_token(world: &World) -> String {
@@ -227,7 +228,9 @@ fn keychain_refresh_token(world: &World) -> String {
 
 #[test]
 fn the_quick_path_answers_from_the_kernel_cache_and_leaves_the_keychain_to_keygate() {
-    let _apart = CACHE_SWEEPS.read().unwrap();
+    let _apart = CACHE_SWEEPS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut world = keyring_world(true);
     let quick = QuickPathAlone::new(&world);
     let request = format!(
@@ -255,7 +258,9 @@ fn the_quick_path_answers_from_the_kernel_cache_and_leaves_the_keychain_to_keyga
 
 #[test]
 fn kernel_cache_holds_only_a_fresh_access_token_and_never_one_keygate_replaced() {
-    let _apart = CACHE_SWEEPS.read().unwrap();
+    let _apart = CACHE_SWEEPS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let world = keyring_world(true);
     let (answer, token) = fill(&world);
 
@@ -341,7 +346,9 @@ fn git_config_turns_the_kernel_cache_off() {
 /// `get` served the planted token.
 #[test]
 fn another_user_sharing_the_session_keyring_can_neither_read_nor_replace_the_cached_token() {
-    let _apart = CACHE_SWEEPS.read().unwrap();
+    let _apart = CACHE_SWEEPS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let world = keyring_world(true);
     let (_, token) = fill(&world);
     let ours = the_cached_key(&world);
@@ -407,7 +414,9 @@ fn another_user_sharing_the_session_keyring_can_neither_read_nor_replace_the_cac
 /// `get` from an ordinary session served the logged-out token.
 #[test]
 fn a_private_session_keyring_leaves_no_token_behind_after_logout() {
-    let _apart = CACHE_SWEEPS.read().unwrap();
+    let _apart = CACHE_SWEEPS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let world = keyring_world(true);
     let in_private_session = |args: &[&str], input: &str| {
         let mut command = world.command("keyctl");
@@ -454,7 +463,9 @@ fn a_private_session_keyring_leaves_no_token_behind_after_logout() {
 /// filled a second key, which `logout` did not drop.
 #[test]
 fn logout_drops_the_token_cached_under_every_spelling_of_the_bus_address() {
-    let _apart = CACHE_SWEEPS.read().unwrap();
+    let _apart = CACHE_SWEEPS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut world = keyring_world(true);
     let address = world.dbus_address.clone().unwrap();
     let (_, token) = fill(&world);
@@ -487,7 +498,9 @@ fn logout_drops_the_token_cached_under_every_spelling_of_the_bus_address() {
 /// the cache is dropped, and nothing is cached while it stays locked.
 #[test]
 fn a_locked_keychain_drops_the_cache_when_keygate_finds_it_locked() {
-    let _alone = CACHE_SWEEPS.write().unwrap();
+    let _alone = CACHE_SWEEPS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let world = keyring_world(true);
     let (_, token) = fill(&world);
     the_cached_key(&world);
