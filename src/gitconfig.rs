@@ -376,36 +376,15 @@ fn device(_path: &Path) -> Option<u64> {
 }
 
 /// git trusts a discovered repository only when the `.git` file, the
-/// working tree and the git directory are the user's (`lstat`), or listed
-/// in `safe.directory`: that list, and root's `SUDO_UID`, are git's to
-/// judge.
-#[cfg(unix)]
+/// working tree and the git directory are the user's (`lstat`; on Windows
+/// the owner SIDs), or listed in `safe.directory`: that list, and root's
+/// `SUDO_UID`, are git's to judge.
 fn owned_by_me(paths: &[&Path]) -> Result<(), Defer> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let me = unsafe { libc::geteuid() };
-    let mine = |path: &&Path| std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me);
-    if paths.iter().all(mine) {
+    if paths.iter().all(|path| crate::sys::owned_by_me(path)) {
         Ok(())
     } else {
         Err(Defer::ForeignRepository)
     }
-}
-
-/// The owner SIDs against this process's user, as Git for Windows checks.
-#[cfg(windows)]
-fn owned_by_me(paths: &[&Path]) -> Result<(), Defer> {
-    let me = crate::winsec::CurrentUser::get().map_err(|_| Defer::ForeignRepository)?;
-    if paths.iter().all(|path| me.owns(path)) {
-        Ok(())
-    } else {
-        Err(Defer::ForeignRepository)
-    }
-}
-
-#[cfg(not(any(unix, windows)))]
-fn owned_by_me(_paths: &[&Path]) -> Result<(), Defer> {
-    Err(Defer::ForeignRepository)
 }
 
 /// `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n`, then `git -c` settings, which git

@@ -149,7 +149,7 @@ struct LaunchPage {
 
 impl LaunchPage {
     fn write(dir: &Path, target: &url::Url) -> std::io::Result<Self> {
-        crate::store::create_private_dir(dir)?;
+        crate::sys::create_private_dir(dir)?;
         let name = CsrfToken::new_random();
         let path = dir.join(format!("login-{}.html", name.secret()));
         let url = url::Url::from_file_path(&path).map_err(|()| {

@@ -157,7 +157,7 @@ pub fn deliver(dir: &Path, url: &str) -> Result<(), HandoffError> {
     // A directory another user can swap could hold their socket, which
     // would receive the code. (Windows pipes live in no directory.)
     #[cfg(unix)]
-    match crate::store::check_private_dir(dir) {
+    match crate::sys::check_private_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(HandoffError::NoFlowWaiting);
@@ -221,7 +221,7 @@ mod platform {
 
     impl Listener {
         pub fn bind(dir: &Path, path: &Path) -> io::Result<Self> {
-            crate::store::create_private_dir(dir)?;
+            crate::sys::create_private_dir(dir)?;
             // A socket left by a crashed login with this same state.
             let _ = std::fs::remove_file(path);
             Ok(Self {
@@ -288,7 +288,7 @@ mod platform {
 
     impl OwnerOnly {
         fn new() -> io::Result<Self> {
-            let sid = crate::winsec::CurrentUser::get()?.sid_string()?;
+            let sid = crate::sys::windows::CurrentUser::get()?.sid_string()?;
             // A protected DACL with one entry: full access for this user.
             // Nobody else (not even Everyone's default read) may connect.
             let sddl: Vec<u16> = format!("D:P(A;;GA;;;{sid})")
@@ -701,7 +701,7 @@ mod windows_tests {
             LocalFree(descriptor);
             sddl
         };
-        let me = crate::winsec::CurrentUser::get()
+        let me = crate::sys::windows::CurrentUser::get()
             .unwrap()
             .sid_string()
             .unwrap();

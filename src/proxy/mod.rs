@@ -352,11 +352,11 @@ impl Owner {
     /// From "is it this user?": a closed connection whose owner the kernel
     /// no longer names, or names twice with two owners, is `Unknown`,
     /// never ours.
-    fn of(same_user: Result<bool, crate::peer::PeerError>) -> Self {
+    fn of(same_user: Result<bool, crate::sys::peer::PeerError>) -> Self {
         match same_user {
             Ok(true) => Owner::ThisUser,
             Ok(false) => Owner::OtherUser,
-            Err(crate::peer::PeerError::NotFound(_)) => Owner::NotLocal,
+            Err(crate::sys::peer::PeerError::NotFound(_)) => Owner::NotLocal,
             Err(_) => Owner::Unknown,
         }
     }
@@ -373,9 +373,8 @@ impl Owner {
 }
 
 async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> Owner {
-    #[cfg(target_os = "linux")]
-    if let Some(found) = crate::peer::diagnosed_owner(local, peer) {
-        return Owner::of(found.map(|uid| uid == crate::peer::my_uid()));
+    if let Some(found) = crate::sys::peer::diagnosed_same_user(local, peer) {
+        return Owner::of(found);
     }
     // No socket diagnostics (or not Linux): reading /proc/net/tcp blocks
     // and grows with every socket on the machine, so off the worker, and a
@@ -383,11 +382,7 @@ async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> 
     let Ok(_turn) = proc_checks.acquire().await else {
         return Owner::Unknown;
     };
-    #[cfg(target_os = "linux")]
-    let lookup =
-        move || crate::peer::table_owner(local, peer).map(|uid| uid == crate::peer::my_uid());
-    #[cfg(not(target_os = "linux"))]
-    let lookup = move || crate::peer::is_same_user(local, peer);
+    let lookup = move || crate::sys::peer::table_same_user(local, peer);
     match tokio::task::spawn_blocking(lookup).await {
         Ok(found) => Owner::of(found),
         Err(_) => Owner::Unknown,
@@ -891,7 +886,7 @@ mod tests {
 
     #[test]
     fn a_connection_whose_owner_the_kernel_cannot_name_is_refused() {
-        use crate::peer::PeerError;
+        use crate::sys::peer::PeerError;
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         // Issue 18: a closed connection's lingering entry, or one listed

@@ -1,0 +1,77 @@
+//! The platform: files and directories only the user can touch, who the
+//! user is and what they own, who is at the other end of a loopback
+//! connection, and Windows' security API.
+//!
+//! Platform `cfg`s and `unsafe` live here (and in the keychain backends),
+//! so the rest of keygate reads the same on every platform: each function
+//! has one signature everywhere, and where a platform has nothing to offer
+//! it gets a stub that says so. Nothing here imports keygate code above it.
+
+pub mod peer;
+mod private;
+#[cfg(windows)]
+pub(crate) mod windows;
+
+use std::path::{Path, PathBuf};
+
+pub use private::Unsafe;
+pub(crate) use private::{
+    check_private_dir, create_private_dir, open_private, publish_once, read_own, read_private,
+    write_private_atomically,
+};
+
+/// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
+/// `%LOCALAPPDATA%\keygate`, else `~/.local/share/keygate`; `None` when
+/// neither XDG_DATA_HOME nor HOME (nor LOCALAPPDATA) is set.
+pub fn data_dir() -> Option<PathBuf> {
+    let env_dir = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = env_dir("XDG_DATA_HOME")
+        // Git for Windows sets HOME too, but LOCALAPPDATA is where
+        // Windows keeps per-user, per-machine data.
+        .or_else(|| cfg!(windows).then(|| env_dir("LOCALAPPDATA")).flatten())
+        .or_else(|| env_dir("HOME").map(|home| home.join(".local/share")))?;
+    Some(base.join("keygate"))
+}
+
+/// Where short-lived sockets go: `$XDG_RUNTIME_DIR/keygate` (a per-user
+/// 0700 tmpfs), else `run/` in the data directory. Like every directory
+/// keygate uses, checked when created or used ([`create_private_dir`]): a
+/// shared or world-writable `XDG_RUNTIME_DIR` is refused there.
+pub fn runtime_dir() -> Option<PathBuf> {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir).join("keygate")),
+        None => Some(data_dir()?.join("run")),
+    }
+}
+
+/// The effective UID: who owns what this process creates, and whom the
+/// kernel names as the owner of its sockets and keys.
+#[cfg(unix)]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process's user owns the file, directory or symbolic link
+/// (not followed) at `path`: its UID on Unix, its SID as Git for Windows
+/// compares them on Windows. Any failure counts as "not mine".
+pub fn owned_by_me(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == effective_uid())
+    }
+    #[cfg(windows)]
+    {
+        windows::CurrentUser::get().is_ok_and(|me| me.owns(path))
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = path;
+        false
+    }
+}
