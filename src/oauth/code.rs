@@ -155,14 +155,7 @@ impl LaunchPage {
         let url = url::Url::from_file_path(&path).map_err(|()| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an absolute path")
         })?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let mut file = options.open(&path)?;
+        let mut file = crate::sys::create_new_private(&path)?;
         let page = Self { path, url };
         let target = escape_html(target.as_str());
         write!(

@@ -120,7 +120,9 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
     // New on every start: a password that leaked (a shell history, a
     // file another user could read) dies with the process it opened.
     let password = random_password()?;
-    raise_open_file_limit();
+    // The connection caps (see `admission`) need more descriptors than
+    // the usual soft limit of 1,024.
+    crate::sys::raise_open_file_limit(8192);
     let hosts: Vec<String> = providers
         .iter()
         .filter_map(|p| {
@@ -192,26 +194,6 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
     })
 }
 
-/// The connection caps (see `admission`) need more descriptors than the
-/// usual soft limit of 1,024: raise it towards the hard limit.
-fn raise_open_file_limit() {
-    #[cfg(unix)]
-    {
-        const WANTED: libc::rlim_t = 8192;
-        // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-        unsafe {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < WANTED {
-                limit.rlim_cur = WANTED.min(limit.rlim_max);
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            }
-        }
-    }
-}
-
 /// How long reaching a server may take before the client gets a 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to send a request head to the proxy (and,
@@ -278,7 +260,7 @@ async fn serve(
     let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let admission = Admission::new();
     let proc_checks = Arc::new(Semaphore::new(PROC_CHECKS));
-    let shutdown = shutdown_signal();
+    let shutdown = crate::sys::terminated();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -448,28 +430,6 @@ impl Files {
 /// A git config value, quoted so that `#`, `;` and spaces stay in it.
 fn git_config_value(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// A line on stderr that never panics: a long-running proxy may outlive

@@ -2,7 +2,6 @@
 //! JSON file. Both keep one [`TokenRecord`] per (server, account).
 
 mod file;
-mod kernel_cache;
 mod keychain;
 
 use std::path::{Path, PathBuf};
@@ -301,7 +300,7 @@ fn remembered_choice(remembered: &Path) -> Option<String> {
 /// never the keychain itself, a lock or the network.
 pub(crate) enum QuickSource {
     File(FileStore),
-    KernelCache(kernel_cache::KernelCache),
+    KernelCache(keychain::kernel_cache::KernelCache),
 }
 
 impl QuickSource {
@@ -311,7 +310,7 @@ impl QuickSource {
     pub(crate) fn for_choice(choice: StoreChoice) -> Result<Option<Self>, StoreError> {
         let dir = data_dir()?;
         let keychain = || {
-            kernel_cache::KernelCache::of_session_keychain()
+            keychain::kernel_cache::KernelCache::of_session_keychain()
                 .filter(|_| choice.kernel_cache)
                 .map(Self::KernelCache)
         };

@@ -9,6 +9,7 @@
 
 pub mod peer;
 mod private;
+mod process;
 #[cfg(windows)]
 pub(crate) mod windows;
 
@@ -16,9 +17,10 @@ use std::path::{Path, PathBuf};
 
 pub use private::Unsafe;
 pub(crate) use private::{
-    check_private_dir, create_private_dir, open_private, publish_once, read_own, read_private,
-    write_private_atomically,
+    check_private_dir, create_new_private, create_private_dir, open_private, publish_once,
+    read_own, read_private, write_private_atomically,
 };
+pub use process::{raise_open_file_limit, terminated};
 
 /// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
 /// `%LOCALAPPDATA%\keygate`, else `~/.local/share/keygate`; `None` when

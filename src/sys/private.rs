@@ -89,6 +89,15 @@ pub(crate) fn open_private(path: &Path, truncate_new: bool) -> io::Result<File> 
     Ok(file)
 }
 
+/// A new file at `path`, mode 0600, created exclusively: whatever sits at
+/// the name (a planted symbolic link, say) makes the creation fail, it is
+/// never written through. The directory is the caller's to have checked.
+pub(crate) fn create_new_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    platform::open(&mut options, path)
+}
+
 /// A new file, mode 0600, beside `path` under a name no one can guess,
 /// created exclusively: whatever sits at the name (a planted symbolic
 /// link, say) makes the creation fail, it is never written through.
@@ -97,9 +106,7 @@ pub(crate) fn create_temp_beside(path: &Path) -> io::Result<(File, PathBuf)> {
     let mut last_error = None;
     for _ in 0..4 {
         let temp = path.with_file_name(format!(".{name}.{}.tmp", random_hex()?));
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        match platform::open(&mut options, &temp) {
+        match create_new_private(&temp) {
             Ok(file) => return Ok((file, temp)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => last_error = Some(e),
             Err(e) => return Err(e),

@@ -46,7 +46,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::{AccountKey, TokenRecord};
+use crate::store::{AccountKey, TokenRecord};
 
 /// The longest a token stays cached whatever its lifetime (tokens
 /// without an expiry, or a keychain entry changed by another tool).
