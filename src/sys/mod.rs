@@ -7,6 +7,7 @@
 //! has one signature everywhere, and where a platform has nothing to offer
 //! it gets a stub that says so. Nothing here imports keygate code above it.
 
+pub(crate) mod git;
 pub mod peer;
 mod private;
 mod process;
@@ -21,6 +22,11 @@ pub(crate) use private::{
     read_own, read_private, write_private_atomically,
 };
 pub use process::{raise_open_file_limit, terminated};
+
+/// Whether install.sh installs `git-credential-keygate` as a program of
+/// its own (Linux, where the kernel cache in front of the keychain makes
+/// its quick path pay off) rather than as a link to keygate.
+pub const INSTALLS_FRONT_PROGRAM: bool = cfg!(target_os = "linux");
 
 /// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
 /// `%LOCALAPPDATA%\keygate`, else `~/.local/share/keygate`; `None` when
@@ -75,5 +81,21 @@ pub fn owned_by_me(path: &Path) -> bool {
     {
         let _ = path;
         false
+    }
+}
+
+/// The file system `path` is on (its device number), for git's rule that
+/// repository discovery stops at a file-system boundary; `None` where the
+/// platform has no such number, so every path counts as on one.
+pub fn device(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| m.dev())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
