@@ -7,6 +7,7 @@
 //! has one signature everywhere, and where a platform has nothing to offer
 //! it gets a stub that says so. Nothing here imports keygate code above it.
 
+pub(crate) mod channel;
 pub(crate) mod git;
 pub mod peer;
 mod private;
