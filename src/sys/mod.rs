@@ -1,6 +1,9 @@
 //! The platform: files and directories only the user can touch, who the
 //! user is and what they own, who is at the other end of a loopback
-//! connection, and Windows' security API.
+//! connection ([`peer`]), the scheme hand-off's local channel
+//! (`channel`), where the platform's git keeps its configuration
+//! (`git`), what a long-running process asks of the OS, and Windows'
+//! security API.
 //!
 //! Platform `cfg`s and `unsafe` live here (and in the keychain backends),
 //! so the rest of keygate reads the same on every platform: each function
@@ -28,6 +31,18 @@ pub use process::{raise_open_file_limit, terminated};
 /// its own (Linux, where the kernel cache in front of the keychain makes
 /// its quick path pay off) rather than as a link to keygate.
 pub const INSTALLS_FRONT_PROGRAM: bool = cfg!(target_os = "linux");
+
+/// Whether a browser opened here would show on a screen: on Linux and
+/// the BSDs only with an X11 or Wayland display; macOS and Windows always
+/// have one.
+pub fn has_display() -> bool {
+    let is_set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if cfg!(all(unix, not(target_os = "macos"))) {
+        is_set("DISPLAY") || is_set("WAYLAND_DISPLAY")
+    } else {
+        true
+    }
+}
 
 /// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
 /// `%LOCALAPPDATA%\keygate`, else `~/.local/share/keygate`; `None` when
