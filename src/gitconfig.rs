@@ -170,13 +170,13 @@ fn config_files() -> Result<Vec<PathBuf>, Defer> {
     if !env_true("GIT_CONFIG_NOSYSTEM") {
         match env("GIT_CONFIG_SYSTEM") {
             Some(path) => files.push(PathBuf::from(path)),
-            None => files.extend(system_files()),
+            None => files.extend(crate::sys::git::system_files()),
         }
     }
     match std::env::var_os("GIT_CONFIG_GLOBAL") {
         Some(path) if !path.is_empty() => files.push(PathBuf::from(path)),
         _ => {
-            let home = home_dir();
+            let home = crate::sys::git::home_dir();
             let xdg = env("XDG_CONFIG_HOME")
                 .map(PathBuf::from)
                 .or_else(|| home.as_ref().map(|h| h.join(".config")));
@@ -188,73 +188,6 @@ fn config_files() -> Result<Vec<PathBuf>, Defer> {
         files.push(repository);
     }
     Ok(files)
-}
-
-/// The home directory git reads `~/.gitconfig` from.
-#[cfg(not(windows))]
-fn home_dir() -> Option<PathBuf> {
-    env("HOME").map(PathBuf::from)
-}
-
-/// Git for Windows reads `HOME`, and where that is unset (PowerShell,
-/// cmd) sets it from `USERPROFILE`, else `HOMEDRIVE` + `HOMEPATH`.
-#[cfg(windows)]
-fn home_dir() -> Option<PathBuf> {
-    env("HOME")
-        .or_else(|| env("USERPROFILE"))
-        .or_else(|| Some(env("HOMEDRIVE")? + &env("HOMEPATH")?))
-        .map(PathBuf::from)
-}
-
-/// Git for Windows' system file: `etc\gitconfig` in the installation
-/// that holds the first `git.exe` on PATH, whether PATH names its `cmd`
-/// or `bin` directory or the `mingw64\bin` one inside it (or, for
-/// MSYS2's git, `usr\bin`).
-#[cfg(windows)]
-fn system_files() -> Vec<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|path| windows_system_file(&path))
-        .into_iter()
-        .collect()
-}
-
-#[cfg(windows)]
-fn windows_system_file(path: &std::ffi::OsStr) -> Option<PathBuf> {
-    let git = std::env::split_paths(path)
-        .map(|dir| dir.join("git.exe"))
-        .find(|candidate| candidate.is_file())?;
-    let dir = git.parent()?;
-    let parent = dir.parent()?;
-    let is_msys_prefix = parent.file_name().is_some_and(|name| {
-        let name = name.to_string_lossy().to_ascii_lowercase();
-        ["mingw64", "mingw32", "clangarm64", "ucrt64", "usr"].contains(&name.as_str())
-    });
-    let root = if is_msys_prefix && dir.ends_with("bin") {
-        parent.parent()?
-    } else {
-        parent
-    };
-    Some(root.join("etc").join("gitconfig"))
-}
-
-/// The system file of the git that runs keygate: `/etc/gitconfig` for a
-/// distribution's git, `PREFIX/etc/gitconfig` for one built under another
-/// prefix (found from the first `git` on PATH).
-#[cfg(not(windows))]
-fn system_files() -> Vec<PathBuf> {
-    let mut files = vec![PathBuf::from("/etc/gitconfig")];
-    let git = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("git"))
-            .find(|candidate| candidate.is_file())
-    });
-    if let Some(prefix) = git.as_deref().and_then(Path::parent).and_then(Path::parent)
-        && prefix != Path::new("/usr")
-        && prefix != Path::new("/")
-    {
-        files = vec![prefix.join("etc/gitconfig")];
-    }
-    files
 }
 
 /// The repository's `config`, from `GIT_DIR` or found upward from the
@@ -290,10 +223,10 @@ fn discover(start: &Path) -> Result<Option<PathBuf>, Defer> {
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
     let one_filesystem = !env_true("GIT_DISCOVERY_ACROSS_FILESYSTEM");
-    let start_device = device(start);
+    let start_device = crate::sys::device(start);
     for dir in start.ancestors() {
         // git stops at a mount point: no repository.
-        if one_filesystem && dir != start && device(dir) != start_device {
+        if one_filesystem && dir != start && crate::sys::device(dir) != start_device {
             return Ok(None);
         }
         let dot_git = dir.join(".git");
@@ -364,48 +297,16 @@ fn gitfile_target(dir: &Path, gitfile: &Path) -> Option<PathBuf> {
     (!target.is_empty()).then(|| dir.join(target))
 }
 
-#[cfg(unix)]
-fn device(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.dev())
-}
-
-#[cfg(not(unix))]
-fn device(_path: &Path) -> Option<u64> {
-    None
-}
-
 /// git trusts a discovered repository only when the `.git` file, the
-/// working tree and the git directory are the user's (`lstat`), or listed
-/// in `safe.directory`: that list, and root's `SUDO_UID`, are git's to
-/// judge.
-#[cfg(unix)]
+/// working tree and the git directory are the user's (`lstat`; on Windows
+/// the owner SIDs), or listed in `safe.directory`: that list, and root's
+/// `SUDO_UID`, are git's to judge.
 fn owned_by_me(paths: &[&Path]) -> Result<(), Defer> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let me = unsafe { libc::geteuid() };
-    let mine = |path: &&Path| std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me);
-    if paths.iter().all(mine) {
+    if paths.iter().all(|path| crate::sys::owned_by_me(path)) {
         Ok(())
     } else {
         Err(Defer::ForeignRepository)
     }
-}
-
-/// The owner SIDs against this process's user, as Git for Windows checks.
-#[cfg(windows)]
-fn owned_by_me(paths: &[&Path]) -> Result<(), Defer> {
-    let me = crate::winsec::CurrentUser::get().map_err(|_| Defer::ForeignRepository)?;
-    if paths.iter().all(|path| me.owns(path)) {
-        Ok(())
-    } else {
-        Err(Defer::ForeignRepository)
-    }
-}
-
-#[cfg(not(any(unix, windows)))]
-fn owned_by_me(_paths: &[&Path]) -> Result<(), Defer> {
-    Err(Defer::ForeignRepository)
 }
 
 /// `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n`, then `git -c` settings, which git
@@ -865,25 +766,5 @@ mod tests {
             canonical_key("Keygate.https://Host.ClientId").as_deref(),
             Some("keygate.https://Host.clientid")
         );
-    }
-
-    #[cfg(windows)]
-    #[test]
-    fn git_for_windows_system_file_is_found_from_git_exe_on_path() {
-        let root = tempfile::tempdir().unwrap();
-        let git = root.path().join("Git");
-        for dir in ["cmd", "bin", "mingw64/bin", "etc"] {
-            std::fs::create_dir_all(git.join(dir)).unwrap();
-        }
-        let expected = git.join("etc").join("gitconfig");
-        // A directory named git is not git.exe.
-        std::fs::create_dir_all(root.path().join("other/git")).unwrap();
-        for dir in ["cmd", "bin", "mingw64/bin"] {
-            std::fs::write(git.join(dir).join("git.exe"), b"").unwrap();
-            let path = std::env::join_paths([root.path().join("other"), git.join(dir)]).unwrap();
-            assert_eq!(windows_system_file(&path), Some(expected.clone()), "{dir}");
-        }
-        let nowhere = std::env::join_paths([root.path().join("other")]).unwrap();
-        assert_eq!(windows_system_file(&nowhere), None);
     }
 }

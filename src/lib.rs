@@ -2,10 +2,10 @@
 //!
 //! Layers, top to bottom (nothing imports upward, no cycles): `proxy`,
 //! `helper` → `session` → `oauth`, `store`, `config`, `credential`,
-//! `composer` → `gitconfig`, `secret`, `http`, `peer`, `text`. Within the middle layer
+//! `composer` → `gitconfig`, `secret`, `http`, `text` → `sys` (the
+//! platform, which imports nothing of keygate's). Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
-//! their settings from `config`; `oauth`'s scheme hand-off uses the
-//! store's private directories), never back.
+//! their settings from `config`), never back.
 
 // Input, the network, the keychain and the filesystem can all fail: library
 // code says how, it does not panic. Tests may unwrap.
@@ -18,12 +18,10 @@ pub mod gitconfig;
 pub mod helper;
 pub mod http;
 pub mod oauth;
-pub mod peer;
 pub mod proxy;
 pub mod secret;
 pub mod session;
 pub mod setup;
 pub mod store;
+pub mod sys;
 pub mod text;
-#[cfg(windows)]
-pub mod winsec;

@@ -541,8 +541,9 @@ fn with_entry(config: &GitConfig, server: &str, key: &str, value: &str) -> GitCo
 /// git finds on PATH. git runs an absolute path through the shell, so a
 /// path with characters the shell would read is left for the bare name.
 fn helper_to_register() -> String {
-    #[cfg(target_os = "linux")]
-    if let Ok(keygate) = std::env::current_exe() {
+    if crate::sys::INSTALLS_FRONT_PROGRAM
+        && let Ok(keygate) = std::env::current_exe()
+    {
         let front = keygate.with_file_name("git-credential-keygate");
         let installed = front
             .symlink_metadata()

@@ -434,15 +434,15 @@ fn another_users_closed_connection_is_never_taken_for_ours() {
     std::thread::sleep(Duration::from_millis(300));
     let (stream, peer) = listener.accept().unwrap();
     let local = stream.local_addr().unwrap();
-    let refused = |found: Result<u32, keygate::peer::PeerError>| {
+    let refused = |found: Result<u32, keygate::sys::peer::PeerError>| {
         assert!(
-            matches!(found, Err(keygate::peer::PeerError::Unowned(_))),
+            matches!(found, Err(keygate::sys::peer::PeerError::Unowned(_))),
             "{found:?}"
         );
     };
-    refused(keygate::peer::owner(local, peer));
-    refused(keygate::peer::table_owner(local, peer));
-    assert!(keygate::peer::is_same_user(local, peer).is_err());
+    refused(keygate::sys::peer::owner(local, peer));
+    refused(keygate::sys::peer::table_owner(local, peer));
+    assert!(keygate::sys::peer::is_same_user(local, peer).is_err());
 
     // The same user's connection, still open, is named, and is not ours.
     let mut held = attacker
@@ -454,12 +454,15 @@ fn another_users_closed_connection_is_never_taken_for_ours() {
         .unwrap();
     let (stream, peer) = listener.accept().unwrap();
     let local = stream.local_addr().unwrap();
-    assert_eq!(keygate::peer::owner(local, peer).unwrap(), attacker.uid);
     assert_eq!(
-        keygate::peer::table_owner(local, peer).unwrap(),
+        keygate::sys::peer::owner(local, peer).unwrap(),
         attacker.uid
     );
-    assert!(!keygate::peer::is_same_user(local, peer).unwrap());
+    assert_eq!(
+        keygate::sys::peer::table_owner(local, peer).unwrap(),
+        attacker.uid
+    );
+    assert!(!keygate::sys::peer::is_same_user(local, peer).unwrap());
     drop(stream);
     let _ = held.wait();
     drop(attacker);

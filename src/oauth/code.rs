@@ -149,20 +149,13 @@ struct LaunchPage {
 
 impl LaunchPage {
     fn write(dir: &Path, target: &url::Url) -> std::io::Result<Self> {
-        crate::store::create_private_dir(dir)?;
+        crate::sys::create_private_dir(dir)?;
         let name = CsrfToken::new_random();
         let path = dir.join(format!("login-{}.html", name.secret()));
         let url = url::Url::from_file_path(&path).map_err(|()| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an absolute path")
         })?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let mut file = options.open(&path)?;
+        let mut file = crate::sys::create_new_private(&path)?;
         let page = Self { path, url };
         let target = escape_html(target.as_str());
         write!(

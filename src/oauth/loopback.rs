@@ -255,7 +255,7 @@ impl Gate {
         peer: SocketAddr,
     ) -> Result<Result<Secret, OAuthError>, (Page, String)> {
         // Other users' processes are served nothing, whatever they ask.
-        match crate::peer::is_same_user(local, peer) {
+        match crate::sys::peer::is_same_user(local, peer) {
             Ok(true) => {}
             Ok(false) => {
                 let page = Page::new(

@@ -135,7 +135,7 @@ impl LocalCa {
     /// of it plus the system's CAs to `dir/ca-bundle.pem` for tools that
     /// take one CA file for every host. Returns both paths.
     pub fn write_files(&self, dir: &Path) -> Result<(PathBuf, PathBuf), ProxyError> {
-        crate::store::create_private_dir(dir).map_err(|e| ProxyError::Io(dir.to_owned(), e))?;
+        crate::sys::create_private_dir(dir).map_err(|e| ProxyError::Io(dir.to_owned(), e))?;
         let ca_path = dir.join("ca.pem");
         write_atomically(&ca_path, self.cert_pem.as_bytes())?;
         let bundle_path = dir.join("ca-bundle.pem");
@@ -300,7 +300,7 @@ fn first_readable(candidates: impl Iterator<Item = PathBuf>, ours: &Path) -> Opt
 
 /// Replaces `path` whole, readable by its owner only.
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
-    crate::store::write_private_atomically(path, bytes)
+    crate::sys::write_private_atomically(path, bytes)
         .map_err(|e| ProxyError::Io(path.to_owned(), e))
 }
 

@@ -120,7 +120,9 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
     // New on every start: a password that leaked (a shell history, a
     // file another user could read) dies with the process it opened.
     let password = random_password()?;
-    raise_open_file_limit();
+    // The connection caps (see `admission`) need more descriptors than
+    // the usual soft limit of 1,024.
+    crate::sys::raise_open_file_limit(8192);
     let hosts: Vec<String> = providers
         .iter()
         .filter_map(|p| {
@@ -192,26 +194,6 @@ pub fn run(options: Options, config: &GitConfig) -> Result<(), ProxyError> {
     })
 }
 
-/// The connection caps (see `admission`) need more descriptors than the
-/// usual soft limit of 1,024: raise it towards the hard limit.
-fn raise_open_file_limit() {
-    #[cfg(unix)]
-    {
-        const WANTED: libc::rlim_t = 8192;
-        // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-        unsafe {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < WANTED {
-                limit.rlim_cur = WANTED.min(limit.rlim_max);
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            }
-        }
-    }
-}
-
 /// How long reaching a server may take before the client gets a 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to send a request head to the proxy (and,
@@ -278,7 +260,7 @@ async fn serve(
     let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let admission = Admission::new();
     let proc_checks = Arc::new(Semaphore::new(PROC_CHECKS));
-    let shutdown = shutdown_signal();
+    let shutdown = crate::sys::terminated();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -352,11 +334,11 @@ impl Owner {
     /// From "is it this user?": a closed connection whose owner the kernel
     /// no longer names, or names twice with two owners, is `Unknown`,
     /// never ours.
-    fn of(same_user: Result<bool, crate::peer::PeerError>) -> Self {
+    fn of(same_user: Result<bool, crate::sys::peer::PeerError>) -> Self {
         match same_user {
             Ok(true) => Owner::ThisUser,
             Ok(false) => Owner::OtherUser,
-            Err(crate::peer::PeerError::NotFound(_)) => Owner::NotLocal,
+            Err(crate::sys::peer::PeerError::NotFound(_)) => Owner::NotLocal,
             Err(_) => Owner::Unknown,
         }
     }
@@ -373,9 +355,8 @@ impl Owner {
 }
 
 async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> Owner {
-    #[cfg(target_os = "linux")]
-    if let Some(found) = crate::peer::diagnosed_owner(local, peer) {
-        return Owner::of(found.map(|uid| uid == crate::peer::my_uid()));
+    if let Some(found) = crate::sys::peer::diagnosed_same_user(local, peer) {
+        return Owner::of(found);
     }
     // No socket diagnostics (or not Linux): reading /proc/net/tcp blocks
     // and grows with every socket on the machine, so off the worker, and a
@@ -383,11 +364,7 @@ async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> 
     let Ok(_turn) = proc_checks.acquire().await else {
         return Owner::Unknown;
     };
-    #[cfg(target_os = "linux")]
-    let lookup =
-        move || crate::peer::table_owner(local, peer).map(|uid| uid == crate::peer::my_uid());
-    #[cfg(not(target_os = "linux"))]
-    let lookup = move || crate::peer::is_same_user(local, peer);
+    let lookup = move || crate::sys::peer::table_same_user(local, peer);
     match tokio::task::spawn_blocking(lookup).await {
         Ok(found) => Owner::of(found),
         Err(_) => Owner::Unknown,
@@ -453,28 +430,6 @@ impl Files {
 /// A git config value, quoted so that `#`, `;` and spaces stay in it.
 fn git_config_value(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// A line on stderr that never panics: a long-running proxy may outlive
@@ -891,7 +846,7 @@ mod tests {
 
     #[test]
     fn a_connection_whose_owner_the_kernel_cannot_name_is_refused() {
-        use crate::peer::PeerError;
+        use crate::sys::peer::PeerError;
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         // Issue 18: a closed connection's lingering entry, or one listed

@@ -5,17 +5,16 @@
 //! user's that no one else can read, and only up to [`MAX_STORE_BYTES`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-
-use super::private::{
-    check_private_dir, create_private_dir, create_temp_beside, open_private, read_private,
+use crate::sys::{
+    check_private_dir, create_private_dir, open_private, read_private, write_private_atomically,
 };
+
 use super::{AccountKey, StoreError, TokenRecord, TokenStore};
 
 const FILE_NAME: &str = "tokens.json";
@@ -93,51 +92,6 @@ impl FileStore {
     }
 }
 
-/// Replaces `path` whole with `bytes`, readable by its owner only: a temp
-/// file beside it, synced, renamed over it. A crash or a full disk leaves
-/// the previous content.
-pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let (mut file, temp) = create_temp_beside(path)?;
-    let mut write = || -> std::io::Result<()> {
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        sync_parent(path);
-        Ok(())
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&temp);
-    })
-}
-
-/// Writes `path` with `bytes` only if it does not exist yet, whole or not
-/// at all: the content appears in one step (a hard link), so a reader
-/// never sees it half written, and of racing writers exactly one wins;
-/// the others get `AlreadyExists`.
-pub(crate) fn publish_once(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    create_private_dir(dir)?;
-    let (mut file, temp) = create_temp_beside(path)?;
-    let mut publish = || -> std::io::Result<()> {
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::hard_link(&temp, path)?;
-        sync_parent(path);
-        Ok(())
-    };
-    let outcome = publish();
-    let _ = fs::remove_file(&temp);
-    outcome
-}
-
-/// A rename or link is durable only once its directory is synced.
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-}
-
 impl TokenStore for FileStore {
     fn kind(&self) -> &'static str {
         "file"
@@ -189,20 +143,10 @@ impl TokenStore for FileStore {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, File};
+
     use super::*;
     use crate::secret::Secret;
-
-    #[test]
-    fn publish_once_lets_exactly_one_writer_win() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        publish_once(dir.path(), &path, b"file").unwrap();
-        let err = publish_once(dir.path(), &path, b"keychain").unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-        assert_eq!(fs::read(&path).unwrap(), b"file");
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temp file left behind");
-    }
 
     fn record(server: &str, token: &str) -> TokenRecord {
         TokenRecord {

@@ -2,15 +2,6 @@
 //! JSON file. Both keep one [`TokenRecord`] per (server, account).
 
 mod file;
-pub(crate) use file::write_private_atomically;
-mod private;
-pub use private::Unsafe;
-use private::read_own;
-// The scheme hand-off's socket directory; Windows pipes live in none.
-#[cfg(unix)]
-pub(crate) use private::check_private_dir;
-pub(crate) use private::{create_private_dir, open_private};
-mod kernel_cache;
 mod keychain;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{StoreChoice, StoreKind};
 use crate::secret::Secret;
+use crate::sys::{self, publish_once, read_own};
+// The private-file helpers' home before `sys`; session, main and the
+// metadata cache still name them here.
+pub(crate) use crate::sys::{create_private_dir, open_private, write_private_atomically};
 
 pub use file::FileStore;
 pub use keychain::KeychainStore;
@@ -213,32 +208,14 @@ pub trait TokenStore {
     fn serve_fresh_tokens_from_cache(&mut self) {}
 }
 
-/// keygate's private directory: `$XDG_DATA_HOME/keygate`, on Windows
-/// `%LOCALAPPDATA%\keygate`, else `~/.local/share/keygate`.
+/// keygate's private directory ([`sys::data_dir`]).
 pub fn data_dir() -> Result<PathBuf, StoreError> {
-    let env_dir = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let base = env_dir("XDG_DATA_HOME")
-        // Git for Windows sets HOME too, but LOCALAPPDATA is where
-        // Windows keeps per-user, per-machine data.
-        .or_else(|| cfg!(windows).then(|| env_dir("LOCALAPPDATA")).flatten())
-        .or_else(|| env_dir("HOME").map(|home| home.join(".local/share")))
-        .ok_or(StoreError::NoDataDir)?;
-    Ok(base.join("keygate"))
+    sys::data_dir().ok_or(StoreError::NoDataDir)
 }
 
-/// Where short-lived sockets go: `$XDG_RUNTIME_DIR/keygate` (a per-user
-/// 0700 tmpfs), else `run/` in the data directory. Like every directory
-/// keygate uses, checked when created or used ([`create_private_dir`]): a
-/// shared or world-writable `XDG_RUNTIME_DIR` is refused there.
+/// Where short-lived sockets go ([`sys::runtime_dir`]).
 pub fn runtime_dir() -> Result<PathBuf, StoreError> {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => Ok(PathBuf::from(dir).join("keygate")),
-        None => Ok(data_dir()?.join("run")),
-    }
+    sys::runtime_dir().ok_or(StoreError::NoDataDir)
 }
 
 /// How long `auto`, choosing for the first time, waits for the keychain
@@ -279,7 +256,7 @@ fn open_auto(kernel_cache: bool) -> Result<Box<dyn TokenStore>, StoreError> {
             Err(StoreError::NoKeychain(reason)) => return Ok(file_instead(dir, &reason)),
             Err(error) => ("file", file_instead(dir.clone(), &short_reason(&error))),
         };
-    match file::publish_once(&dir, &remembered, choice.as_bytes()) {
+    match publish_once(&dir, &remembered, choice.as_bytes()) {
         Ok(()) => Ok(store),
         // Another process chose first: follow it.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -323,7 +300,7 @@ fn remembered_choice(remembered: &Path) -> Option<String> {
 /// never the keychain itself, a lock or the network.
 pub(crate) enum QuickSource {
     File(FileStore),
-    KernelCache(kernel_cache::KernelCache),
+    KernelCache(keychain::kernel_cache::KernelCache),
 }
 
 impl QuickSource {
@@ -333,7 +310,7 @@ impl QuickSource {
     pub(crate) fn for_choice(choice: StoreChoice) -> Result<Option<Self>, StoreError> {
         let dir = data_dir()?;
         let keychain = || {
-            kernel_cache::KernelCache::of_session_keychain()
+            keychain::kernel_cache::KernelCache::of_session_keychain()
                 .filter(|_| choice.kernel_cache)
                 .map(Self::KernelCache)
         };

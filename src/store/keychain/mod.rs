@@ -2,6 +2,9 @@
 //! Manager on Windows. One entry per account under service `keygate`,
 //! holding the record as JSON, so no token byte is written to a file.
 
+// The cache of fresh access tokens in front of the keychain, which the
+// quick path (`store::QuickSource`) reads alone.
+pub(super) mod kernel_cache;
 #[cfg(any(target_os = "macos", windows))]
 mod native;
 #[cfg(target_os = "linux")]
@@ -14,9 +17,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::kernel_cache::{FillLock, KernelCache};
 use super::{AccountKey, StoreError, TokenRecord, TokenStore, unix_now};
 use crate::secret::Secret;
+use kernel_cache::{FillLock, KernelCache};
 
 /// Token records, one entry per account.
 const TOKENS: &str = "keygate";

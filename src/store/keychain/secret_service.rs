@@ -40,7 +40,7 @@
 //! inside the daemon, between its message filter and its method dispatch,
 //! and only the order of a client's first two calls avoids it. Talking
 //! to the daemon less helps too: the kernel cache in front of this store
-//! (src/store/kernel_cache.rs) answers a fresh token without any
+//! (src/store/keychain/kernel_cache.rs) answers a fresh token without any
 //! conversation here.
 //!
 //! The session uses plain transport encoding, not the Diffie-Hellman one:

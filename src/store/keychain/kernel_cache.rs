@@ -46,7 +46,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::{AccountKey, TokenRecord};
+use crate::store::{AccountKey, TokenRecord};
 
 /// The longest a token stays cached whatever its lifetime (tokens
 /// without an expiry, or a keychain entry changed by another tool).
@@ -204,14 +204,14 @@ pub(crate) struct FillLock(#[allow(dead_code)] File);
 
 impl FillLock {
     fn path() -> Option<PathBuf> {
-        let dir = super::runtime_dir().ok()?;
-        super::create_private_dir(&dir).ok()?;
+        let dir = crate::sys::runtime_dir()?;
+        crate::sys::create_private_dir(&dir).ok()?;
         Some(dir.join("kernel-cache.lock"))
     }
 
     /// For a reader: the lock if it is free now, else `None` (do not fill).
     pub(crate) fn try_for_fill() -> Option<Self> {
-        let file = super::open_private(&Self::path()?, false).ok()?;
+        let file = crate::sys::open_private(&Self::path()?, false).ok()?;
         match file.try_lock() {
             Ok(()) => Some(Self(file)),
             Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,
@@ -221,7 +221,7 @@ impl FillLock {
     /// For a writer: waits for readers filling now. `None` when there is
     /// no place for the lock, and then no reader can fill either.
     pub(crate) fn for_write() -> Option<Self> {
-        let file = super::open_private(&Self::path()?, false).ok()?;
+        let file = crate::sys::open_private(&Self::path()?, false).ok()?;
         file.lock().ok()?;
         Some(Self(file))
     }
@@ -235,7 +235,7 @@ mod imp {
     };
 
     use super::{Entry, PREFIX};
-    use crate::store::private::effective_uid;
+    use crate::sys::effective_uid;
 
     /// What the owner may do with a sealed key; possessor, group and
     /// others get nothing.

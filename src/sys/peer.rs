@@ -85,13 +85,6 @@ fn decide(peer: SocketAddr, entries: &[Entry]) -> Result<u32, PeerError> {
     Ok(first.uid)
 }
 
-/// The UID of this process.
-#[cfg(unix)]
-pub fn my_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
-}
-
 /// The UID owning the socket at `peer` that is connected to `local`.
 ///
 /// # Security
@@ -147,12 +140,40 @@ pub fn table_owner(local: SocketAddr, peer: SocketAddr) -> Result<u32, PeerError
 pub fn is_same_user(local: SocketAddr, peer: SocketAddr) -> Result<bool, PeerError> {
     #[cfg(target_os = "linux")]
     {
-        owner(local, peer).map(|uid| uid == my_uid())
+        owner(local, peer).map(|uid| uid == super::effective_uid())
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (local, peer);
         Ok(true)
+    }
+}
+
+/// [`is_same_user`] asked of the kernel by exact address
+/// ([`diagnosed_owner`]), cheap enough to run on an async worker; `None`
+/// where only the tables ([`table_same_user`]) can answer.
+pub fn diagnosed_same_user(local: SocketAddr, peer: SocketAddr) -> Option<Result<bool, PeerError>> {
+    #[cfg(target_os = "linux")]
+    {
+        diagnosed_owner(local, peer).map(|found| found.map(|uid| uid == super::effective_uid()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (local, peer);
+        None
+    }
+}
+
+/// [`is_same_user`] read from the tables ([`table_owner`]): it blocks,
+/// for longer the more sockets the machine has open.
+pub fn table_same_user(local: SocketAddr, peer: SocketAddr) -> Result<bool, PeerError> {
+    #[cfg(target_os = "linux")]
+    {
+        table_owner(local, peer).map(|uid| uid == super::effective_uid())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        is_same_user(local, peer)
     }
 }
 
@@ -405,7 +426,7 @@ mod tests {
         let (server_side, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         let local = server_side.local_addr().unwrap();
-        assert_eq!(owner(local, peer).unwrap(), my_uid());
+        assert_eq!(owner(local, peer).unwrap(), crate::sys::effective_uid());
         assert!(is_same_user(local, peer).unwrap());
     }
 

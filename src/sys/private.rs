@@ -15,8 +15,8 @@
 //! through the open descriptor (`fstat`) before a byte is read: a regular
 //! file of the user's, readable by no one else, of a bounded size.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, ErrorKind, Read};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Why keygate refuses a directory or file.
@@ -61,12 +61,6 @@ impl From<Unsafe> for io::Error {
     }
 }
 
-/// The effective UID: who owns what this process creates.
-#[cfg(unix)]
-pub(crate) fn effective_uid() -> u32 {
-    platform::me()
-}
-
 /// Creates `dir` (and what is missing above it) with mode 0700, or reuses
 /// it when it is the user's; refuses one another user owns or can swap.
 /// An existing directory of the user's that is looser than 0700 is
@@ -95,6 +89,15 @@ pub(crate) fn open_private(path: &Path, truncate_new: bool) -> io::Result<File> 
     Ok(file)
 }
 
+/// A new file at `path`, mode 0600, created exclusively: whatever sits at
+/// the name (a planted symbolic link, say) makes the creation fail, it is
+/// never written through. The directory is the caller's to have checked.
+pub(crate) fn create_new_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    platform::open(&mut options, path)
+}
+
 /// A new file, mode 0600, beside `path` under a name no one can guess,
 /// created exclusively: whatever sits at the name (a planted symbolic
 /// link, say) makes the creation fail, it is never written through.
@@ -103,9 +106,7 @@ pub(crate) fn create_temp_beside(path: &Path) -> io::Result<(File, PathBuf)> {
     let mut last_error = None;
     for _ in 0..4 {
         let temp = path.with_file_name(format!(".{name}.{}.tmp", random_hex()?));
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        match platform::open(&mut options, &temp) {
+        match create_new_private(&temp) {
             Ok(file) => return Ok((file, temp)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => last_error = Some(e),
             Err(e) => return Err(e),
@@ -158,6 +159,51 @@ enum Check {
     Tighten,
 }
 
+/// Replaces `path` whole with `bytes`, readable by its owner only: a temp
+/// file beside it, synced, renamed over it. A crash or a full disk leaves
+/// the previous content.
+pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (mut file, temp) = create_temp_beside(path)?;
+    let mut write = || -> std::io::Result<()> {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_parent(path);
+        Ok(())
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&temp);
+    })
+}
+
+/// Writes `path` with `bytes` only if it does not exist yet, whole or not
+/// at all: the content appears in one step (a hard link), so a reader
+/// never sees it half written, and of racing writers exactly one wins;
+/// the others get `AlreadyExists`.
+pub(crate) fn publish_once(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    create_private_dir(dir)?;
+    let (mut file, temp) = create_temp_beside(path)?;
+    let mut publish = || -> std::io::Result<()> {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::hard_link(&temp, path)?;
+        sync_parent(path);
+        Ok(())
+    };
+    let outcome = publish();
+    let _ = fs::remove_file(&temp);
+    outcome
+}
+
+/// A rename or link is durable only once its directory is synced.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+}
+
 fn random_hex() -> io::Result<String> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 12];
@@ -182,10 +228,7 @@ mod platform {
     const MAX_LINKS: usize = 40;
     const STICKY: u32 = 0o1000;
 
-    pub fn me() -> u32 {
-        // SAFETY: geteuid cannot fail and touches no memory.
-        unsafe { libc::geteuid() }
-    }
+    use super::super::effective_uid as me;
 
     /// Opens without following a final symbolic link and without
     /// blocking on a FIFO; the caller checks what it got.
@@ -384,6 +427,25 @@ mod platform {
             return Err(Unsafe::NotRegular(path.to_owned(), "not a file").into());
         }
         Ok(meta.len())
+    }
+}
+
+#[cfg(test)]
+mod atomic_tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn publish_once_lets_exactly_one_writer_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        publish_once(dir.path(), &path, b"file").unwrap();
+        let err = publish_once(dir.path(), &path, b"keychain").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"file");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
     }
 }
 

@@ -233,8 +233,8 @@ mod tests {
             })
         );
         assert!(matches!(
-            crate::peer::decide(addr("127.0.0.1:39964"), &[closed.unwrap()]),
-            Err(crate::peer::PeerError::Unowned(_))
+            crate::sys::peer::decide(addr("127.0.0.1:39964"), &[closed.unwrap()]),
+            Err(crate::sys::peer::PeerError::Unowned(_))
         ));
         let held = parse_reply(&hex(HELD), ours, addr("127.0.0.1:39980")).unwrap();
         assert_eq!(
@@ -275,10 +275,13 @@ mod tests {
             let (server_side, peer) = listener.accept().unwrap();
             let local = server_side.local_addr().unwrap();
             let found = entry(local, peer).unwrap().unwrap();
-            assert_eq!(found.uid, crate::peer::my_uid());
+            assert_eq!(found.uid, crate::sys::effective_uid());
             assert_eq!(found.state, 1);
             assert_ne!(found.inode, 0);
-            assert_eq!(found.uid, crate::peer::table_owner(local, peer).unwrap());
+            assert_eq!(
+                found.uid,
+                crate::sys::peer::table_owner(local, peer).unwrap()
+            );
         }
     }
 
@@ -304,12 +307,12 @@ mod tests {
         let found = entry(local, peer).unwrap().unwrap();
         assert_eq!(found.inode, 0, "{found:?}");
         assert!(matches!(
-            crate::peer::owner(local, peer),
-            Err(crate::peer::PeerError::Unowned(_))
+            crate::sys::peer::owner(local, peer),
+            Err(crate::sys::peer::PeerError::Unowned(_))
         ));
         assert!(matches!(
-            crate::peer::table_owner(local, peer),
-            Err(crate::peer::PeerError::Unowned(_))
+            crate::sys::peer::table_owner(local, peer),
+            Err(crate::sys::peer::PeerError::Unowned(_))
         ));
     }
 }
