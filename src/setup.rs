@@ -346,7 +346,7 @@ pub fn run<'a>(
     // A token now, through the settings just written.
     let config = GitConfig::load().map_err(ConfigError::from)?;
     let provider = Provider::resolve(&config, url)?.ok_or(SetupError::NotApplied { server })?;
-    let store = store::open(config::store_choice(&config)?)?;
+    let store = store::open_for(&config)?;
     let username = percent_encoding::percent_decode_str(url.username())
         .decode_utf8_lossy()
         .into_owned();
@@ -371,7 +371,7 @@ fn obtain_client(
     provider: &Provider,
     metadata: &Metadata,
 ) -> Result<Result<Client, String>, SetupError> {
-    let store = store::open(config::store_choice(config)?)?;
+    let store = store::open_for(config)?;
     if !provider.client_id.is_empty() {
         return Ok(Ok(Client::Configured));
     }

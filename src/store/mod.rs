@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{StoreChoice, StoreKind};
+use crate::config::{self, GitConfig, StoreChoice, StoreKind};
 use crate::secret::Secret;
 
 pub use file::FileStore;
@@ -57,6 +57,10 @@ pub enum StoreError {
     Keychain(String),
     #[error("cannot find a data directory: neither XDG_DATA_HOME nor HOME is set")]
     NoDataDir,
+    /// `keygate.store` or `keygate.kernelCache` (or their variables) say
+    /// something keygate does not understand: see [`open_for`].
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// Which account a record belongs to. `account` is the user name a URL or
@@ -257,6 +261,13 @@ pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
         )),
         StoreKind::Auto => open_auto(choice.kernel_cache),
     }
+}
+
+/// Opens the store `config` chooses (`keygate.store`, `KEYGATE_STORE`).
+/// Every command but the proxy, which keeps the choice to open the store
+/// again on its workers, opens its store here.
+pub fn open_for(config: &GitConfig) -> Result<Box<dyn TokenStore>, StoreError> {
+    open(config::store_choice(config)?)
 }
 
 /// `auto`: the keychain when it answers within a short bound, else the
