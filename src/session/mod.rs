@@ -2,6 +2,8 @@
 //! once under a cross-process lock, whatever number of git processes ask
 //! at the same moment.
 
+pub mod interaction;
+
 use std::cell::{LazyCell, OnceCell};
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
