@@ -11,6 +11,7 @@
 // code says how, it does not panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod commands;
 pub mod composer;
 pub mod config;
 pub mod credential;
@@ -22,7 +23,6 @@ pub mod peer;
 pub mod proxy;
 pub mod secret;
 pub mod session;
-pub mod setup;
 pub mod store;
 pub mod text;
 #[cfg(windows)]
