@@ -131,6 +131,8 @@ fn protocol_verb() -> Option<Command> {
     }
 }
 
+// Hands stdout to the commands whose output is the point.
+#[allow(clippy::disallowed_methods)]
 fn run(command: Command) -> Result<Outcome, CommandError> {
     // These need no git config, and may run where git is not set up.
     let config = match command {

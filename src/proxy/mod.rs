@@ -405,6 +405,8 @@ async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> 
 /// The first two lines are for scripts: the URL and the CA path. Only the
 /// first carries the password: every suggestion below reads it from a
 /// file only the user can read, never puts it in one others can.
+// What to set is the point of starting the proxy by hand: stdout.
+#[allow(clippy::disallowed_methods)]
 fn announce(url: &str, ca: &Path, files: &Files) {
     use std::io::Write;
     let text = format!(
