@@ -1,7 +1,7 @@
 //! keygate: OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain.
 //!
-//! Layers, top to bottom (nothing imports upward, no cycles): `proxy`,
-//! `helper` → `session` → `oauth`, `store`, `config`, `credential`,
+//! Layers, top to bottom (nothing imports upward, no cycles): `commands`
+//! → `proxy`, `helper` → `session` → `oauth`, `store`, `config`, `credential`,
 //! `composer` → `gitconfig`, `secret`, `http`, `peer`, `text`. Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
 //! their settings from `config`; `oauth`'s scheme hand-off uses the
