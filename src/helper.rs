@@ -47,7 +47,7 @@ pub fn serve(
         Route::Answer(reply) => return Ok(reply.write(output)?),
         Route::Provider(provider) => provider,
     };
-    let mut store = store::open(config::store_choice(context.config)?)?;
+    let mut store = store::open_for(context.config)?;
     if operation == Operation::Get {
         store.serve_fresh_tokens_from_cache();
     }

@@ -1,9 +1,9 @@
 //! keygate: OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain.
 //!
-//! Layers, top to bottom (nothing imports upward, no cycles): `proxy`,
-//! `helper` → `session` → `oauth`, `store`, `config`, `credential`,
-//! `composer` → `gitconfig`, `secret`, `http`, `text` → `sys` (the
-//! platform, which imports nothing of keygate's). Within the middle layer
+//! Layers, top to bottom (nothing imports upward, no cycles): `commands`
+//! → `proxy`, `helper` → `session` → `oauth`, `store`, `config`,
+//! `credential`, `composer` → `gitconfig`, `secret`, `http`, `text` →
+//! `sys` (the platform, which imports nothing of keygate's). Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
 //! their settings from `config`), never back.
 
@@ -11,6 +11,7 @@
 // code says how, it does not panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod commands;
 pub mod composer;
 pub mod config;
 pub mod credential;
@@ -21,7 +22,6 @@ pub mod oauth;
 pub mod proxy;
 pub mod secret;
 pub mod session;
-pub mod setup;
 pub mod store;
 pub mod sys;
 pub mod text;

@@ -15,6 +15,8 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 
 use keygate::helper::{self, Operation, Quick};
 
+// git reads the answer on stdout.
+#[allow(clippy::disallowed_methods)]
 fn main() -> ExitCode {
     let Some(operation) = quick_operation() else {
         return keygate(None);

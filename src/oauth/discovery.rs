@@ -274,9 +274,9 @@ fn write_cache(issuer: &str, metadata: &Metadata) {
         .map_err(std::io::Error::other)
         .and_then(|json| {
             if let Some(dir) = path.parent() {
-                store::create_private_dir(dir)?;
+                crate::sys::create_private_dir(dir)?;
             }
-            store::write_private_atomically(&path, &json)
+            crate::sys::write_private_atomically(&path, &json)
         });
     if let Err(error) = written {
         tracing::debug!(path = %path.display(), %error, "cannot cache the server metadata");

@@ -79,9 +79,16 @@ pub enum ProxyError {
     Runtime(std::io::Error),
 }
 
+/// `keygate proxy`'s options; the field comments are its `--help`.
+#[derive(clap::Args)]
 pub struct Options {
+    /// Where to listen; port 0 (the default) takes a free one, and tools
+    /// read the URL from the proxy's 0600 `url` file. A fixed port can be
+    /// taken by another local user while the proxy is down.
+    #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// Listen on a non-loopback address (the password is still required).
+    /// Listen on a non-loopback address (the proxy password is still required)
+    #[arg(long)]
     pub danger_allow_non_loopback: bool,
 }
 
@@ -375,6 +382,8 @@ async fn owner(local: SocketAddr, peer: SocketAddr, proc_checks: &Semaphore) -> 
 /// The first two lines are for scripts: the URL and the CA path. Only the
 /// first carries the password: every suggestion below reads it from a
 /// file only the user can read, never puts it in one others can.
+// What to set is the point of starting the proxy by hand: stdout.
+#[allow(clippy::disallowed_methods)]
 fn announce(url: &str, ca: &Path, files: &Files) {
     use std::io::Write;
     let text = format!(

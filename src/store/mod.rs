@@ -9,12 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{StoreChoice, StoreKind};
+use crate::config::{self, GitConfig, StoreChoice, StoreKind};
 use crate::secret::Secret;
 use crate::sys::{self, publish_once, read_own};
-// The private-file helpers' home before `sys`; session, main and the
-// metadata cache still name them here.
-pub(crate) use crate::sys::{create_private_dir, open_private, write_private_atomically};
 
 pub use file::FileStore;
 pub use keychain::KeychainStore;
@@ -52,6 +49,10 @@ pub enum StoreError {
     Keychain(String),
     #[error("cannot find a data directory: neither XDG_DATA_HOME nor HOME is set")]
     NoDataDir,
+    /// `keygate.store` or `keygate.kernelCache` (or their variables) say
+    /// something keygate does not understand: see [`open_for`].
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// Which account a record belongs to. `account` is the user name a URL or
@@ -234,6 +235,13 @@ pub fn open(choice: StoreChoice) -> Result<Box<dyn TokenStore>, StoreError> {
         )),
         StoreKind::Auto => open_auto(choice.kernel_cache),
     }
+}
+
+/// Opens the store `config` chooses (`keygate.store`, `KEYGATE_STORE`).
+/// Every command but the proxy, which keeps the choice to open the store
+/// again on its workers, opens its store here.
+pub fn open_for(config: &GitConfig) -> Result<Box<dyn TokenStore>, StoreError> {
+    open(config::store_choice(config)?)
 }
 
 /// `auto`: the keychain when it answers within a short bound, else the

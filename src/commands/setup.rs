@@ -7,12 +7,17 @@
 //! the report says what a person must create where, and which `git config`
 //! lines to run. A secret never goes to `~/.gitconfig` (0644): a client
 //! secret from registration stays in the token store.
+//!
+//! The flow is this command's alone, so it lives with the command rather
+//! than below `commands`; [`forget_client`] serves `logout` beside it.
 
+use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 
 use serde::Serialize;
 use url::Url;
 
+use super::{CommandError, Outcome, Reach, parse_url, url_username};
 use crate::config::{self, ConfigError, GitConfig, Provider};
 use crate::gitconfig::split_key;
 use crate::http::{HttpClient, HttpError};
@@ -47,6 +52,79 @@ pub enum SetupError {
         "after setup, keygate still has no configuration for {server}; check `git config --global --get-regexp '^keygate'`"
     )]
     NotApplied { server: String },
+}
+
+/// `keygate setup` as typed on the command line; the field comments are
+/// its `--help`. A registration token other than `-` is refused (see
+/// [`registration_token_from`]).
+#[derive(clap::Args)]
+pub struct Args {
+    pub url: String,
+    /// The OAuth server's issuer URL, when it does not live at the URL's origin
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Show what would be written; write, register and log in nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Read an initial access token, for a registration endpoint that wants one, from stdin (`-`)
+    #[arg(long, value_name = "-")]
+    pub registration_token: Option<String>,
+}
+
+/// `keygate setup`: runs it and prints the report on `output`. Reads the
+/// registration token, when asked to, from `input`.
+pub fn setup(
+    config: &GitConfig,
+    args: Args,
+    reach: Reach<'_>,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> Result<Outcome, CommandError> {
+    let request = Request {
+        url: parse_url(&args.url)?,
+        issuer: args.issuer,
+        dry_run: args.dry_run,
+        registration_token: registration_token_from(args.registration_token.as_deref(), input)?,
+    };
+    // Asked for by a person, as `keygate login` is.
+    let interaction = reach.for_person();
+    let report = run(config, &request, move || interaction)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut output, &report)?;
+        writeln!(output)?;
+    } else {
+        output.write_all(report.to_text().as_bytes())?;
+    }
+    output.flush()?;
+    Ok(if report.is_complete() {
+        Outcome::Done
+    } else {
+        Outcome::StepsLeft
+    })
+}
+
+/// `--registration-token -`: the token is read from `input`, never taken
+/// from argv, where every local user can read it (`ps`, /proc/PID/cmdline).
+fn registration_token_from(
+    raw: Option<&str>,
+    mut input: impl BufRead,
+) -> Result<Option<Secret>, CommandError> {
+    match raw {
+        None => Ok(None),
+        Some("-") => {
+            let mut line = String::new();
+            input.read_line(&mut line)?;
+            let token = line.trim();
+            if token.is_empty() {
+                return Err(CommandError::NoRegistrationToken);
+            }
+            Ok(Some(Secret::new(token)))
+        }
+        Some(_) => Err(CommandError::RegistrationTokenInArgv),
+    }
 }
 
 /// What `keygate setup` was asked to do.
@@ -346,13 +424,11 @@ pub fn run<'a>(
     // A token now, through the settings just written.
     let config = GitConfig::load().map_err(ConfigError::from)?;
     let provider = Provider::resolve(&config, url)?.ok_or(SetupError::NotApplied { server })?;
-    let store = store::open(config::store_choice(&config)?)?;
-    let username = percent_encoding::percent_decode_str(url.username())
-        .decode_utf8_lossy()
-        .into_owned();
+    let store = store::open_for(&config)?;
+    let username = url_username(url);
     let session = Session::new(
         &provider,
-        Some(username.as_str()).filter(|u| !u.is_empty()),
+        username.as_deref(),
         store.as_ref(),
         config::oauth_ca_files(&config, &provider),
         move || shorten(interaction()),
@@ -371,7 +447,7 @@ fn obtain_client(
     provider: &Provider,
     metadata: &Metadata,
 ) -> Result<Result<Client, String>, SetupError> {
-    let store = store::open(config::store_choice(config)?)?;
+    let store = store::open_for(config)?;
     if !provider.client_id.is_empty() {
         return Ok(Ok(Client::Configured));
     }

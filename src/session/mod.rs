@@ -2,6 +2,8 @@
 //! once under a cross-process lock, whatever number of git processes ask
 //! at the same moment.
 
+pub mod interaction;
+
 use std::cell::{LazyCell, OnceCell};
 use std::fs::{File, TryLockError};
 use std::path::PathBuf;
@@ -598,8 +600,8 @@ impl Session<'_> {
             path: path.clone(),
             source,
         };
-        store::create_private_dir(&dir).map_err(lock_error)?;
-        let file = store::open_private(&path, false).map_err(lock_error)?;
+        crate::sys::create_private_dir(&dir).map_err(lock_error)?;
+        let file = crate::sys::open_private(&path, false).map_err(lock_error)?;
         if !matches!(*self.interaction, Interaction::Forbidden(_)) {
             file.lock().map_err(lock_error)?;
             return Ok(file);
@@ -651,8 +653,8 @@ fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord) {
     }
     // Noted first: a notice that cannot be remembered is not repeated
     // on every git command either.
-    if store::create_private_dir(&dir)
-        .and_then(|()| store::write_private_atomically(&path, now.to_string().as_bytes()))
+    if crate::sys::create_private_dir(&dir)
+        .and_then(|()| crate::sys::write_private_atomically(&path, now.to_string().as_bytes()))
         .is_err()
     {
         return;

@@ -1,0 +1,158 @@
+//! `keygate status`: the accounts keygate holds tokens for, as lines or
+//! `--json`. Never a secret: only whether each token is there.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::CommandError;
+use crate::config::GitConfig;
+use crate::session;
+use crate::store::{self, TokenRecord, unix_now};
+use crate::text;
+
+#[derive(Serialize)]
+struct AccountStatus<'a> {
+    server: &'a str,
+    account: &'a str,
+    store: &'a str,
+    grant: &'a str,
+    token_type: &'a str,
+    access_token_present: bool,
+    expires_at: Option<u64>,
+    expires_in_seconds: Option<i64>,
+    refresh_token_present: bool,
+    /// When the refresh token itself dies, where the server said.
+    refresh_token_expires_at: Option<u64>,
+    /// The server's error code when it refused the refresh token.
+    refresh_token_rejected: Option<&'a str>,
+    scopes: &'a [String],
+}
+
+/// Lists the accounts in `config`'s store on `output`.
+pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<(), CommandError> {
+    let store = store::open_for(config)?;
+    let mut records = store.list()?;
+    records.sort_by(|a, b| (&a.server, &a.account).cmp(&(&b.server, &b.account)));
+    let now = unix_now();
+    let accounts: Vec<AccountStatus<'_>> = records
+        .iter()
+        .map(|r| AccountStatus {
+            server: &r.server,
+            account: &r.account,
+            store: store.kind(),
+            grant: &r.grant,
+            token_type: &r.token_type,
+            access_token_present: r.access_token.is_some(),
+            expires_at: r.expires_at,
+            expires_in_seconds: r.expires_at.map(|at| seconds_left(at, now)),
+            refresh_token_present: r.refresh_token.is_some(),
+            refresh_token_expires_at: r.refresh_token_expires_at,
+            refresh_token_rejected: r.refresh_token_rejected.as_deref(),
+            scopes: &r.scopes,
+        })
+        .collect();
+    if json {
+        serde_json::to_writer_pretty(&mut output, &accounts)?;
+        writeln!(output)?;
+        return Ok(());
+    }
+    if accounts.is_empty() {
+        writeln!(output, "no accounts ({} store)", store.kind())?;
+    }
+    for (account, record) in accounts.iter().zip(&records) {
+        let who = if account.account.is_empty() {
+            "(default)"
+        } else {
+            account.account
+        };
+        writeln!(
+            output,
+            "{}  {}  store={}  grant={}  {}  refresh token: {}",
+            account.server,
+            who,
+            account.store,
+            account.grant,
+            describe_expiry(record),
+            describe_refresh_token(record),
+        )?;
+    }
+    Ok(())
+}
+
+fn describe_refresh_token(record: &TokenRecord) -> String {
+    if record.refresh_token.is_none() {
+        return "no".to_owned();
+    }
+    if let Some(code) = &record.refresh_token_rejected {
+        return format!("rejected ({}), run `keygate login`", text::escape(code));
+    }
+    match record.refresh_token_expires_at {
+        None => "yes".to_owned(),
+        Some(at) => {
+            let left = seconds_left(at, unix_now());
+            let date = session::utc_date(at);
+            if left <= 0 {
+                format!("expired {date}, run `keygate login`")
+            } else {
+                format!("yes, expires in {} ({date})", human(left))
+            }
+        }
+    }
+}
+
+/// The access token's state in words; `keygate login` says it too.
+pub(super) fn describe_expiry(record: &TokenRecord) -> String {
+    if record.access_token.is_none() {
+        return "access token dropped".to_owned();
+    }
+    match record.expires_at {
+        None => "access token does not expire".to_owned(),
+        Some(at) => {
+            let left = seconds_left(at, unix_now());
+            if left <= 0 {
+                format!("access token expired {} ago", human(-left))
+            } else {
+                format!("access token expires in {}", human(left))
+            }
+        }
+    }
+}
+
+/// Negative once past; a stored instant is not trusted to fit an i64.
+fn seconds_left(at: u64, now: u64) -> i64 {
+    let signed = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    signed(at).saturating_sub(signed(now))
+}
+
+fn human(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 3 * 86_400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(human(59), "59s");
+        assert_eq!(human(119), "119s");
+        assert_eq!(human(120), "2m");
+        assert_eq!(human(7_199), "119m");
+        assert_eq!(human(7_200), "2h0m");
+        assert_eq!(human(3 * 86_400 + 3_600), "3d1h");
+    }
+
+    #[test]
+    fn seconds_left_survive_instants_past_i64() {
+        assert_eq!(seconds_left(100, 40), 60);
+        assert_eq!(seconds_left(40, 100), -60);
+        assert_eq!(seconds_left(u64::MAX, 0), i64::MAX);
+        assert_eq!(seconds_left(0, u64::MAX), -i64::MAX);
+    }
+}
