@@ -232,8 +232,7 @@ impl Session<'_> {
             let outcome = self.block_on(async {
                 let http = self.http().map_err(OAuthError::from)?;
                 // Leaving is no reason to register a client.
-                let provider =
-                    oauth::discovery::complete(self.provider, self.store, &http, false).await?;
+                let provider = oauth::complete(self.provider, self.store, &http, false).await?;
                 oauth::revoke(
                     &provider,
                     &http,
@@ -538,7 +537,7 @@ impl Session<'_> {
         if let Some(completed) = self.completed.get() {
             return Ok(completed);
         }
-        let completed = oauth::discovery::complete(self.provider, self.store, http, true).await?;
+        let completed = oauth::complete(self.provider, self.store, http, true).await?;
         Ok(self.completed.get_or_init(|| completed))
     }
 
@@ -552,11 +551,10 @@ impl Session<'_> {
     ) -> Result<TokenSet, OAuthError> {
         let result = oauth::refresh(self.endpoints(http).await?, http, refresh_token).await;
         match (&self.provider.issuer, result) {
-            (Some(issuer), Err(error)) if oauth::discovery::suggests_moved(&error) => {
+            (Some(issuer), Err(error)) if error.suggests_moved() => {
                 tracing::debug!(%error, "the token endpoint may have moved; fetching the metadata again");
                 oauth::discovery::forget(issuer);
-                let provider =
-                    oauth::discovery::complete(self.provider, self.store, http, true).await?;
+                let provider = oauth::complete(self.provider, self.store, http, true).await?;
                 oauth::refresh(&provider, http, refresh_token).await
             }
             (_, result) => result,
@@ -571,7 +569,7 @@ impl Session<'_> {
             _ => return,
         };
         if let Some(issuer) = &self.provider.issuer
-            && oauth::discovery::suggests_moved(cause)
+            && cause.suggests_moved()
         {
             oauth::discovery::forget(issuer);
         }
