@@ -166,23 +166,34 @@ pub fn servable(provider: &Provider, key: &AccountKey, record: TokenRecord) -> O
     Some(record)
 }
 
-/// Who issues `provider`'s tokens, from the configuration alone: checking
-/// a cached token must not need the issuer's metadata or a registered
-/// client.
-fn issuer_of(provider: &Provider) -> Issuer {
-    Issuer {
-        token_url: (provider.token_url.as_ref().map(|u| u.to_string()))
-            .or_else(|| provider.issuer.clone()),
-        client_id: provider.client_id.clone(),
+/// Who issues `provider`'s tokens, to `client_id`: the configured client,
+/// or the one registered at the issuer. From the configuration alone:
+/// checking a cached token must not need the issuer's metadata or a
+/// registered client. `None` for a provider that names no token endpoint
+/// and no issuer, which never obtains tokens.
+fn issuer_of(provider: &Provider, client_id: &str) -> Option<Issuer> {
+    let client_id = client_id.to_owned();
+    match (&provider.token_url, &provider.issuer) {
+        (Some(token_url), _) => Some(Issuer::Endpoint {
+            token_url: token_url.to_string(),
+            client_id,
+        }),
+        (None, Some(issuer)) => Some(Issuer::Discovered {
+            issuer: issuer.clone(),
+            client_id,
+        }),
+        (None, None) => None,
     }
 }
 
-/// Records written before records named their issuer are accepted.
+/// Whether `record`'s tokens were issued where `provider` gets them; a
+/// client registered at the issuer is compared later
+/// ([`Session::issued_to_our_client`]). Records written before records
+/// named their issuer are accepted.
 fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
-    record
-        .issuer
-        .as_ref()
-        .is_none_or(|issuer| *issuer == issuer_of(provider))
+    record.issuer.as_ref().is_none_or(|recorded| {
+        issuer_of(provider, &provider.client_id).is_some_and(|here| recorded.matches(&here))
+    })
 }
 
 /// A token a CI system minted and put in the environment variable named
@@ -226,7 +237,10 @@ impl Session<'_> {
             return Ok((Revocation::NotAttempted, false));
         };
         let unknown_endpoint = self.provider.revoke_url.is_none() && self.provider.issuer.is_none();
-        let revocation = if unknown_endpoint || !self.issued_here(&record) {
+        let revocation = if unknown_endpoint
+            || !self.issued_here(&record)
+            || !self.issued_to_our_client(&record)?
+        {
             Revocation::NotAttempted
         } else {
             let outcome = self.block_on(async {
@@ -314,10 +328,14 @@ impl Session<'_> {
                     .map(|_| "has expired".to_owned())
             }
         });
-        let refresh_token = current
-            .as_ref()
-            .filter(|_| dead_why.is_none())
-            .and_then(|r| r.refresh_token.clone());
+        let refresh_token = match current.as_ref().filter(|_| dead_why.is_none()) {
+            Some(record) if self.issued_to_our_client(record)? => record.refresh_token.clone(),
+            Some(_) => {
+                tracing::debug!(account = %self.key.label(), "stored tokens were issued to another registered client; not presenting them");
+                None
+            }
+            None => None,
+        };
         let refresh_expiry = current.as_ref().and_then(|r| r.refresh_token_expires_at);
         let obtained = self.block_on(async {
             let http = self.http()?;
@@ -405,8 +423,31 @@ impl Session<'_> {
         }))
     }
 
-    fn issuer(&self) -> Issuer {
-        issuer_of(self.provider)
+    /// Who issued tokens obtained in this session: the client is the one
+    /// the request went out with, registered at the issuer or configured.
+    fn issuer(&self) -> Option<Issuer> {
+        let provider = self.completed.get().unwrap_or(self.provider);
+        issuer_of(self.provider, &provider.client_id)
+    }
+
+    /// Whether `record`'s tokens went to the client this session uses. The
+    /// configuration cannot name a client registered at the issuer, so
+    /// [`issued_for`] lets any pass; the registered one is read from the
+    /// store here, right before a refresh token would be presented. A
+    /// record that names no client (written before they did: an empty id
+    /// meant a registered one) passed on its issuer alone, and goes back
+    /// to the server that issued it.
+    fn issued_to_our_client(&self, record: &TokenRecord) -> Result<bool, SessionError> {
+        let Some(recorded) = record.issuer.as_ref().and_then(Issuer::client_id) else {
+            return Ok(true);
+        };
+        if !self.provider.client_id.is_empty() || self.provider.issuer.is_none() {
+            // Compared with the configuration already.
+            return Ok(true);
+        }
+        let registered =
+            oauth::register::load(self.provider, self.store).map_err(OAuthError::from)?;
+        Ok(registered.is_some_and(|client| client.client_id == recorded))
     }
 
     fn issued_here(&self, record: &TokenRecord) -> bool {
@@ -501,7 +542,7 @@ impl Session<'_> {
                 Grant::ClientCredentials => "client_credentials",
             }
             .to_owned(),
-            issuer: Some(self.issuer()),
+            issuer: self.issuer(),
         };
         self.store.save(&record)?;
         Ok(record)
@@ -713,6 +754,74 @@ impl From<HttpError> for SessionError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provider(settings: &str) -> Provider {
+        let config = crate::config::GitConfig::parse_z(settings.as_bytes());
+        Provider::resolve(&config, &url::Url::parse("https://g.example/").unwrap())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The regression of issue 19: a registered client's tokens were
+    /// recorded as `{"token_url": ISSUER, "client_id": ""}`.
+    #[test]
+    fn a_registered_clients_id_is_recorded_with_its_issuer() {
+        let registered = provider("keygate.https://g.example.issuer\nhttps://a.example\0");
+        assert_eq!(
+            issuer_of(&registered, "registered-1"),
+            Some(Issuer::Discovered {
+                issuer: "https://a.example".into(),
+                client_id: "registered-1".into()
+            })
+        );
+        let configured = provider(
+            "keygate.https://g.example.tokenurl\nhttps://a.example/token\0\
+             keygate.https://g.example.clientid\napp\0",
+        );
+        assert_eq!(
+            issuer_of(&configured, &configured.client_id),
+            Some(Issuer::Endpoint {
+                token_url: "https://a.example/token".into(),
+                client_id: "app".into()
+            })
+        );
+    }
+
+    #[test]
+    fn records_of_every_form_are_checked_against_the_configuration() {
+        let registered = provider("keygate.https://g.example.issuer\nhttps://a.example\0");
+        let with = |issuer: Option<Issuer>| TokenRecord {
+            issuer,
+            ..store::test_record("https://g.example", "t")
+        };
+        let issued_to = |client: &str| {
+            with(Some(Issuer::Discovered {
+                issuer: "https://a.example".into(),
+                client_id: client.into(),
+            }))
+        };
+        assert!(issued_for(&registered, &with(None)));
+        assert!(issued_for(&registered, &issued_to("registered-1")));
+        let lost_client = with(Some(Issuer::Unlabelled {
+            url: Some("https://a.example".into()),
+            client_id: String::new(),
+        }));
+        assert!(issued_for(&registered, &lost_client));
+        let elsewhere = with(Some(Issuer::Discovered {
+            issuer: "https://b.example".into(),
+            client_id: "registered-1".into(),
+        }));
+        assert!(!issued_for(&registered, &elsewhere));
+
+        // A client configured for the issuer takes only its own tokens.
+        let configured = provider(
+            "keygate.https://g.example.issuer\nhttps://a.example\0\
+             keygate.https://g.example.clientid\napp\0",
+        );
+        assert!(issued_for(&configured, &issued_to("app")));
+        assert!(!issued_for(&configured, &issued_to("registered-1")));
+        assert!(!issued_for(&configured, &lost_client));
+    }
 
     #[test]
     fn utc_dates() {
