@@ -69,7 +69,10 @@ fn an_issuer_alone_names_the_endpoints_and_its_metadata_is_cached() {
     assert_eq!(world.token_requests("authorization_code"), 1);
     assert_eq!(discovery_fetches(&world), 1, "{:?}", world.events());
     let account = world.stored_account();
-    assert_eq!(account["issuer"]["token_url"], world.issuer());
+    assert_eq!(
+        account["issuer"],
+        serde_json::json!({"kind": "discovered", "issuer": world.issuer(), "client_id": "keygate-test"})
+    );
 
     let cached: Vec<_> = std::fs::read_dir(metadata_cache_dir(&world))
         .unwrap()
