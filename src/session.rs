@@ -26,7 +26,7 @@ pub enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    OAuth(#[from] OAuthError),
+    OAuth(OAuthError),
     #[error(
         "no token for {server} and {reason}; run `{}` in a terminal first",
         login_command(server)
@@ -743,6 +743,20 @@ pub fn utc_date(at: u64) -> String {
         secs / 3600,
         (secs % 3600) / 60
     )
+}
+
+/// A store failure met while reading a registered client is
+/// [`SessionError::Store`], like every other.
+impl From<OAuthError> for SessionError {
+    fn from(error: OAuthError) -> Self {
+        match error {
+            OAuthError::Registration(error) => match *error {
+                oauth::register::RegisterError::Store(error) => SessionError::Store(error),
+                error => SessionError::OAuth(OAuthError::Registration(Box::new(error))),
+            },
+            error => SessionError::OAuth(error),
+        }
+    }
 }
 
 impl From<HttpError> for SessionError {

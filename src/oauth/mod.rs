@@ -206,15 +206,25 @@ impl OAuthError {
     }
 }
 
+/// A transport failure is [`OAuthError::Http`] whichever request met it,
+/// so no caller looks for it in two places.
 impl From<discovery::DiscoveryError> for OAuthError {
     fn from(error: discovery::DiscoveryError) -> Self {
-        OAuthError::Discovery(Box::new(error))
+        match error {
+            discovery::DiscoveryError::Http(error) => OAuthError::Http(error),
+            error => OAuthError::Discovery(Box::new(error)),
+        }
     }
 }
 
+/// As for discovery; a store failure stays inside, for
+/// [`crate::session::SessionError`] to take out.
 impl From<register::RegisterError> for OAuthError {
     fn from(error: register::RegisterError) -> Self {
-        OAuthError::Registration(Box::new(error))
+        match error {
+            register::RegisterError::Http(error) => OAuthError::Http(error),
+            error => OAuthError::Registration(Box::new(error)),
+        }
     }
 }
 
