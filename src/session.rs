@@ -187,13 +187,27 @@ fn issuer_of(provider: &Provider, client_id: &str) -> Option<Issuer> {
 }
 
 /// Whether `record`'s tokens were issued where `provider` gets them; a
-/// client registered at the issuer is compared later
-/// ([`Session::issued_to_our_client`]). Records written before records
-/// named their issuer are accepted.
+/// client registered at the issuer is compared once known ([`issued_to`]).
+/// Records written before records named their issuer are accepted.
 fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
     record.issuer.as_ref().is_none_or(|recorded| {
         issuer_of(provider, &provider.client_id).is_some_and(|here| recorded.matches(&here))
     })
+}
+
+/// Whether `record`'s tokens went to the client `completed` (the provider
+/// ready for the network) uses: the configuration cannot name a client
+/// registered at the issuer, so [`issued_for`] lets any pass. A record
+/// that names no client (written before they did, an empty id then meaning
+/// a registered one) passed on its issuer alone, and its tokens go back to
+/// that issuer, whose server binds them to their client.
+fn issued_to(record: &TokenRecord, completed: &Provider) -> bool {
+    let recorded = record.issuer.as_ref().and_then(Issuer::client_id);
+    let ours = recorded.is_none_or(|id| id == completed.client_id);
+    if !ours {
+        tracing::debug!(server = %record.server, "stored tokens were issued to another client; not presenting them");
+    }
+    ours
 }
 
 /// A token a CI system minted and put in the environment variable named
@@ -237,16 +251,16 @@ impl Session<'_> {
             return Ok((Revocation::NotAttempted, false));
         };
         let unknown_endpoint = self.provider.revoke_url.is_none() && self.provider.issuer.is_none();
-        let revocation = if unknown_endpoint
-            || !self.issued_here(&record)
-            || !self.issued_to_our_client(&record)?
-        {
+        let revocation = if unknown_endpoint || !self.issued_here(&record) {
             Revocation::NotAttempted
         } else {
             let outcome = self.block_on(async {
                 let http = self.http().map_err(OAuthError::from)?;
                 // Leaving is no reason to register a client.
                 let provider = oauth::complete(self.provider, self.store, &http, false).await?;
+                if !issued_to(&record, &provider) {
+                    return Ok(false);
+                }
                 oauth::revoke(
                     &provider,
                     &http,
@@ -328,14 +342,10 @@ impl Session<'_> {
                     .map(|_| "has expired".to_owned())
             }
         });
-        let refresh_token = match current.as_ref().filter(|_| dead_why.is_none()) {
-            Some(record) if self.issued_to_our_client(record)? => record.refresh_token.clone(),
-            Some(_) => {
-                tracing::debug!(account = %self.key.label(), "stored tokens were issued to another registered client; not presenting them");
-                None
-            }
-            None => None,
-        };
+        let refresh_token = current
+            .as_ref()
+            .filter(|_| dead_why.is_none())
+            .and_then(|r| r.refresh_token.clone());
         let refresh_expiry = current.as_ref().and_then(|r| r.refresh_token_expires_at);
         let obtained = self.block_on(async {
             let http = self.http()?;
@@ -358,8 +368,9 @@ impl Session<'_> {
                 }
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
             };
-            match self.refresh(&http, &refresh_token).await {
-                Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
+            match self.refresh(&http, &refresh_token, current.as_ref()).await {
+                Ok(Some(tokens)) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
+                Ok(None) => Ok(Obtained::NewGrant(self.first_grant(&http).await?)),
                 Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
                         Err(SessionError::RefreshRejected {
@@ -428,26 +439,6 @@ impl Session<'_> {
     fn issuer(&self) -> Option<Issuer> {
         let provider = self.completed.get().unwrap_or(self.provider);
         issuer_of(self.provider, &provider.client_id)
-    }
-
-    /// Whether `record`'s tokens went to the client this session uses. The
-    /// configuration cannot name a client registered at the issuer, so
-    /// [`issued_for`] lets any pass; the registered one is read from the
-    /// store here, right before a refresh token would be presented. A
-    /// record that names no client (written before they did: an empty id
-    /// meant a registered one) passed on its issuer alone, and goes back
-    /// to the server that issued it.
-    fn issued_to_our_client(&self, record: &TokenRecord) -> Result<bool, SessionError> {
-        let Some(recorded) = record.issuer.as_ref().and_then(Issuer::client_id) else {
-            return Ok(true);
-        };
-        if !self.provider.client_id.is_empty() || self.provider.issuer.is_none() {
-            // Compared with the configuration already.
-            return Ok(true);
-        }
-        let registered =
-            oauth::register::load(self.provider, self.store).map_err(OAuthError::from)?;
-        Ok(registered.is_some_and(|client| client.client_id == recorded))
     }
 
     fn issued_here(&self, record: &TokenRecord) -> bool {
@@ -582,23 +573,32 @@ impl Session<'_> {
         Ok(self.completed.get_or_init(|| completed))
     }
 
-    /// Redeems the refresh token; when the endpoint the metadata named
-    /// seems to have moved, once more with the metadata fetched anew (the
-    /// server never saw the first attempt, so the token is still good).
+    /// Redeems the refresh token of `record`; when the endpoint the
+    /// metadata named seems to have moved, once more with the metadata
+    /// fetched anew (the server never saw the first attempt, so the token
+    /// is still good). `None` when the client this session uses is not the
+    /// one the tokens were issued to: the refresh token stays unsent.
     async fn refresh(
         &self,
         http: &HttpClient,
         refresh_token: &Secret,
-    ) -> Result<TokenSet, OAuthError> {
-        let result = oauth::refresh(self.endpoints(http).await?, http, refresh_token).await;
+        record: Option<&TokenRecord>,
+    ) -> Result<Option<TokenSet>, OAuthError> {
+        let provider = self.endpoints(http).await?;
+        if record.is_some_and(|r| !issued_to(r, provider)) {
+            return Ok(None);
+        }
+        let result = oauth::refresh(provider, http, refresh_token).await;
         match (&self.provider.issuer, result) {
             (Some(issuer), Err(error)) if error.suggests_moved() => {
                 tracing::debug!(%error, "the token endpoint may have moved; fetching the metadata again");
                 oauth::discovery::forget(issuer);
                 let provider = oauth::complete(self.provider, self.store, http, true).await?;
-                oauth::refresh(&provider, http, refresh_token).await
+                oauth::refresh(&provider, http, refresh_token)
+                    .await
+                    .map(Some)
             }
-            (_, result) => result,
+            (_, result) => result.map(Some),
         }
     }
 
