@@ -69,7 +69,10 @@ fn an_issuer_alone_names_the_endpoints_and_its_metadata_is_cached() {
     assert_eq!(world.token_requests("authorization_code"), 1);
     assert_eq!(discovery_fetches(&world), 1, "{:?}", world.events());
     let account = world.stored_account();
-    assert_eq!(account["issuer"]["token_url"], world.issuer());
+    assert_eq!(
+        account["issuer"],
+        serde_json::json!({"kind": "discovered", "issuer": world.issuer(), "client_id": "keygate-test"})
+    );
 
     let cached: Vec<_> = std::fs::read_dir(metadata_cache_dir(&world))
         .unwrap()
@@ -386,6 +389,72 @@ fn setup_goes_from_nothing_to_clone_and_push_and_changes_nothing_the_second_time
     assert_eq!(gitconfig(&world), config, "nothing rewritten");
     assert_eq!(events_at(&world, "registration", "POST").len(), 1);
     assert_eq!(world.browser_launches().len(), 1);
+}
+
+/// Replaces the stored record's `issuer` and makes its token stale.
+fn rewrite_issuer(world: &World, issuer: serde_json::Value) {
+    world.expire_stored_token();
+    let path = world.home.join(".local/share/keygate/tokens.json");
+    let mut file = world.token_file();
+    for account in file["accounts"].as_array_mut().unwrap() {
+        account["issuer"] = issuer.clone();
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+}
+
+/// Issue 19: the tokens of a client setup registered were recorded with
+/// the issuer URL as token endpoint and no client id. Now the client is
+/// recorded and a refresh goes out with it; a record from before still
+/// refreshes (and is rewritten), and one naming another client is never
+/// presented.
+#[test]
+fn the_client_setup_registers_is_recorded_with_its_tokens() {
+    let world = registration_world();
+    write_bare_config(&world);
+    ok(&world.keygate(&["setup", &world.repo_url(), "--issuer", world.issuer()]));
+    let client_id = stored_client(&world).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let recorded = serde_json::json!({
+        "kind": "discovered",
+        "issuer": world.issuer(),
+        "client_id": client_id,
+    });
+    assert_eq!(world.stored_account()["issuer"], recorded);
+
+    world.expire_stored_token();
+    ok(&world.keygate(&["token", &world.repo_url()]));
+    assert_eq!(world.token_requests("refresh_token"), 1);
+    assert_eq!(world.stored_account()["issuer"], recorded);
+
+    // As today's keygate wrote it: the issuer's tokens, client unnamed.
+    rewrite_issuer(
+        &world,
+        serde_json::json!({"token_url": world.issuer(), "client_id": ""}),
+    );
+    ok(&world.keygate(&["token", &world.repo_url()]));
+    assert_eq!(world.token_requests("refresh_token"), 2);
+    assert_eq!(world.stored_account()["issuer"], recorded);
+
+    // Issued to a client that is not the one registered here now.
+    let mut elsewhere = recorded.clone();
+    elsewhere["client_id"] = serde_json::Value::from("another-client");
+    rewrite_issuer(&world, elsewhere);
+    let token = world
+        .command(common::KEYGATE)
+        .args(["token", &world.repo_url()])
+        .env("KEYGATE_INTERACTIVE", "never")
+        .output()
+        .unwrap();
+    assert!(!token.status.success(), "{}", text(&token.stdout));
+    assert!(
+        text(&token.stderr).contains("keygate login"),
+        "{}",
+        text(&token.stderr)
+    );
+    assert_eq!(world.token_requests("refresh_token"), 2, "not presented");
+    assert_eq!(world.browser_launches().len(), 1, "setup's login only");
 }
 
 #[test]

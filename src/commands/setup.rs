@@ -21,7 +21,9 @@ use super::{CommandError, Outcome, Reach, parse_url, url_username};
 use crate::config::{self, ConfigError, GitConfig, Provider};
 use crate::gitconfig::split_key;
 use crate::http::{HttpClient, HttpError};
-use crate::oauth::discovery::{self, DiscoveryError, Metadata};
+use crate::oauth::OAuthError;
+use crate::oauth::discovery::{self, DiscoveryError};
+use crate::oauth::metadata::Metadata;
 use crate::oauth::register::{self, Forgotten, RegisterError};
 use crate::secret::Secret;
 use crate::session::{Interaction, Session, SessionError};
@@ -35,13 +37,14 @@ pub enum SetupError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Discovery(#[from] DiscoveryError),
+    Discovery(DiscoveryError),
     #[error(transparent)]
-    Register(#[from] RegisterError),
+    Register(RegisterError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// What the final login met, but for the kinds above.
     #[error(transparent)]
-    Session(#[from] SessionError),
+    Session(SessionError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("{url} is not an https:// URL (http only on loopback)")]
@@ -52,6 +55,41 @@ pub enum SetupError {
         "after setup, keygate still has no configuration for {server}; check `git config --global --get-regexp '^keygate'`"
     )]
     NotApplied { server: String },
+}
+
+// Each kind of failure reaches the person as one variant, whichever step
+// met it: a discovery failure in the final login is `Discovery`, as in
+// discovery, not `Session(OAuth(Discovery))`.
+
+impl From<DiscoveryError> for SetupError {
+    fn from(error: DiscoveryError) -> Self {
+        match error {
+            DiscoveryError::Http(error) => SetupError::Http(error),
+            error => SetupError::Discovery(error),
+        }
+    }
+}
+
+impl From<RegisterError> for SetupError {
+    fn from(error: RegisterError) -> Self {
+        match error {
+            RegisterError::Http(error) => SetupError::Http(error),
+            RegisterError::Store(error) => SetupError::Store(error),
+            error => SetupError::Register(error),
+        }
+    }
+}
+
+impl From<SessionError> for SetupError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Store(error) => SetupError::Store(error),
+            SessionError::OAuth(OAuthError::Http(error)) => SetupError::Http(error),
+            SessionError::OAuth(OAuthError::Discovery(error)) => (*error).into(),
+            SessionError::OAuth(OAuthError::Registration(error)) => (*error).into(),
+            error => SetupError::Session(error),
+        }
+    }
 }
 
 /// `keygate setup` as typed on the command line; the field comments are
@@ -713,6 +751,45 @@ pub fn forget_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19: a failure met in the final login was wrapped twice
+    /// (`Session(OAuth(Discovery))`), once when met in discovery.
+    #[test]
+    fn each_failure_reaches_the_person_one_way() {
+        let bad_issuer = || DiscoveryError::BadIssuer("x".into());
+        let via_login = |error: OAuthError| SetupError::from(SessionError::from(error));
+        let direct = SetupError::from(bad_issuer());
+        let late = via_login(bad_issuer().into());
+        assert!(matches!(direct, SetupError::Discovery(_)), "{direct:?}");
+        assert!(matches!(late, SetupError::Discovery(_)), "{late:?}");
+        assert_eq!(direct.to_string(), late.to_string());
+
+        let unavailable = || RegisterError::Unavailable {
+            server: "https://g.example".into(),
+        };
+        assert!(matches!(
+            SetupError::from(unavailable()),
+            SetupError::Register(_)
+        ));
+        assert!(matches!(
+            via_login(unavailable().into()),
+            SetupError::Register(_)
+        ));
+
+        let unreadable = || RegisterError::Store(StoreError::NoDataDir);
+        assert!(matches!(
+            SessionError::from(OAuthError::from(unreadable())),
+            SessionError::Store(_)
+        ));
+        assert!(matches!(
+            SetupError::from(unreadable()),
+            SetupError::Store(_)
+        ));
+        assert!(matches!(
+            via_login(unreadable().into()),
+            SetupError::Store(_)
+        ));
+    }
 
     #[test]
     fn finds_keygate_among_the_helpers() {

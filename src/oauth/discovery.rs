@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::{OAuthError, register};
-use crate::config::Provider;
+use super::metadata::Metadata;
 use crate::http::{HttpClient, HttpError, check_endpoint, is_loopback};
-use crate::store::{self, TokenStore, unix_now};
+use crate::store::{self, unix_now};
 
 /// How long cached metadata is believed.
 const MAX_AGE_SECS: u64 = 24 * 3600;
@@ -55,70 +54,6 @@ pub enum DiscoveryError {
     },
     #[error(transparent)]
     Http(#[from] HttpError),
-}
-
-impl From<DiscoveryError> for OAuthError {
-    fn from(error: DiscoveryError) -> Self {
-        OAuthError::Discovery(Box::new(error))
-    }
-}
-
-/// The parts of an authorization server's metadata keygate uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metadata {
-    pub issuer: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_authorization_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registration_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code_challenge_methods_supported: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_types_supported: Option<Vec<String>>,
-}
-
-impl Metadata {
-    /// Every endpoint it names, with its metadata field name.
-    fn endpoints(&self) -> [(&'static str, Option<&str>); 5] {
-        [
-            (
-                "authorization_endpoint",
-                self.authorization_endpoint.as_deref(),
-            ),
-            ("token_endpoint", self.token_endpoint.as_deref()),
-            (
-                "device_authorization_endpoint",
-                self.device_authorization_endpoint.as_deref(),
-            ),
-            ("revocation_endpoint", self.revocation_endpoint.as_deref()),
-            (
-                "registration_endpoint",
-                self.registration_endpoint.as_deref(),
-            ),
-        ]
-    }
-
-    /// Whether the server says it accepts `grant_type`; a server that
-    /// lists nothing is taken at its endpoints' word.
-    pub fn supports_grant(&self, grant_type: &str) -> bool {
-        self.grant_types_supported
-            .as_ref()
-            .is_none_or(|grants| grants.iter().any(|g| g == grant_type))
-    }
-
-    pub fn registration_url(&self) -> Option<Url> {
-        parsed(self.registration_endpoint.as_deref())
-    }
-}
-
-fn parsed(value: Option<&str>) -> Option<Url> {
-    value.and_then(|v| Url::parse(v).ok())
 }
 
 /// Where the metadata of `issuer` may be: RFC 8414 §3.1 inserts the
@@ -301,62 +236,6 @@ pub fn forget(issuer: &str) {
     }
 }
 
-/// Whether a failed request suggests the endpoint has moved since the
-/// metadata was cached: gone (404) or nobody listening.
-pub fn suggests_moved(error: &OAuthError) -> bool {
-    match error {
-        OAuthError::ServerStatus { status, .. } => *status == 404,
-        OAuthError::Http(HttpError::Transport { reason, .. }) => {
-            reason.starts_with("could not connect")
-        }
-        _ => false,
-    }
-}
-
-/// `provider` ready for the network: with an issuer, the endpoints it
-/// does not configure come from the issuer's metadata, and without a
-/// client id it uses the client registered there, registering one first
-/// if `may_register` (not to revoke tokens on the way out).
-pub async fn complete(
-    provider: &Provider,
-    store: &dyn TokenStore,
-    http: &HttpClient,
-    may_register: bool,
-) -> Result<Provider, OAuthError> {
-    let Some(issuer) = provider.issuer.as_deref() else {
-        return Ok(provider.clone());
-    };
-    let metadata = metadata(http, issuer).await?;
-    let mut completed = apply(provider, &metadata);
-    if may_register {
-        register::ensure_client(&mut completed, &metadata, store, http, None).await?;
-    } else if completed.client_id.is_empty()
-        && let Some(client) = register::load(&completed, store)?
-    {
-        register::apply(&mut completed, &client);
-    }
-    Ok(completed)
-}
-
-/// `provider` with the endpoints it does not configure taken from
-/// `metadata`: explicit keys (and presets) win.
-pub fn apply(provider: &Provider, metadata: &Metadata) -> Provider {
-    let mut completed = provider.clone();
-    let fill = |own: &mut Option<Url>, found: &Option<String>| {
-        if own.is_none() {
-            *own = parsed(found.as_deref());
-        }
-    };
-    fill(&mut completed.auth_url, &metadata.authorization_endpoint);
-    fill(&mut completed.token_url, &metadata.token_endpoint);
-    fill(
-        &mut completed.device_url,
-        &metadata.device_authorization_endpoint,
-    );
-    fill(&mut completed.revoke_url, &metadata.revocation_endpoint);
-    completed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,29 +339,5 @@ mod tests {
             "token_endpoint": "https://b.example/token",
         }));
         assert!(check(&remote, "https://a.example", "u").is_ok());
-    }
-
-    #[test]
-    fn explicit_endpoints_win() {
-        let raw = "keygate.https://g.example.issuer\nhttps://a.example\0\
-                   keygate.https://g.example.tokenurl\nhttps://mine.example/token\0";
-        let config = crate::config::GitConfig::parse_z(raw.as_bytes());
-        let provider = Provider::resolve(&config, &Url::parse("https://g.example/").unwrap())
-            .unwrap()
-            .unwrap();
-        let m = metadata(serde_json::json!({
-            "issuer": "https://a.example",
-            "authorization_endpoint": "https://a.example/auth",
-            "token_endpoint": "https://a.example/token",
-        }));
-        let completed = apply(&provider, &m);
-        assert_eq!(
-            completed.token_url.unwrap().as_str(),
-            "https://mine.example/token"
-        );
-        assert_eq!(
-            completed.auth_url.unwrap().as_str(),
-            "https://a.example/auth"
-        );
     }
 }

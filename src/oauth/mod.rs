@@ -14,6 +14,7 @@ mod device;
 pub mod discovery;
 pub mod handoff;
 mod loopback;
+pub mod metadata;
 pub mod register;
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ use url::Url;
 use crate::config::{ClientAuth, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
+use crate::store::TokenStore;
 use crate::text::escape;
 
 pub use code::{Browser, authorize, login_command};
@@ -176,6 +178,18 @@ impl OAuthError {
         }
     }
 
+    /// Whether a failed request suggests the endpoint has moved since the
+    /// issuer's metadata was cached: gone (404) or nobody listening.
+    pub fn suggests_moved(&self) -> bool {
+        match self {
+            OAuthError::ServerStatus { status, .. } => *status == 404,
+            OAuthError::Http(HttpError::Transport { reason, .. }) => {
+                reason.starts_with("could not connect")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this ended a login a person took part in (denied, timed
     /// out, a redirect or exchange that failed), as opposed to one that
     /// could not start: then git should stop rather than prompt.
@@ -190,6 +204,54 @@ impl OAuthError {
                 | OAuthError::DeviceStopped { .. }
         )
     }
+}
+
+/// A transport failure is [`OAuthError::Http`] whichever request met it,
+/// so no caller looks for it in two places.
+impl From<discovery::DiscoveryError> for OAuthError {
+    fn from(error: discovery::DiscoveryError) -> Self {
+        match error {
+            discovery::DiscoveryError::Http(error) => OAuthError::Http(error),
+            error => OAuthError::Discovery(Box::new(error)),
+        }
+    }
+}
+
+/// As for discovery; a store failure stays inside, for
+/// [`crate::session::SessionError`] to take out.
+impl From<register::RegisterError> for OAuthError {
+    fn from(error: register::RegisterError) -> Self {
+        match error {
+            register::RegisterError::Http(error) => OAuthError::Http(error),
+            error => OAuthError::Registration(Box::new(error)),
+        }
+    }
+}
+
+/// `provider` ready for the network: with an issuer, the endpoints it
+/// does not configure come from the issuer's metadata, and without a
+/// client id it uses the client registered there, registering one first
+/// if `may_register` (not to revoke tokens on the way out). Here, above
+/// both, so that discovery and registration need not know each other.
+pub async fn complete(
+    provider: &Provider,
+    store: &dyn TokenStore,
+    http: &HttpClient,
+    may_register: bool,
+) -> Result<Provider, OAuthError> {
+    let Some(issuer) = provider.issuer.as_deref() else {
+        return Ok(provider.clone());
+    };
+    let metadata = discovery::metadata(http, issuer).await?;
+    let mut completed = metadata::apply(provider, &metadata);
+    if may_register {
+        register::ensure_client(&mut completed, &metadata, store, http, None).await?;
+    } else if completed.client_id.is_empty()
+        && let Some(client) = register::load(&completed, store)?
+    {
+        register::apply(&mut completed, &client);
+    }
+    Ok(completed)
 }
 
 /// Tokens as a grant returned them.

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::discovery::Metadata;
 use super::loopback::DEFAULT_REDIRECT;
+use super::metadata::Metadata;
 use crate::config::{ClientAuth, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
@@ -63,12 +63,6 @@ pub enum RegisterError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<RegisterError> for super::OAuthError {
-    fn from(error: RegisterError) -> Self {
-        super::OAuthError::Registration(Box::new(error))
-    }
 }
 
 /// What a registration gave keygate, kept in the store as one secret.

@@ -28,7 +28,7 @@ pub enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    OAuth(#[from] OAuthError),
+    OAuth(OAuthError),
     #[error(
         "no token for {server} and {reason}; run `{}` in a terminal first",
         login_command(server)
@@ -168,23 +168,48 @@ pub fn servable(provider: &Provider, key: &AccountKey, record: TokenRecord) -> O
     Some(record)
 }
 
-/// Who issues `provider`'s tokens, from the configuration alone: checking
-/// a cached token must not need the issuer's metadata or a registered
-/// client.
-fn issuer_of(provider: &Provider) -> Issuer {
-    Issuer {
-        token_url: (provider.token_url.as_ref().map(|u| u.to_string()))
-            .or_else(|| provider.issuer.clone()),
-        client_id: provider.client_id.clone(),
+/// Who issues `provider`'s tokens, to `client_id`: the configured client,
+/// or the one registered at the issuer. From the configuration alone:
+/// checking a cached token must not need the issuer's metadata or a
+/// registered client. `None` for a provider that names no token endpoint
+/// and no issuer, which never obtains tokens.
+fn issuer_of(provider: &Provider, client_id: &str) -> Option<Issuer> {
+    let client_id = client_id.to_owned();
+    match (&provider.token_url, &provider.issuer) {
+        (Some(token_url), _) => Some(Issuer::Endpoint {
+            token_url: token_url.to_string(),
+            client_id,
+        }),
+        (None, Some(issuer)) => Some(Issuer::Discovered {
+            issuer: issuer.clone(),
+            client_id,
+        }),
+        (None, None) => None,
     }
 }
 
+/// Whether `record`'s tokens were issued where `provider` gets them; a
+/// client registered at the issuer is compared once known ([`issued_to`]).
 /// Records written before records named their issuer are accepted.
 fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
-    record
-        .issuer
-        .as_ref()
-        .is_none_or(|issuer| *issuer == issuer_of(provider))
+    record.issuer.as_ref().is_none_or(|recorded| {
+        issuer_of(provider, &provider.client_id).is_some_and(|here| recorded.matches(&here))
+    })
+}
+
+/// Whether `record`'s tokens went to the client `completed` (the provider
+/// ready for the network) uses: the configuration cannot name a client
+/// registered at the issuer, so [`issued_for`] lets any pass. A record
+/// that names no client (written before they did, an empty id then meaning
+/// a registered one) passed on its issuer alone, and its tokens go back to
+/// that issuer, whose server binds them to their client.
+fn issued_to(record: &TokenRecord, completed: &Provider) -> bool {
+    let recorded = record.issuer.as_ref().and_then(Issuer::client_id);
+    let ours = recorded.is_none_or(|id| id == completed.client_id);
+    if !ours {
+        tracing::debug!(server = %record.server, "stored tokens were issued to another client; not presenting them");
+    }
+    ours
 }
 
 /// A token a CI system minted and put in the environment variable named
@@ -234,8 +259,10 @@ impl Session<'_> {
             let outcome = self.block_on(async {
                 let http = self.http().map_err(OAuthError::from)?;
                 // Leaving is no reason to register a client.
-                let provider =
-                    oauth::discovery::complete(self.provider, self.store, &http, false).await?;
+                let provider = oauth::complete(self.provider, self.store, &http, false).await?;
+                if !issued_to(&record, &provider) {
+                    return Ok(false);
+                }
                 oauth::revoke(
                     &provider,
                     &http,
@@ -343,8 +370,9 @@ impl Session<'_> {
                 }
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
             };
-            match self.refresh(&http, &refresh_token).await {
-                Ok(tokens) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
+            match self.refresh(&http, &refresh_token, current.as_ref()).await {
+                Ok(Some(tokens)) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
+                Ok(None) => Ok(Obtained::NewGrant(self.first_grant(&http).await?)),
                 Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
                     Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
                         Err(SessionError::RefreshRejected {
@@ -408,8 +436,11 @@ impl Session<'_> {
         }))
     }
 
-    fn issuer(&self) -> Issuer {
-        issuer_of(self.provider)
+    /// Who issued tokens obtained in this session: the client is the one
+    /// the request went out with, registered at the issuer or configured.
+    fn issuer(&self) -> Option<Issuer> {
+        let provider = self.completed.get().unwrap_or(self.provider);
+        issuer_of(self.provider, &provider.client_id)
     }
 
     fn issued_here(&self, record: &TokenRecord) -> bool {
@@ -504,7 +535,7 @@ impl Session<'_> {
                 Grant::ClientCredentials => "client_credentials",
             }
             .to_owned(),
-            issuer: Some(self.issuer()),
+            issuer: self.issuer(),
         };
         self.store.save(&record)?;
         Ok(record)
@@ -540,28 +571,36 @@ impl Session<'_> {
         if let Some(completed) = self.completed.get() {
             return Ok(completed);
         }
-        let completed = oauth::discovery::complete(self.provider, self.store, http, true).await?;
+        let completed = oauth::complete(self.provider, self.store, http, true).await?;
         Ok(self.completed.get_or_init(|| completed))
     }
 
-    /// Redeems the refresh token; when the endpoint the metadata named
-    /// seems to have moved, once more with the metadata fetched anew (the
-    /// server never saw the first attempt, so the token is still good).
+    /// Redeems the refresh token of `record`; when the endpoint the
+    /// metadata named seems to have moved, once more with the metadata
+    /// fetched anew (the server never saw the first attempt, so the token
+    /// is still good). `None` when the client this session uses is not the
+    /// one the tokens were issued to: the refresh token stays unsent.
     async fn refresh(
         &self,
         http: &HttpClient,
         refresh_token: &Secret,
-    ) -> Result<TokenSet, OAuthError> {
-        let result = oauth::refresh(self.endpoints(http).await?, http, refresh_token).await;
+        record: Option<&TokenRecord>,
+    ) -> Result<Option<TokenSet>, OAuthError> {
+        let provider = self.endpoints(http).await?;
+        if record.is_some_and(|r| !issued_to(r, provider)) {
+            return Ok(None);
+        }
+        let result = oauth::refresh(provider, http, refresh_token).await;
         match (&self.provider.issuer, result) {
-            (Some(issuer), Err(error)) if oauth::discovery::suggests_moved(&error) => {
+            (Some(issuer), Err(error)) if error.suggests_moved() => {
                 tracing::debug!(%error, "the token endpoint may have moved; fetching the metadata again");
                 oauth::discovery::forget(issuer);
-                let provider =
-                    oauth::discovery::complete(self.provider, self.store, http, true).await?;
-                oauth::refresh(&provider, http, refresh_token).await
+                let provider = oauth::complete(self.provider, self.store, http, true).await?;
+                oauth::refresh(&provider, http, refresh_token)
+                    .await
+                    .map(Some)
             }
-            (_, result) => result,
+            (_, result) => result.map(Some),
         }
     }
 
@@ -573,7 +612,7 @@ impl Session<'_> {
             _ => return,
         };
         if let Some(issuer) = &self.provider.issuer
-            && oauth::discovery::suggests_moved(cause)
+            && cause.suggests_moved()
         {
             oauth::discovery::forget(issuer);
         }
@@ -708,6 +747,20 @@ pub fn utc_date(at: u64) -> String {
     )
 }
 
+/// A store failure met while reading a registered client is
+/// [`SessionError::Store`], like every other.
+impl From<OAuthError> for SessionError {
+    fn from(error: OAuthError) -> Self {
+        match error {
+            OAuthError::Registration(error) => match *error {
+                oauth::register::RegisterError::Store(error) => SessionError::Store(error),
+                error => SessionError::OAuth(OAuthError::Registration(Box::new(error))),
+            },
+            error => SessionError::OAuth(error),
+        }
+    }
+}
+
 impl From<HttpError> for SessionError {
     fn from(error: HttpError) -> Self {
         SessionError::OAuth(OAuthError::Http(error))
@@ -717,6 +770,74 @@ impl From<HttpError> for SessionError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provider(settings: &str) -> Provider {
+        let config = crate::config::GitConfig::parse_z(settings.as_bytes());
+        Provider::resolve(&config, &url::Url::parse("https://g.example/").unwrap())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The regression of issue 19: a registered client's tokens were
+    /// recorded as `{"token_url": ISSUER, "client_id": ""}`.
+    #[test]
+    fn a_registered_clients_id_is_recorded_with_its_issuer() {
+        let registered = provider("keygate.https://g.example.issuer\nhttps://a.example\0");
+        assert_eq!(
+            issuer_of(&registered, "registered-1"),
+            Some(Issuer::Discovered {
+                issuer: "https://a.example".into(),
+                client_id: "registered-1".into()
+            })
+        );
+        let configured = provider(
+            "keygate.https://g.example.tokenurl\nhttps://a.example/token\0\
+             keygate.https://g.example.clientid\napp\0",
+        );
+        assert_eq!(
+            issuer_of(&configured, &configured.client_id),
+            Some(Issuer::Endpoint {
+                token_url: "https://a.example/token".into(),
+                client_id: "app".into()
+            })
+        );
+    }
+
+    #[test]
+    fn records_of_every_form_are_checked_against_the_configuration() {
+        let registered = provider("keygate.https://g.example.issuer\nhttps://a.example\0");
+        let with = |issuer: Option<Issuer>| TokenRecord {
+            issuer,
+            ..store::test_record("https://g.example", "t")
+        };
+        let issued_to = |client: &str| {
+            with(Some(Issuer::Discovered {
+                issuer: "https://a.example".into(),
+                client_id: client.into(),
+            }))
+        };
+        assert!(issued_for(&registered, &with(None)));
+        assert!(issued_for(&registered, &issued_to("registered-1")));
+        let lost_client = with(Some(Issuer::Unlabelled {
+            url: Some("https://a.example".into()),
+            client_id: String::new(),
+        }));
+        assert!(issued_for(&registered, &lost_client));
+        let elsewhere = with(Some(Issuer::Discovered {
+            issuer: "https://b.example".into(),
+            client_id: "registered-1".into(),
+        }));
+        assert!(!issued_for(&registered, &elsewhere));
+
+        // A client configured for the issuer takes only its own tokens.
+        let configured = provider(
+            "keygate.https://g.example.issuer\nhttps://a.example\0\
+             keygate.https://g.example.clientid\napp\0",
+        );
+        assert!(issued_for(&configured, &issued_to("app")));
+        assert!(!issued_for(&configured, &issued_to("registered-1")));
+        assert!(!issued_for(&configured, &lost_client));
+    }
 
     #[test]
     fn utc_dates() {

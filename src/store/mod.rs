@@ -127,11 +127,152 @@ pub struct TokenRecord {
     pub issuer: Option<Issuer>,
 }
 
-/// The token endpoint and client a record's tokens came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Issuer {
-    pub token_url: Option<String>,
-    pub client_id: String,
+/// Who issued a record's tokens, and to which client: their refresh token
+/// is presented to no other endpoint or client.
+///
+/// # Format
+///
+/// Written as `{"kind": "endpoint", "token_url": URL, "client_id": ID}` or
+/// `{"kind": "discovered", "issuer": URL, "client_id": ID}`. A record from
+/// before `kind` (`{"token_url": URL, "client_id": ID}`) is read as
+/// [`Issuer::Unlabelled`] and written back unchanged. A keygate from before
+/// `kind` ignores the member: it reads an `endpoint` record as it wrote
+/// them, and a `discovered` one as naming no token endpoint, which none of
+/// its configurations has, so it leaves those tokens unsent and unused,
+/// logs in afresh and writes its own form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issuer {
+    /// A token endpoint the configuration (or a preset) names.
+    Endpoint {
+        token_url: String,
+        client_id: String,
+    },
+    /// An issuer whose metadata names the token endpoint.
+    Discovered { issuer: String, client_id: String },
+    /// Written before records said which: `url` is the configured token
+    /// endpoint, else the issuer, and `client_id` is empty for a client
+    /// registered at the issuer (its id went unrecorded then).
+    Unlabelled {
+        url: Option<String>,
+        client_id: String,
+    },
+    /// What a newer keygate wrote, or nothing keygate can read: kept as it
+    /// was, and matching nothing, so its tokens are never sent.
+    Unknown(serde_json::Value),
+}
+
+impl Issuer {
+    /// The client the tokens were issued to, where the record says so.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Issuer::Endpoint { client_id, .. } | Issuer::Discovered { client_id, .. } => {
+                Some(client_id)
+            }
+            Issuer::Unlabelled { .. } | Issuer::Unknown(_) => None,
+        }
+    }
+
+    fn url(&self) -> Option<&str> {
+        match self {
+            Issuer::Endpoint { token_url: url, .. } | Issuer::Discovered { issuer: url, .. } => {
+                Some(url)
+            }
+            Issuer::Unlabelled { .. } | Issuer::Unknown(_) => None,
+        }
+    }
+
+    /// Whether tokens issued by `self` may be used where `here`, read from
+    /// the configuration alone, issues them. An empty client id in `here`
+    /// is a client registered at the issuer, which the configuration
+    /// cannot name: any passes here, and the registered one is compared
+    /// before a refresh token is presented. An unlabelled record compares
+    /// as the keygate that wrote it compared.
+    pub fn matches(&self, here: &Issuer) -> bool {
+        let same_client = |recorded: &str, here: &str| here.is_empty() || recorded == here;
+        match (self, here) {
+            (
+                Issuer::Endpoint {
+                    token_url: url,
+                    client_id,
+                },
+                Issuer::Endpoint {
+                    token_url: here_url,
+                    client_id: here_client,
+                },
+            )
+            | (
+                Issuer::Discovered {
+                    issuer: url,
+                    client_id,
+                },
+                Issuer::Discovered {
+                    issuer: here_url,
+                    client_id: here_client,
+                },
+            ) => url == here_url && same_client(client_id, here_client),
+            (Issuer::Unlabelled { url, client_id }, here) => {
+                url.is_some() && url.as_deref() == here.url() && here.client_id() == Some(client_id)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// See the `# Format` of [`Issuer`].
+impl Serialize for Issuer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde_json::json;
+        match self {
+            Issuer::Endpoint {
+                token_url,
+                client_id,
+            } => json!({"kind": "endpoint", "token_url": token_url, "client_id": client_id}),
+            Issuer::Discovered { issuer, client_id } => {
+                json!({"kind": "discovered", "issuer": issuer, "client_id": client_id})
+            }
+            Issuer::Unlabelled { url, client_id } => {
+                json!({"token_url": url, "client_id": client_id})
+            }
+            Issuer::Unknown(value) => return value.serialize(serializer),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Never fails: what it cannot read is [`Issuer::Unknown`], so one odd
+/// record neither breaks the store nor gets its tokens sent.
+impl<'de> Deserialize<'de> for Issuer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(Issuer::read(&value).unwrap_or(Issuer::Unknown(value)))
+    }
+}
+
+impl Issuer {
+    fn read(value: &serde_json::Value) -> Option<Issuer> {
+        use serde_json::Value;
+        let text = |name: &str| value.get(name)?.as_str().map(str::to_owned);
+        let client_id = text("client_id")?;
+        match value.get("kind").map(Value::as_str) {
+            None => {
+                let url = match value.get("token_url") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(url)) => Some(url.clone()),
+                    Some(_) => return None,
+                };
+                Some(Issuer::Unlabelled { url, client_id })
+            }
+            Some(Some("endpoint")) => Some(Issuer::Endpoint {
+                token_url: text("token_url")?,
+                client_id,
+            }),
+            Some(Some("discovered")) => Some(Issuer::Discovered {
+                issuer: text("issuer")?,
+                client_id,
+            }),
+            Some(_) => None,
+        }
+    }
 }
 
 impl TokenRecord {
@@ -421,6 +562,218 @@ mod tests {
         let said = describe_json_error(&error);
         assert!(!said.contains("secret-looking-token"), "{said}");
         assert!(said.contains("line 1"), "{said}");
+    }
+
+    /// A record as keygate wrote it before records said which kind of
+    /// issuer they name: the file store's pretty JSON.
+    fn written_before_kinds(issuer: &str) -> String {
+        format!(
+            r#"{{
+  "server": "https://git.example.com",
+  "account": "",
+  "access_token": "at",
+  "token_type": "bearer",
+  "expires_at": 7200,
+  "obtained_at": 0,
+  "refresh_token": "rt",
+  "scopes": [
+    "repo"
+  ],
+  "grant": "code"{issuer}
+}}"#
+        )
+    }
+
+    fn issuer_read_from(issuer: &str) -> Option<Issuer> {
+        let json = written_before_kinds(issuer);
+        let record: TokenRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(record.refresh_token.as_ref().unwrap().expose(), "rt");
+        record.issuer
+    }
+
+    fn endpoint(token_url: &str, client_id: &str) -> Issuer {
+        Issuer::Endpoint {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+        }
+    }
+
+    fn discovered(issuer: &str, client_id: &str) -> Issuer {
+        Issuer::Discovered {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+        }
+    }
+
+    const TOKEN_URL: &str = "https://git.example.com/oauth/token";
+    const ISSUER: &str = "https://sso.example.com/realms/dev";
+
+    #[test]
+    fn a_record_from_before_issuers_were_named_is_read() {
+        assert_eq!(issuer_read_from(""), None);
+    }
+
+    #[test]
+    fn an_unlabelled_token_endpoint_compares_as_it_did() {
+        let issuer = issuer_read_from(&format!(
+            r#",
+  "issuer": {{
+    "token_url": "{TOKEN_URL}",
+    "client_id": "keygate-app"
+  }}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            issuer,
+            Issuer::Unlabelled {
+                url: Some(TOKEN_URL.into()),
+                client_id: "keygate-app".into()
+            }
+        );
+        assert!(issuer.matches(&endpoint(TOKEN_URL, "keygate-app")));
+        assert!(!issuer.matches(&endpoint(TOKEN_URL, "another-app")));
+        assert!(!issuer.matches(&endpoint("https://elsewhere.example/token", "keygate-app")));
+        // The old form held the issuer where no token endpoint was set.
+        assert!(!issuer.matches(&endpoint(TOKEN_URL, "")));
+    }
+
+    #[test]
+    fn an_unlabelled_issuer_with_a_configured_client_compares_as_it_did() {
+        let issuer = issuer_read_from(&format!(
+            r#",
+  "issuer": {{
+    "token_url": "{ISSUER}",
+    "client_id": "keygate-app"
+  }}"#
+        ))
+        .unwrap();
+        assert!(issuer.matches(&discovered(ISSUER, "keygate-app")));
+        assert!(!issuer.matches(&discovered(ISSUER, "another-app")));
+        assert!(!issuer.matches(&discovered("https://sso.example.com", "keygate-app")));
+    }
+
+    /// The form that lost a registered client's id: the issuer URL under
+    /// `token_url`, and an empty client id. Its tokens still serve the
+    /// configuration that wrote it (an issuer, no client id), so nobody
+    /// logs in again for the upgrade; it names no client to compare, and
+    /// its refresh token goes back to the issuer that gave it, whose
+    /// server binds it to its client.
+    #[test]
+    fn the_form_that_lost_the_registered_client_is_read_for_its_issuer_only() {
+        let issuer = issuer_read_from(&format!(
+            r#",
+  "issuer": {{
+    "token_url": "{ISSUER}",
+    "client_id": ""
+  }}"#
+        ))
+        .unwrap();
+        assert_eq!(issuer.client_id(), None);
+        assert!(issuer.matches(&discovered(ISSUER, "")));
+        assert!(!issuer.matches(&discovered(ISSUER, "keygate-app")));
+        assert!(!issuer.matches(&discovered("https://other.example", "")));
+        assert!(!issuer.matches(&endpoint(ISSUER, "keygate-app")));
+    }
+
+    #[test]
+    fn an_unlabelled_record_is_written_back_as_it_was() {
+        for old in [
+            serde_json::json!({"token_url": ISSUER, "client_id": ""}),
+            serde_json::json!({"token_url": TOKEN_URL, "client_id": "keygate-app"}),
+            serde_json::json!({"token_url": null, "client_id": "keygate-app"}),
+        ] {
+            let issuer: Issuer = serde_json::from_value(old.clone()).unwrap();
+            assert!(matches!(issuer, Issuer::Unlabelled { .. }), "{old}");
+            assert_eq!(serde_json::to_value(&issuer).unwrap(), old);
+        }
+    }
+
+    #[test]
+    fn new_records_say_which_kind_and_name_the_client() {
+        let written = serde_json::to_value(discovered(ISSUER, "registered-1")).unwrap();
+        assert_eq!(
+            written,
+            serde_json::json!({"kind": "discovered", "issuer": ISSUER, "client_id": "registered-1"})
+        );
+        let written = serde_json::to_value(endpoint(TOKEN_URL, "keygate-app")).unwrap();
+        assert_eq!(
+            written,
+            serde_json::json!({"kind": "endpoint", "token_url": TOKEN_URL, "client_id": "keygate-app"})
+        );
+        for issuer in [discovered(ISSUER, "r"), endpoint(TOKEN_URL, "c")] {
+            let json = serde_json::to_string(&issuer).unwrap();
+            assert_eq!(serde_json::from_str::<Issuer>(&json).unwrap(), issuer);
+        }
+    }
+
+    /// A registered client's id is recorded, and compared where known: a
+    /// configuration without a client id lets any client of the issuer
+    /// pass (the session compares the registered one before a refresh).
+    #[test]
+    fn labelled_records_compare_endpoint_issuer_and_client() {
+        let recorded = discovered(ISSUER, "registered-1");
+        assert_eq!(recorded.client_id(), Some("registered-1"));
+        assert!(recorded.matches(&discovered(ISSUER, "")));
+        assert!(recorded.matches(&discovered(ISSUER, "registered-1")));
+        assert!(!recorded.matches(&discovered(ISSUER, "keygate-app")));
+        assert!(!recorded.matches(&discovered("https://other.example", "")));
+        assert!(!recorded.matches(&endpoint(ISSUER, "")));
+        let recorded = endpoint(TOKEN_URL, "keygate-app");
+        assert!(recorded.matches(&endpoint(TOKEN_URL, "keygate-app")));
+        assert!(!recorded.matches(&endpoint(TOKEN_URL, "another-app")));
+        assert!(!recorded.matches(&discovered(TOKEN_URL, "keygate-app")));
+    }
+
+    /// What a keygate from before `kind` makes of the new forms: its own
+    /// struct, copied here. An `endpoint` record reads as it wrote them; a
+    /// `discovered` one names no token endpoint, which none of its
+    /// configurations has (it never writes `null` for a working one), so
+    /// it leaves those tokens unsent and logs in afresh. Neither fails.
+    #[test]
+    fn a_keygate_from_before_kinds_reads_the_new_forms_without_harm() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct IssuerBeforeKinds {
+            token_url: Option<String>,
+            client_id: String,
+        }
+        let read = |issuer: Issuer| {
+            let json = serde_json::to_string(&issuer).unwrap();
+            serde_json::from_str::<IssuerBeforeKinds>(&json).unwrap()
+        };
+        assert_eq!(
+            read(endpoint(TOKEN_URL, "keygate-app")),
+            IssuerBeforeKinds {
+                token_url: Some(TOKEN_URL.into()),
+                client_id: "keygate-app".into()
+            }
+        );
+        assert_eq!(
+            read(discovered(ISSUER, "registered-1")),
+            IssuerBeforeKinds {
+                token_url: None,
+                client_id: "registered-1".into()
+            }
+        );
+    }
+
+    /// A newer keygate's kind, or a damaged member, neither breaks the
+    /// store nor matches anything, and survives being written back.
+    #[test]
+    fn an_issuer_keygate_cannot_read_matches_nothing_and_is_kept() {
+        for odd in [
+            serde_json::json!({"kind": "federated", "issuer": ISSUER, "client_id": "x", "via": "y"}),
+            serde_json::json!({"kind": "endpoint", "client_id": "x"}),
+            serde_json::json!({"token_url": 5, "client_id": "x"}),
+            serde_json::json!("just a string"),
+        ] {
+            let issuer: Issuer = serde_json::from_value(odd.clone()).unwrap();
+            assert!(matches!(issuer, Issuer::Unknown(_)), "{odd}");
+            assert_eq!(issuer.client_id(), None);
+            assert!(!issuer.matches(&discovered(ISSUER, "")));
+            assert!(!issuer.matches(&discovered(ISSUER, "x")));
+            assert!(!issuer.matches(&endpoint(TOKEN_URL, "")));
+            assert_eq!(serde_json::to_value(&issuer).unwrap(), odd);
+        }
     }
 
     #[test]
