@@ -234,14 +234,70 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A request's whole answer, or why there is none.
+pub type Answer<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, HttpError>> + Send + 'a>>;
+
+/// What sends keygate's requests to OAuth servers: one request in, the
+/// whole (bounded) response out. The real one is reqwest with the trust
+/// roots and limits [`HttpClient::new`] sets; tests put canned answers
+/// behind it and read back the exact requests. One boxed-future method,
+/// so it can sit behind `dyn` in a cheaply cloned [`HttpClient`] and no
+/// caller of the client changes.
+pub trait Transport: Send + Sync {
+    fn send(&self, request: http::Request<Vec<u8>>) -> Answer<'_>;
+}
+
+/// The client the OAuth code holds: a [`Transport`], the real one unless
+/// built with [`HttpClient::with_transport`].
+#[derive(Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
 }
 
 impl HttpClient {
     /// `timeout` bounds each whole request, connection included.
     pub fn new(extra_ca_files: &[PathBuf], timeout: Duration) -> Result<Self, HttpError> {
+        Ok(Self::with_transport(Arc::new(Reqwest::new(
+            extra_ca_files,
+            timeout,
+        )?)))
+    }
+
+    /// A client whose requests go to `transport`.
+    pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
+        Self { transport }
+    }
+
+    /// Sends one request and reads the whole (bounded) response; the
+    /// shape oauth2's `AsyncHttpClient` expects.
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        self.transport.send(request).await
+    }
+}
+
+/// The real transport.
+struct Reqwest {
+    inner: reqwest::Client,
+}
+
+impl Transport for Reqwest {
+    fn send(&self, request: http::Request<Vec<u8>>) -> Answer<'_> {
+        Box::pin(self.send(request))
+    }
+}
+
+impl Reqwest {
+    fn new(extra_ca_files: &[PathBuf], timeout: Duration) -> Result<Self, HttpError> {
         let inner = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config(extra_ca_files)?)
             // A token endpoint has no reason to redirect, and following one
@@ -257,9 +313,7 @@ impl HttpClient {
         Ok(Self { inner })
     }
 
-    /// Sends one request and reads the whole (bounded) response; the
-    /// shape oauth2's `AsyncHttpClient` expects.
-    pub async fn send(
+    async fn send(
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HttpError> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
 use crate::oauth::{self, Browser, OAuthError, TokenSet};
@@ -121,6 +122,14 @@ pub struct Session<'a> {
     /// `provider` with what its issuer's metadata adds, filled in right
     /// before the first request: a cached fresh token needs none of it.
     completed: OnceCell<Provider>,
+    /// What freshness, refresh-token expiry and saved instants are judged
+    /// by; injected so tests put a token exactly at its stale instant.
+    clock: Clock,
+    /// The client for every request, when given; otherwise one is built
+    /// (reading the system CA store) only once a request is due.
+    http: Option<HttpClient>,
+    /// Where locks and notes go, when not keygate's data directory.
+    data_dir: Option<PathBuf>,
 }
 
 impl<'a> Session<'a> {
@@ -140,7 +149,28 @@ impl<'a> Session<'a> {
             ca_files,
             interaction: LazyCell::new(Box::new(interaction)),
             completed: OnceCell::new(),
+            clock: Clock::system(),
+            http: None,
+            data_dir: None,
         }
+    }
+
+    /// Judges time by `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sends every request through `http` (a canned transport in tests).
+    pub fn with_http(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Keeps locks and notes in `dir` instead of keygate's data directory.
+    pub fn with_data_dir(mut self, dir: PathBuf) -> Self {
+        self.data_dir = Some(dir);
+        self
     }
 }
 
@@ -157,14 +187,22 @@ pub fn account_key(provider: &Provider, username: Option<&str>) -> AccountKey {
 /// login behind it ends soon. `keygate get` and `git-credential-keygate`'s
 /// quick path both decide here.
 pub fn servable(provider: &Provider, key: &AccountKey, record: TokenRecord) -> Option<TokenRecord> {
-    let fresh = issued_for(provider, &record)
-        && record
-            .fresh_token(unix_now(), provider.refresh_margin)
-            .is_some();
+    servable_at(provider, key, record, unix_now())
+}
+
+/// [`servable`] at `now`.
+fn servable_at(
+    provider: &Provider,
+    key: &AccountKey,
+    record: TokenRecord,
+    now: u64,
+) -> Option<TokenRecord> {
+    let fresh =
+        issued_for(provider, &record) && record.fresh_token(now, provider.refresh_margin).is_some();
     if !fresh {
         return None;
     }
-    warn_if_login_ends_soon(key, &record);
+    warn_if_login_ends_soon(key, &record, now);
     Some(record)
 }
 
@@ -287,7 +325,7 @@ impl Session<'_> {
         let margin = self.provider.refresh_margin;
         // The common case takes no lock and touches no network code.
         if let Some(record) = self.load()?
-            && let Some(record) = servable(self.provider, &self.key, record)
+            && let Some(record) = servable_at(self.provider, &self.key, record, self.clock.now())
         {
             return Ok(record);
         }
@@ -295,13 +333,13 @@ impl Session<'_> {
         // Another process may have refreshed while we waited for the lock.
         let current = self.load()?;
         if let Some(record) = &current
-            && record.fresh_token(unix_now(), margin).is_some()
+            && record.fresh_token(self.clock.now(), margin).is_some()
         {
             tracing::debug!(account = %self.key.label(), "another process refreshed the token");
             return Ok(record.clone());
         }
         let record = self.obtain(current)?;
-        warn_if_login_ends_soon(&self.key, &record);
+        warn_if_login_ends_soon(&self.key, &record, self.clock.now());
         Ok(record)
     }
 
@@ -327,7 +365,7 @@ impl Session<'_> {
     fn obtain(&self, current: Option<TokenRecord>) -> Result<TokenRecord, SessionError> {
         let server = self.login_url();
         let server = &server;
-        let now = unix_now();
+        let now = self.clock.now();
         // A refresh token the server refused before, or one past its own
         // expiry, is not sent again: every git command would otherwise
         // present a dead token and wait for the same answer.
@@ -413,7 +451,7 @@ impl Session<'_> {
             // A passing failure (a 503, a timeout) while the token still
             // works for a while: use it rather than fail a git command.
             Err(error @ SessionError::RefreshFailed { .. }) => match current {
-                Some(record) if record.still_valid(unix_now()) => {
+                Some(record) if record.still_valid(self.clock.now()) => {
                     eprintln!("keygate: {error}; using the current token until it expires");
                     Ok(record)
                 }
@@ -506,7 +544,7 @@ impl Session<'_> {
         tokens: TokenSet,
         refreshed_with: Option<(&Secret, Option<u64>)>,
     ) -> Result<TokenRecord, SessionError> {
-        let now = unix_now();
+        let now = self.clock.now();
         let lifetime_end =
             |d: std::time::Duration| now.saturating_add(d.as_secs().min(MAX_LIFETIME_SECS));
         let (refresh_token, refresh_token_expires_at) = match tokens.refresh_token {
@@ -562,7 +600,10 @@ impl Session<'_> {
     }
 
     fn http(&self) -> Result<HttpClient, HttpError> {
-        HttpClient::new(&self.ca_files, self.provider.http_timeout)
+        match &self.http {
+            Some(http) => Ok(http.clone()),
+            None => HttpClient::new(&self.ca_files, self.provider.http_timeout),
+        }
     }
 
     /// The provider as the network needs it: with an issuer, completed
@@ -633,7 +674,11 @@ impl Session<'_> {
     /// process that may not ask one waits only as long as a refresh by
     /// another process can take.
     fn lock(&self) -> Result<File, SessionError> {
-        let dir = store::data_dir()?.join("locks");
+        let dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => store::data_dir()?,
+        }
+        .join("locks");
         let path = dir.join(format!("{}.lock", lock_name(&self.key)));
         let lock_error = |source| SessionError::Lock {
             path: path.clone(),
@@ -669,11 +714,10 @@ impl Session<'_> {
 /// In the last week of the refresh token's life, says once a day when
 /// a new login will be needed. Costs one comparison otherwise: the
 /// day's note is read only inside that week.
-fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord) {
+fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord, now: u64) {
     let Some(ends) = record.refresh_token_expires_at else {
         return;
     };
-    let now = unix_now();
     if ends > now.saturating_add(NOTICE_WINDOW_SECS)
         || ends <= now
         || record.refresh_token_rejected.is_some()

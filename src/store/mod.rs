@@ -5,7 +5,7 @@ mod file;
 mod keychain;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -322,12 +322,9 @@ pub(crate) fn describe_json_error(error: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", error.line(), error.column())
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Kept here for the callers that read the time without a session (the
+/// quick path, `status`, the proxy): see [`crate::clock`].
+pub use crate::clock::unix_now;
 
 /// Keeps token records. Implementations write each record atomically: a
 /// crash or a full disk leaves the previous record intact.
