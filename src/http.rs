@@ -360,6 +360,73 @@ fn describe(error: &reqwest::Error) -> String {
     reason
 }
 
+/// A [`Transport`] for unit tests: answers from a script, in order, and
+/// keeps every request it was sent, whole, for the test to assert.
+#[cfg(test)]
+pub(crate) mod canned {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::{Answer, HttpClient, HttpError, Transport};
+
+    /// A request as sent: method, URL, headers, body.
+    pub(crate) type Sent = http::Request<Vec<u8>>;
+
+    #[derive(Default)]
+    pub(crate) struct Canned {
+        answers: Mutex<VecDeque<http::Response<Vec<u8>>>>,
+        sent: Mutex<Vec<Sent>>,
+    }
+
+    impl Canned {
+        pub(crate) fn new() -> Arc<Self> {
+            Arc::default()
+        }
+
+        /// The client whose requests this answers.
+        pub(crate) fn client(self: &Arc<Self>) -> HttpClient {
+            HttpClient::with_transport(self.clone())
+        }
+
+        /// Queues an answer with `status`, `headers` and `body`.
+        pub(crate) fn answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+            let mut response = http::Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(*name, *value);
+            }
+            let response = response.body(body.as_bytes().to_vec()).unwrap();
+            self.answers.lock().unwrap().push_back(response);
+        }
+
+        /// A JSON answer.
+        pub(crate) fn json(&self, status: u16, body: &str) {
+            self.answer(status, &[("content-type", "application/json")], body);
+        }
+
+        /// The requests sent so far, taken out.
+        pub(crate) fn take_sent(&self) -> Vec<Sent> {
+            std::mem::take(&mut *self.sent.lock().unwrap())
+        }
+    }
+
+    impl Transport for Canned {
+        fn send(&self, request: http::Request<Vec<u8>>) -> Answer<'_> {
+            let host = request.uri().host().unwrap_or_default().to_owned();
+            self.sent.lock().unwrap().push(request);
+            let answer = self.answers.lock().unwrap().pop_front();
+            // No script line left: the code under test sent a request the
+            // test did not expect; a transport error keeps it visible in
+            // `take_sent` rather than panicking inside the flow.
+            Box::pin(async move {
+                answer.ok_or(HttpError::Transport {
+                    host,
+                    reason: "no canned answer left".into(),
+                })
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
