@@ -338,8 +338,13 @@ pub trait TokenStore {
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// A secret of keygate's own (the proxy's CA key and password), kept
     /// beside the tokens and as safely.
+    ///
+    /// keygate once had no way to delete one and stored an empty value
+    /// instead: callers read an empty value as nothing stored.
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError>;
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError>;
+    /// Returns whether there was anything to delete.
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
     /// Declares that the caller needs nothing but a fresh access token
     /// (`get`): the keychain store may then answer a load from its kernel
     /// cache, with a record that lacks the refresh token. Such a record is
