@@ -401,9 +401,9 @@ impl Session<'_> {
                                 reason: reason.clone(),
                             });
                         }
-                        _ => eprintln!(
-                            "keygate: the refresh token for {server} {why}; authorizing again"
-                        ),
+                        _ => crate::text::notice(&format!(
+                            "the refresh token for {server} {why}; authorizing again"
+                        )),
                     }
                 }
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
@@ -420,7 +420,7 @@ impl Session<'_> {
                         })
                     }
                     _ => {
-                        eprintln!("keygate: the refresh token for {server} was rejected ({cause}); authorizing again");
+                        crate::text::notice(&format!("the refresh token for {server} was rejected ({cause}); authorizing again"));
                         Ok(Obtained::NewGrant(self.first_grant(&http).await?))
                     }
                 },
@@ -452,7 +452,9 @@ impl Session<'_> {
             // works for a while: use it rather than fail a git command.
             Err(error @ SessionError::RefreshFailed { .. }) => match current {
                 Some(record) if record.still_valid(self.clock.now()) => {
-                    eprintln!("keygate: {error}; using the current token until it expires");
+                    crate::text::notice(&format!(
+                        "{error}; using the current token until it expires"
+                    ));
                     Ok(record)
                 }
                 _ => Err(error),
@@ -742,15 +744,12 @@ fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord, now: u64) {
     {
         return;
     }
-    eprintln!(
-        "{}",
-        crate::text::escape_line(&format!(
-            "keygate: the login for {} ends {} (its refresh token expires then); run `{}` before that to keep git working without a prompt",
-            key.label(),
-            describe_instant(ends, now),
-            login_command(&key.login_url())
-        ))
-    );
+    crate::text::notice(&format!(
+        "the login for {} ends {} (its refresh token expires then); run `{}` before that to keep git working without a prompt",
+        key.label(),
+        describe_instant(ends, now),
+        login_command(&key.login_url())
+    ));
 }
 
 /// A file name for `key`'s lock and notes that reveals nothing of the account.

@@ -486,10 +486,10 @@ impl QuickSource {
 
 fn file_instead(dir: PathBuf, reason: &str) -> Box<dyn TokenStore> {
     let file = FileStore::new(dir);
-    eprintln!(
-        "keygate: keychain unavailable ({reason}); keeping tokens in {}",
+    crate::text::notice(&format!(
+        "keychain unavailable ({reason}); keeping tokens in {}",
         file.path().display()
-    );
+    ));
     Box::new(file)
 }
 
