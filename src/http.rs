@@ -234,14 +234,70 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A request's whole answer, or why there is none.
+pub type Answer<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, HttpError>> + Send + 'a>>;
+
+/// What sends keygate's requests to OAuth servers: one request in, the
+/// whole (bounded) response out. The real one is reqwest with the trust
+/// roots and limits [`HttpClient::new`] sets; tests put canned answers
+/// behind it and read back the exact requests. One boxed-future method,
+/// so it can sit behind `dyn` in a cheaply cloned [`HttpClient`] and no
+/// caller of the client changes.
+pub trait Transport: Send + Sync {
+    fn send(&self, request: http::Request<Vec<u8>>) -> Answer<'_>;
+}
+
+/// The client the OAuth code holds: a [`Transport`], the real one unless
+/// built with [`HttpClient::with_transport`].
+#[derive(Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
 }
 
 impl HttpClient {
     /// `timeout` bounds each whole request, connection included.
     pub fn new(extra_ca_files: &[PathBuf], timeout: Duration) -> Result<Self, HttpError> {
+        Ok(Self::with_transport(Arc::new(Reqwest::new(
+            extra_ca_files,
+            timeout,
+        )?)))
+    }
+
+    /// A client whose requests go to `transport`.
+    pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
+        Self { transport }
+    }
+
+    /// Sends one request and reads the whole (bounded) response; the
+    /// shape oauth2's `AsyncHttpClient` expects.
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        self.transport.send(request).await
+    }
+}
+
+/// The real transport.
+struct Reqwest {
+    inner: reqwest::Client,
+}
+
+impl Transport for Reqwest {
+    fn send(&self, request: http::Request<Vec<u8>>) -> Answer<'_> {
+        Box::pin(self.send(request))
+    }
+}
+
+impl Reqwest {
+    fn new(extra_ca_files: &[PathBuf], timeout: Duration) -> Result<Self, HttpError> {
         let inner = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config(extra_ca_files)?)
             // A token endpoint has no reason to redirect, and following one
@@ -257,9 +313,7 @@ impl HttpClient {
         Ok(Self { inner })
     }
 
-    /// Sends one request and reads the whole (bounded) response; the
-    /// shape oauth2's `AsyncHttpClient` expects.
-    pub async fn send(
+    async fn send(
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HttpError> {
@@ -304,6 +358,73 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     reason
+}
+
+/// A [`Transport`] for unit tests: answers from a script, in order, and
+/// keeps every request it was sent, whole, for the test to assert.
+#[cfg(test)]
+pub(crate) mod canned {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::{Answer, HttpClient, HttpError, Transport};
+
+    /// A request as sent: method, URL, headers, body.
+    pub(crate) type Sent = http::Request<Vec<u8>>;
+
+    #[derive(Default)]
+    pub(crate) struct Canned {
+        answers: Mutex<VecDeque<http::Response<Vec<u8>>>>,
+        sent: Mutex<Vec<Sent>>,
+    }
+
+    impl Canned {
+        pub(crate) fn new() -> Arc<Self> {
+            Arc::default()
+        }
+
+        /// The client whose requests this answers.
+        pub(crate) fn client(self: &Arc<Self>) -> HttpClient {
+            HttpClient::with_transport(self.clone())
+        }
+
+        /// Queues an answer with `status`, `headers` and `body`.
+        pub(crate) fn answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+            let mut response = http::Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(*name, *value);
+            }
+            let response = response.body(body.as_bytes().to_vec()).unwrap();
+            self.answers.lock().unwrap().push_back(response);
+        }
+
+        /// A JSON answer.
+        pub(crate) fn json(&self, status: u16, body: &str) {
+            self.answer(status, &[("content-type", "application/json")], body);
+        }
+
+        /// The requests sent so far, taken out.
+        pub(crate) fn take_sent(&self) -> Vec<Sent> {
+            std::mem::take(&mut *self.sent.lock().unwrap())
+        }
+    }
+
+    impl Transport for Canned {
+        fn send(&self, request: http::Request<Vec<u8>>) -> Answer<'_> {
+            let host = request.uri().host().unwrap_or_default().to_owned();
+            self.sent.lock().unwrap().push(request);
+            let answer = self.answers.lock().unwrap().pop_front();
+            // No script line left: the code under test sent a request the
+            // test did not expect; a transport error keeps it visible in
+            // `take_sent` rather than panicking inside the flow.
+            Box::pin(async move {
+                answer.ok_or(HttpError::Transport {
+                    host,
+                    reason: "no canned answer left".into(),
+                })
+            })
+        }
+    }
 }
 
 #[cfg(test)]

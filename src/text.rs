@@ -3,6 +3,9 @@
 //! grant's `user_code` and `verification_uri` are the server's words, and a
 //! hostile server could put escape sequences in them (set the window title,
 //! write the clipboard with OSC 52, move the cursor).
+//!
+//! What keygate tells a person in the middle of a flow goes through
+//! [`notice`], so it reaches stderr in one voice and escaped.
 
 /// A server's sentence is a line or two; a megabyte of it would flood the
 /// terminal, so longer text is cut (on a character boundary).
@@ -33,6 +36,36 @@ pub fn escape_line(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     line.chars().for_each(|c| push_visible(&mut out, c));
     out
+}
+
+/// Tells the person something in the middle of a flow, in keygate's one
+/// voice: on stderr (stdout may carry git's protocol), after `keygate: `,
+/// escaped as [`escape_line`] escapes, since its parts (a server's error,
+/// a path) may carry text no one escaped. The flow goes on: a notice that
+/// cannot be written is dropped, never an error of the flow's.
+pub fn notice(message: &str) {
+    notice_lines(&[message]);
+}
+
+/// A notice whose lines keygate lays out itself (a URL set apart to copy):
+/// each line escaped on its own, `keygate: ` before the first.
+pub fn notice_lines(lines: &[&str]) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(notice_text(lines).as_bytes());
+}
+
+fn notice_text(lines: &[&str]) -> String {
+    let mut text = String::from("keygate: ");
+    for (index, line) in lines.iter().enumerate() {
+        if index > 0 {
+            text.push('\n');
+        }
+        text.push_str(&escape_line(line));
+    }
+    text.push('\n');
+    text
 }
 
 fn push_visible(out: &mut String, c: char) {
@@ -149,6 +182,19 @@ fn shell_word(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_speaks_in_one_voice_and_escapes_each_line() {
+        assert_eq!(
+            notice_text(&["keychain unavailable (\u{1b}]0;x\u{7}); keeping tokens in /t"]),
+            "keygate: keychain unavailable (\\u{1b}]0;x\\u{7}); keeping tokens in /t\n"
+        );
+        // keygate's own layout stays; a newline inside a line does not.
+        assert_eq!(
+            notice_text(&["open this:", "", "  https://a.example/\nfake", ""]),
+            "keygate: open this:\n\n  https://a.example/\\u{a}fake\n\n"
+        );
+    }
 
     #[test]
     fn escape_sequences_are_made_visible() {

@@ -93,7 +93,12 @@ pub async fn authorize(
     let (url, _) = request.url();
 
     let server = provider.server.as_str().trim_end_matches('/');
-    eprintln!("keygate: to authorize {server}, open this URL in a browser:\n\n  {url}\n");
+    crate::text::notice_lines(&[
+        &format!("to authorize {server}, open this URL in a browser:"),
+        "",
+        &format!("  {url}"),
+        "",
+    ]);
     // Kept until the login ends, then deleted.
     let launch = match LaunchPage::write(&runtime_dir.join("pages"), &url) {
         Ok(launch) => {
@@ -101,9 +106,9 @@ pub async fn authorize(
             Some(launch)
         }
         Err(error) => {
-            eprintln!(
-                "keygate: cannot write the page that opens the browser ({error}); open the URL above yourself"
-            );
+            crate::text::notice(&format!(
+                "cannot write the page that opens the browser ({error}); open the URL above yourself"
+            ));
             None
         }
     };

@@ -237,11 +237,13 @@ impl Gate {
         };
         let count = self.strays.fetch_add(1, Ordering::Relaxed);
         if count < REPORTED_STRAYS {
-            eprintln!(
-                "keygate: ignored {what} to the login listener; still waiting for the browser's redirect"
-            );
+            crate::text::notice(&format!(
+                "ignored {what} to the login listener; still waiting for the browser's redirect"
+            ));
         } else if count == REPORTED_STRAYS {
-            eprintln!("keygate: further stray requests to the login listener are ignored silently");
+            crate::text::notice(
+                "further stray requests to the login listener are ignored silently",
+            );
         }
         page.render()
     }

@@ -113,9 +113,8 @@ fn host_of(url: &Url) -> String {
     url.host_str().unwrap_or_default().to_owned()
 }
 
-/// The client registered earlier for `provider`, if any. The store has no
-/// way to delete keygate's own secrets, so a forgotten client is an empty
-/// value.
+/// The client registered earlier for `provider`, if any. An empty value
+/// is one a keygate without `delete_secret` left when it forgot the client.
 pub fn load(
     provider: &Provider,
     store: &dyn TokenStore,
@@ -363,7 +362,7 @@ pub async fn forget(
         },
         _ => Forgotten::KeptAtServer,
     };
-    store.save_secret(&secret_name(provider), &Secret::new(""))?;
+    store.delete_secret(&secret_name(provider))?;
     Ok(outcome)
 }
 
@@ -404,6 +403,59 @@ fn bearer(token: &Secret, host: &str) -> Result<http::HeaderValue, RegisterError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--forget-client` deletes the stored client (RFC 7592 at the
+    /// server, then the store entry itself), and the empty value an older
+    /// keygate left in its place still reads as no client.
+    #[test]
+    fn a_forgotten_client_is_deleted_and_an_old_empty_value_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::FileStore::new(dir.path().to_owned());
+        let config = crate::config::GitConfig::parse_z(
+            b"keygate.https://g.example.issuer\nhttps://a.example\0",
+        );
+        let provider = Provider::resolve(&config, &Url::parse("https://g.example/").unwrap())
+            .unwrap()
+            .unwrap();
+        let client = RegisteredClient {
+            client_id: "registered-1".into(),
+            client_secret: None,
+            token_endpoint_auth_method: None,
+            registration_access_token: Some(Secret::new("rat")),
+            registration_client_uri: Some("https://a.example/reg/registered-1".into()),
+        };
+        save(&provider, &store, &client).unwrap();
+        assert_eq!(
+            load(&provider, &store).unwrap().unwrap().client_id,
+            "registered-1"
+        );
+
+        let server = crate::http::canned::Canned::new();
+        server.answer(204, &[], "");
+        let endpoint = Url::parse("https://a.example/reg").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let forget =
+            || runtime.block_on(forget(&provider, &store, &server.client(), Some(&endpoint)));
+        assert!(matches!(forget().unwrap(), Forgotten::Deleted));
+        let sent = server.take_sent();
+        let [delete] = sent.as_slice() else {
+            panic!("{} requests", sent.len())
+        };
+        assert_eq!(delete.method(), http::Method::DELETE);
+        assert_eq!(delete.uri(), "https://a.example/reg/registered-1");
+        assert_eq!(delete.headers()["authorization"], "Bearer rat");
+        assert_eq!(store.load_secret(&secret_name(&provider)).unwrap(), None);
+        assert!(load(&provider, &store).unwrap().is_none());
+
+        store
+            .save_secret(&secret_name(&provider), &Secret::new(""))
+            .unwrap();
+        assert!(load(&provider, &store).unwrap().is_none());
+        assert!(matches!(forget().unwrap(), Forgotten::NothingStored));
+        assert!(server.take_sent().is_empty());
+    }
 
     /// A registration answer could otherwise aim the bearer DELETE of
     /// `--forget-client` at any service, on the user's loopback included.

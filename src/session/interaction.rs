@@ -138,7 +138,9 @@ pub struct SystemBrowser;
 impl Browser for SystemBrowser {
     fn open(&self, url: &url::Url) {
         if let Err(error) = webbrowser::open(url.as_str()) {
-            eprintln!("keygate: could not open a browser ({error}); open the URL above yourself");
+            crate::text::notice(&format!(
+                "could not open a browser ({error}); open the URL above yourself"
+            ));
         }
     }
 }

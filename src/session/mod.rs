@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
 use crate::oauth::{self, Browser, OAuthError, TokenSet};
@@ -121,6 +122,14 @@ pub struct Session<'a> {
     /// `provider` with what its issuer's metadata adds, filled in right
     /// before the first request: a cached fresh token needs none of it.
     completed: OnceCell<Provider>,
+    /// What freshness, refresh-token expiry and saved instants are judged
+    /// by; injected so tests put a token exactly at its stale instant.
+    clock: Clock,
+    /// The client for every request, when given; otherwise one is built
+    /// (reading the system CA store) only once a request is due.
+    http: Option<HttpClient>,
+    /// Where locks and notes go, when not keygate's data directory.
+    data_dir: Option<PathBuf>,
 }
 
 impl<'a> Session<'a> {
@@ -140,7 +149,28 @@ impl<'a> Session<'a> {
             ca_files,
             interaction: LazyCell::new(Box::new(interaction)),
             completed: OnceCell::new(),
+            clock: Clock::system(),
+            http: None,
+            data_dir: None,
         }
+    }
+
+    /// Judges time by `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sends every request through `http` (a canned transport in tests).
+    pub fn with_http(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Keeps locks and notes in `dir` instead of keygate's data directory.
+    pub fn with_data_dir(mut self, dir: PathBuf) -> Self {
+        self.data_dir = Some(dir);
+        self
     }
 }
 
@@ -157,14 +187,22 @@ pub fn account_key(provider: &Provider, username: Option<&str>) -> AccountKey {
 /// login behind it ends soon. `keygate get` and `git-credential-keygate`'s
 /// quick path both decide here.
 pub fn servable(provider: &Provider, key: &AccountKey, record: TokenRecord) -> Option<TokenRecord> {
-    let fresh = issued_for(provider, &record)
-        && record
-            .fresh_token(unix_now(), provider.refresh_margin)
-            .is_some();
+    servable_at(provider, key, record, unix_now())
+}
+
+/// [`servable`] at `now`.
+fn servable_at(
+    provider: &Provider,
+    key: &AccountKey,
+    record: TokenRecord,
+    now: u64,
+) -> Option<TokenRecord> {
+    let fresh =
+        issued_for(provider, &record) && record.fresh_token(now, provider.refresh_margin).is_some();
     if !fresh {
         return None;
     }
-    warn_if_login_ends_soon(key, &record);
+    warn_if_login_ends_soon(key, &record, now);
     Some(record)
 }
 
@@ -287,7 +325,7 @@ impl Session<'_> {
         let margin = self.provider.refresh_margin;
         // The common case takes no lock and touches no network code.
         if let Some(record) = self.load()?
-            && let Some(record) = servable(self.provider, &self.key, record)
+            && let Some(record) = servable_at(self.provider, &self.key, record, self.clock.now())
         {
             return Ok(record);
         }
@@ -295,13 +333,13 @@ impl Session<'_> {
         // Another process may have refreshed while we waited for the lock.
         let current = self.load()?;
         if let Some(record) = &current
-            && record.fresh_token(unix_now(), margin).is_some()
+            && record.fresh_token(self.clock.now(), margin).is_some()
         {
             tracing::debug!(account = %self.key.label(), "another process refreshed the token");
             return Ok(record.clone());
         }
         let record = self.obtain(current)?;
-        warn_if_login_ends_soon(&self.key, &record);
+        warn_if_login_ends_soon(&self.key, &record, self.clock.now());
         Ok(record)
     }
 
@@ -327,7 +365,7 @@ impl Session<'_> {
     fn obtain(&self, current: Option<TokenRecord>) -> Result<TokenRecord, SessionError> {
         let server = self.login_url();
         let server = &server;
-        let now = unix_now();
+        let now = self.clock.now();
         // A refresh token the server refused before, or one past its own
         // expiry, is not sent again: every git command would otherwise
         // present a dead token and wait for the same answer.
@@ -363,9 +401,9 @@ impl Session<'_> {
                                 reason: reason.clone(),
                             });
                         }
-                        _ => eprintln!(
-                            "keygate: the refresh token for {server} {why}; authorizing again"
-                        ),
+                        _ => crate::text::notice(&format!(
+                            "the refresh token for {server} {why}; authorizing again"
+                        )),
                     }
                 }
                 return Ok(Obtained::NewGrant(self.first_grant(&http).await?));
@@ -382,7 +420,7 @@ impl Session<'_> {
                         })
                     }
                     _ => {
-                        eprintln!("keygate: the refresh token for {server} was rejected ({cause}); authorizing again");
+                        crate::text::notice(&format!("the refresh token for {server} was rejected ({cause}); authorizing again"));
                         Ok(Obtained::NewGrant(self.first_grant(&http).await?))
                     }
                 },
@@ -413,8 +451,10 @@ impl Session<'_> {
             // A passing failure (a 503, a timeout) while the token still
             // works for a while: use it rather than fail a git command.
             Err(error @ SessionError::RefreshFailed { .. }) => match current {
-                Some(record) if record.still_valid(unix_now()) => {
-                    eprintln!("keygate: {error}; using the current token until it expires");
+                Some(record) if record.still_valid(self.clock.now()) => {
+                    crate::text::notice(&format!(
+                        "{error}; using the current token until it expires"
+                    ));
                     Ok(record)
                 }
                 _ => Err(error),
@@ -506,7 +546,7 @@ impl Session<'_> {
         tokens: TokenSet,
         refreshed_with: Option<(&Secret, Option<u64>)>,
     ) -> Result<TokenRecord, SessionError> {
-        let now = unix_now();
+        let now = self.clock.now();
         let lifetime_end =
             |d: std::time::Duration| now.saturating_add(d.as_secs().min(MAX_LIFETIME_SECS));
         let (refresh_token, refresh_token_expires_at) = match tokens.refresh_token {
@@ -562,7 +602,10 @@ impl Session<'_> {
     }
 
     fn http(&self) -> Result<HttpClient, HttpError> {
-        HttpClient::new(&self.ca_files, self.provider.http_timeout)
+        match &self.http {
+            Some(http) => Ok(http.clone()),
+            None => HttpClient::new(&self.ca_files, self.provider.http_timeout),
+        }
     }
 
     /// The provider as the network needs it: with an issuer, completed
@@ -633,7 +676,11 @@ impl Session<'_> {
     /// process that may not ask one waits only as long as a refresh by
     /// another process can take.
     fn lock(&self) -> Result<File, SessionError> {
-        let dir = store::data_dir()?.join("locks");
+        let dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => store::data_dir()?,
+        }
+        .join("locks");
         let path = dir.join(format!("{}.lock", lock_name(&self.key)));
         let lock_error = |source| SessionError::Lock {
             path: path.clone(),
@@ -669,11 +716,10 @@ impl Session<'_> {
 /// In the last week of the refresh token's life, says once a day when
 /// a new login will be needed. Costs one comparison otherwise: the
 /// day's note is read only inside that week.
-fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord) {
+fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord, now: u64) {
     let Some(ends) = record.refresh_token_expires_at else {
         return;
     };
-    let now = unix_now();
     if ends > now.saturating_add(NOTICE_WINDOW_SECS)
         || ends <= now
         || record.refresh_token_rejected.is_some()
@@ -698,15 +744,12 @@ fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord) {
     {
         return;
     }
-    eprintln!(
-        "{}",
-        crate::text::escape_line(&format!(
-            "keygate: the login for {} ends {} (its refresh token expires then); run `{}` before that to keep git working without a prompt",
-            key.label(),
-            describe_instant(ends, now),
-            login_command(&key.login_url())
-        ))
-    );
+    crate::text::notice(&format!(
+        "the login for {} ends {} (its refresh token expires then); run `{}` before that to keep git working without a prompt",
+        key.label(),
+        describe_instant(ends, now),
+        login_command(&key.login_url())
+    ));
 }
 
 /// A file name for `key`'s lock and notes that reveals nothing of the account.
@@ -837,6 +880,274 @@ mod tests {
         assert!(issued_for(&configured, &issued_to("app")));
         assert!(!issued_for(&configured, &issued_to("registered-1")));
         assert!(!issued_for(&configured, &lost_client));
+    }
+
+    /// A session over a file store in a temp dir, a canned token endpoint
+    /// and a clock the test sets: refresh edges, in process, exactly.
+    mod refresh {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        use super::*;
+        use crate::http::canned::{Canned, Sent};
+        use crate::store::FileStore;
+
+        const TOKEN_URL: &str = "https://a.example/token";
+
+        struct Fixture {
+            dir: tempfile::TempDir,
+            store: FileStore,
+            provider: Provider,
+            endpoint: Arc<Canned>,
+            now: Arc<AtomicU64>,
+        }
+
+        impl Fixture {
+            /// Stored: `at-1`, obtained at 0 and expiring at 7200 (stale at
+            /// 6900 with the default 300 s margin), refreshable with `rt-1`.
+            fn new() -> Self {
+                let dir = tempfile::tempdir().unwrap();
+                let store = FileStore::new(dir.path().join("keygate"));
+                let provider = provider(&format!(
+                    "keygate.https://g.example.tokenurl\n{TOKEN_URL}\0\
+                     keygate.https://g.example.clientid\napp\0"
+                ));
+                let fixture = Self {
+                    dir,
+                    store,
+                    provider,
+                    endpoint: Canned::new(),
+                    now: Arc::new(AtomicU64::new(0)),
+                };
+                fixture.store.save(&fixture.stored()).unwrap();
+                fixture
+            }
+
+            fn stored(&self) -> TokenRecord {
+                TokenRecord {
+                    expires_at: Some(7200),
+                    refresh_token: Some(Secret::new("rt-1")),
+                    ..store::test_record("https://g.example", "at-1")
+                }
+            }
+
+            fn at(&self, now: u64) -> &Self {
+                self.now.store(now, Ordering::Relaxed);
+                self
+            }
+
+            /// A non-interactive session: nobody may be asked anything.
+            fn session(&self) -> Session<'_> {
+                let now = self.now.clone();
+                Session::new(&self.provider, None, &self.store, Vec::new(), || {
+                    Interaction::Forbidden("CI is set".into())
+                })
+                .with_clock(Clock::from_fn(move || now.load(Ordering::Relaxed)))
+                .with_http(self.endpoint.client())
+                .with_data_dir(self.dir.path().join("data"))
+            }
+
+            fn fresh_token(&self) -> Result<TokenRecord, SessionError> {
+                self.session().fresh_token()
+            }
+
+            fn saved(&self) -> TokenRecord {
+                let key = account_key(&self.provider, None);
+                self.store.load(&key).unwrap().unwrap()
+            }
+        }
+
+        fn token(record: &TokenRecord) -> &str {
+            record.access_token.as_ref().unwrap().expose()
+        }
+
+        fn body(sent: &Sent) -> &str {
+            std::str::from_utf8(sent.body()).unwrap()
+        }
+
+        #[test]
+        fn a_token_one_second_before_its_stale_instant_is_served_without_a_request() {
+            let f = Fixture::new();
+            let record = f.at(6899).fresh_token().unwrap();
+            assert_eq!(token(&record), "at-1");
+            assert!(f.endpoint.take_sent().is_empty());
+        }
+
+        #[test]
+        fn a_token_at_its_stale_instant_is_refreshed() {
+            let f = Fixture::new();
+            f.endpoint.json(
+                200,
+                r#"{"access_token":"at-2","token_type":"Bearer","expires_in":7200}"#,
+            );
+            let record = f.at(6900).fresh_token().unwrap();
+            assert_eq!(token(&record), "at-2");
+            assert_eq!(f.endpoint.take_sent().len(), 1);
+            let saved = f.saved();
+            assert_eq!(saved, record);
+            assert_eq!(saved.token_type, "bearer");
+            assert_eq!((saved.obtained_at, saved.expires_at), (6900, Some(14_100)));
+            // The server did not rotate it: the one used is kept.
+            assert_eq!(saved.refresh_token.unwrap().expose(), "rt-1");
+        }
+
+        #[test]
+        fn a_rotated_refresh_token_is_saved_after_the_exact_refresh_request() {
+            let f = Fixture::new();
+            f.endpoint.json(
+                200,
+                r#"{"access_token":"at-2","token_type":"bearer","expires_in":28800,
+                    "refresh_token":"rt-2","refresh_token_expires_in":15811200}"#,
+            );
+            f.at(7000).fresh_token().unwrap();
+            let sent = f.endpoint.take_sent();
+            let [request] = sent.as_slice() else {
+                panic!("{} requests", sent.len())
+            };
+            assert_eq!(request.method(), http::Method::POST);
+            assert_eq!(request.uri(), TOKEN_URL);
+            assert_eq!(request.headers()["accept"], "application/json");
+            assert_eq!(
+                request.headers()["content-type"],
+                "application/x-www-form-urlencoded"
+            );
+            assert_eq!(
+                body(request),
+                "grant_type=refresh_token&refresh_token=rt-1&client_id=app"
+            );
+            let saved = f.saved();
+            assert_eq!(saved.refresh_token.unwrap().expose(), "rt-2");
+            assert_eq!(saved.refresh_token_expires_at, Some(7000 + 15_811_200));
+        }
+
+        /// The server's clock (its `Date`) is not ours: a lifetime counts
+        /// from our clock when the answer is saved, and one beyond ten
+        /// years is cut to ten.
+        #[test]
+        fn expiry_counts_from_the_local_clock_whatever_the_servers_says() {
+            let f = Fixture::new();
+            let local = 2_000_000_000;
+            f.endpoint.answer(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("date", "Sat, 01 Jan 2000 00:00:00 GMT"),
+                ],
+                r#"{"access_token":"at-2","token_type":"bearer","expires_in":3600}"#,
+            );
+            f.at(local).fresh_token().unwrap();
+            let saved = f.saved();
+            assert_eq!(saved.obtained_at, local);
+            assert_eq!(saved.expires_at, Some(local + 3600));
+            assert_eq!(
+                saved.stale_at(f.provider.refresh_margin),
+                Some(local + 3300)
+            );
+
+            f.endpoint.json(
+                200,
+                r#"{"access_token":"at-3","token_type":"bearer","expires_in":99999999999999}"#,
+            );
+            let record = f.at(local + 3299).fresh_token().unwrap();
+            assert_eq!(token(&record), "at-2", "fresh until its stale instant");
+            let record = f.at(local + 3300).fresh_token().unwrap();
+            assert_eq!(token(&record), "at-3");
+            assert_eq!(
+                record.expires_at,
+                Some(local + 3300 + MAX_LIFETIME_SECS),
+                "a lifetime past ten years is not believed"
+            );
+        }
+
+        /// GitHub answers token-endpoint errors with HTTP 200; read as a
+        /// token, that would replace the stored one with nothing.
+        #[test]
+        fn a_github_http_200_error_keeps_the_refresh_token() {
+            let f = Fixture::new();
+            // A passing error: nothing is marked, nothing changes.
+            f.endpoint.json(200, r#"{"error":"slow_down"}"#);
+            let error = f.at(7200).fresh_token().unwrap_err();
+            assert!(
+                matches!(&error, SessionError::RefreshFailed { cause, .. } if cause.code() == Some("slow_down")),
+                "{error:?}"
+            );
+            assert_eq!(f.saved(), f.stored());
+
+            // GitHub's own word for a dead refresh token.
+            f.endpoint.json(
+                200,
+                r#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired.",
+                    "error_uri":"https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-verification-code"}"#,
+            );
+            let error = f.fresh_token().unwrap_err();
+            assert!(
+                matches!(&error, SessionError::RefreshRejected { cause, .. } if cause.code() == Some("bad_refresh_token")),
+                "{error:?}"
+            );
+            let saved = f.saved();
+            assert_eq!(saved.refresh_token.as_ref().unwrap().expose(), "rt-1");
+            assert_eq!(token(&saved), "at-1");
+            assert_eq!(
+                saved.refresh_token_rejected.as_deref(),
+                Some("bad_refresh_token")
+            );
+            assert_eq!(f.endpoint.take_sent().len(), 2);
+        }
+
+        #[test]
+        fn invalid_grant_kills_the_grant_without_asking_anyone() {
+            let f = Fixture::new();
+            f.endpoint.json(
+                400,
+                r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#,
+            );
+            let error = f.at(7200).fresh_token().unwrap_err();
+            assert!(
+                matches!(&error, SessionError::RefreshRejected { reason, .. } if reason == "CI is set"),
+                "{error:?}"
+            );
+            assert!(!error.asked_a_person());
+            assert_eq!(
+                f.saved().refresh_token_rejected.as_deref(),
+                Some("invalid_grant")
+            );
+            // Remembered: the next command does not present it again.
+            let error = f.at(7300).fresh_token().unwrap_err();
+            assert!(
+                matches!(&error, SessionError::RefreshDead { why, .. } if why.contains("invalid_grant")),
+                "{error:?}"
+            );
+            assert_eq!(f.endpoint.take_sent().len(), 1);
+        }
+
+        /// An answer that is no token and no OAuth error changes nothing
+        /// stored: the refresh token may still be good.
+        #[test]
+        fn a_garbage_answer_keeps_the_record_intact() {
+            let f = Fixture::new();
+            let garbage = [
+                (200, "<html>maintenance</html>"),
+                (200, r#"{"access_token":["at-2"],"token_type":"bearer"}"#),
+                (200, "[]"),
+                (502, r#"{"access_token":"at-2","token_type":"bearer"}"#),
+                (404, "not here"),
+            ];
+            for (status, body) in garbage {
+                f.endpoint.json(status, body);
+                let error = f.at(7200).fresh_token().unwrap_err();
+                assert!(
+                    matches!(error, SessionError::RefreshFailed { .. }),
+                    "{status} {body}: {error:?}"
+                );
+                assert_eq!(f.saved(), f.stored(), "{status} {body}");
+            }
+            // Stale but still valid: the current token serves meanwhile.
+            f.endpoint.json(200, "garbage");
+            let record = f.at(7000).fresh_token().unwrap();
+            assert_eq!(token(&record), "at-1");
+            assert_eq!(f.saved(), f.stored());
+            assert_eq!(f.endpoint.take_sent().len(), garbage.len() + 1);
+        }
     }
 
     #[test]

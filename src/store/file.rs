@@ -139,6 +139,14 @@ impl TokenStore for FileStore {
         })?;
         Ok(())
     }
+
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        // Nothing to delete is no reason to create the directory.
+        if !self.path().exists() {
+            return Ok(false);
+        }
+        self.update(|document| document.secrets.remove(name).is_some())
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +225,24 @@ mod tests {
             .unwrap();
         let error = store.list().unwrap_err().to_string();
         assert!(error.contains("larger than 16 MiB"), "{error}");
+    }
+
+    #[test]
+    fn a_secret_is_deleted_and_the_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("keygate"));
+        assert!(!store.delete_secret("client").unwrap());
+        assert!(!dir.path().join("keygate").exists());
+        store.save_secret("client", &Secret::new("{}")).unwrap();
+        store.save_secret("ca", &Secret::new("key")).unwrap();
+        store.save(&record("https://a.example", "x")).unwrap();
+        assert!(store.delete_secret("client").unwrap());
+        assert!(!store.delete_secret("client").unwrap());
+        assert_eq!(store.load_secret("client").unwrap(), None);
+        assert_eq!(store.load_secret("ca").unwrap().unwrap().expose(), "key");
+        assert_eq!(store.list().unwrap().len(), 1);
+        let written = fs::read_to_string(store.path()).unwrap();
+        assert!(!written.contains("\"client\""), "{written}");
     }
 
     #[test]

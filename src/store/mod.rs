@@ -5,7 +5,7 @@ mod file;
 mod keychain;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -322,12 +322,9 @@ pub(crate) fn describe_json_error(error: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", error.line(), error.column())
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Kept here for the callers that read the time without a session (the
+/// quick path, `status`, the proxy): see [`crate::clock`].
+pub use crate::clock::unix_now;
 
 /// Keeps token records. Implementations write each record atomically: a
 /// crash or a full disk leaves the previous record intact.
@@ -341,8 +338,13 @@ pub trait TokenStore {
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// A secret of keygate's own (the proxy's CA key and password), kept
     /// beside the tokens and as safely.
+    ///
+    /// keygate once had no way to delete one and stored an empty value
+    /// instead: callers read an empty value as nothing stored.
     fn load_secret(&self, name: &str) -> Result<Option<Secret>, StoreError>;
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError>;
+    /// Returns whether there was anything to delete.
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
     /// Declares that the caller needs nothing but a fresh access token
     /// (`get`): the keychain store may then answer a load from its kernel
     /// cache, with a record that lacks the refresh token. Such a record is
@@ -484,10 +486,10 @@ impl QuickSource {
 
 fn file_instead(dir: PathBuf, reason: &str) -> Box<dyn TokenStore> {
     let file = FileStore::new(dir);
-    eprintln!(
-        "keygate: keychain unavailable ({reason}); keeping tokens in {}",
+    crate::text::notice(&format!(
+        "keychain unavailable ({reason}); keeping tokens in {}",
         file.path().display()
-    );
+    ));
     Box::new(file)
 }
 

@@ -314,6 +314,10 @@ impl TokenStore for KeychainStore {
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError> {
         self.in_conversation(|| self.put(OWN_SECRETS, name, value.expose().as_bytes()))
     }
+
+    fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        self.in_conversation(|| self.remove(OWN_SECRETS, name))
+    }
 }
 
 /// Values bigger than one entry holds, split across entries.
@@ -547,6 +551,25 @@ mod tests {
         assert!(store.delete(&first.key()).unwrap());
         assert_eq!(entries_in(&store, PARTS), 0);
         assert_eq!(entries_in(&store, TOKENS), 0);
+    }
+
+    #[test]
+    fn deleting_a_split_secret_leaves_no_entry_and_no_parts() {
+        let store = store();
+        let big = Secret::new("k".repeat(2000));
+        store.save_secret("proxy-ca", &big).unwrap();
+        store.save_secret("other", &Secret::new("small")).unwrap();
+        assert!(entries_in(&store, PARTS) > 5);
+        assert_eq!(store.load_secret("proxy-ca").unwrap(), Some(big));
+        assert!(store.delete_secret("proxy-ca").unwrap());
+        assert!(!store.delete_secret("proxy-ca").unwrap());
+        assert_eq!(store.load_secret("proxy-ca").unwrap(), None);
+        assert_eq!(entries_in(&store, PARTS), 0);
+        assert_eq!(entries_in(&store, OWN_SECRETS), 1);
+        assert_eq!(
+            store.load_secret("other").unwrap().unwrap().expose(),
+            "small"
+        );
     }
 
     #[test]
