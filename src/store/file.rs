@@ -151,7 +151,7 @@ impl TokenStore for FileStore {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::{self, File};
+    use std::fs;
 
     use super::*;
     use crate::secret::Secret;
@@ -219,7 +219,7 @@ mod tests {
         assert!(error.contains("can be read by other users"), "{error}");
 
         fs::remove_file(store.path()).unwrap();
-        let big = File::create(store.path()).unwrap();
+        let big = fs::File::create(store.path()).unwrap();
         big.set_len(MAX_STORE_BYTES + 1).unwrap();
         big.set_permissions(fs::Permissions::from_mode(0o600))
             .unwrap();
