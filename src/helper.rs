@@ -1,6 +1,7 @@
 //! Being a git credential helper: `get`, `store`, `erase` on one request,
 //! with the I/O passed in so the whole exchange is testable in-process.
 
+use std::ffi::OsString;
 use std::io::{BufRead, Write};
 
 use crate::config::{self, AuthScheme, GitConfig, Provider};
@@ -25,6 +26,42 @@ pub enum Operation {
     Get,
     Store,
     Erase,
+}
+
+impl Operation {
+    /// The operation of a command line that is one protocol verb and
+    /// nothing else (`keygate get`, as git runs it), recognised without a
+    /// command-line parser: git runs one before every HTTPS operation.
+    /// Anything else, `--help` included, is not one.
+    pub fn from_args(mut args: impl Iterator<Item = OsString>) -> Option<Self> {
+        let verb = args.next()?;
+        if args.next().is_some() {
+            return None;
+        }
+        match verb.to_str()? {
+            "get" => Some(Operation::Get),
+            "store" => Some(Operation::Store),
+            "erase" => Some(Operation::Erase),
+            _ => None,
+        }
+    }
+
+    /// The operation `git-credential-keygate` may try to answer itself
+    /// ([`serve_quickly`]): `get` or `store`, when nothing in the
+    /// environment (`var`) asks for what only keygate does: logging, and
+    /// a client secret, which keygate takes out of the environment before
+    /// it starts any `git config`.
+    pub fn for_front(
+        args: impl Iterator<Item = OsString>,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> Option<Self> {
+        let operation = Self::from_args(args).filter(|op| *op != Operation::Erase)?;
+        let set = |name| var(name).is_some_and(|value| !value.is_empty());
+        if set("KEYGATE_LOG") || set("KEYGATE_CLIENT_SECRET") {
+            return None;
+        }
+        Some(operation)
+    }
 }
 
 /// Everything a helper call needs besides the request.
@@ -197,4 +234,49 @@ fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Cr
         reply.password = token;
     }
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> impl Iterator<Item = OsString> {
+        words
+            .iter()
+            .map(OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn no_var(_: &str) -> Option<OsString> {
+        None
+    }
+
+    #[test]
+    fn a_protocol_verb_is_the_only_argument() {
+        assert_eq!(Operation::from_args(args(&["get"])), Some(Operation::Get));
+        assert_eq!(
+            Operation::from_args(args(&["erase"])),
+            Some(Operation::Erase)
+        );
+        assert_eq!(Operation::from_args(args(&["get", "--help"])), None);
+        assert_eq!(Operation::from_args(args(&["login"])), None);
+        assert_eq!(Operation::from_args(args(&[])), None);
+    }
+
+    #[test]
+    fn the_front_answers_get_and_store_unless_the_environment_needs_keygate() {
+        let front = |words: &[&str], var: &dyn Fn(&str) -> Option<OsString>| {
+            Operation::for_front(args(words), var)
+        };
+        assert_eq!(front(&["get"], &no_var), Some(Operation::Get));
+        assert_eq!(front(&["store"], &no_var), Some(Operation::Store));
+        assert_eq!(front(&["erase"], &no_var), None);
+        for name in ["KEYGATE_LOG", "KEYGATE_CLIENT_SECRET"] {
+            let set = |asked: &str| (asked == name).then(|| OsString::from("x"));
+            assert_eq!(front(&["get"], &set), None, "{name}");
+            let empty = |asked: &str| (asked == name).then(OsString::new);
+            assert_eq!(front(&["get"], &empty), Some(Operation::Get), "{name}");
+        }
+    }
 }
