@@ -4,10 +4,10 @@
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 
-use crate::config::{self, AuthScheme, GitConfig, Provider};
+use crate::config::{self, GitConfig, Provider};
 use crate::credential::{Credential, ProtocolError};
-use crate::session::{self, Interaction, Session, SessionError};
-use crate::store::{self, QuickSource, StoreError, TokenRecord};
+use crate::session::{self, Interaction, Session, SessionError, present};
+use crate::store::{self, QuickSource, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -97,7 +97,7 @@ pub fn serve(
     );
     match operation {
         Operation::Get => match session.fresh_token() {
-            Ok(record) => answer(&request, &provider, &record).write(output)?,
+            Ok(record) => present::git_answer(&request, &provider, &record).write(output)?,
             // The person saw the login fail; git's own prompt would ask
             // them for a password keygate never wants. Where nobody was
             // asked, git goes on to the next helper as usual.
@@ -172,7 +172,7 @@ pub fn serve_quickly(
         .and_then(|record| session::servable(&provider, &key, record));
     match fresh {
         Some(record) => {
-            answer(&request, &provider, &record).write(output)?;
+            present::git_answer(&request, &provider, &record).write(output)?;
             Ok(Quick::Served)
         }
         None => Ok(Quick::NeedsKeygate),
@@ -206,34 +206,11 @@ fn route(
     if operation == Operation::Get
         && let Some(record) = session::token_from_env(&provider)
     {
-        return Ok(Route::Answer(Box::new(answer(request, &provider, &record))));
+        return Ok(Route::Answer(Box::new(present::git_answer(
+            request, &provider, &record,
+        ))));
     }
     Ok(Route::Provider(Box::new(provider)))
-}
-
-fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
-    let mut reply = Credential::default();
-    let token = record.access_token.clone();
-    // The instant it turns stale, so git asks again in time; a stale token
-    // served because a refresh failed gets its real expiry instead, as
-    // git drops a credential whose expiry has passed.
-    let now = store::unix_now();
-    reply.password_expiry_utc = record
-        .stale_at(provider.refresh_margin)
-        .filter(|&stale_at| stale_at > now)
-        .or(record.expires_at)
-        .map(|t| t.to_string());
-    if provider.auth_scheme == AuthScheme::Bearer && request.announces("authtype") {
-        reply.capability.push("authtype".to_owned());
-        reply.authtype = Some("Bearer".to_owned());
-        reply.credential = token;
-        // keygate keeps the token; other helpers must not store a copy.
-        reply.ephemeral = Some("1".to_owned());
-    } else {
-        reply.username = Some(provider.wire_username(request.username.as_deref()));
-        reply.password = token;
-    }
-    reply
 }
 
 #[cfg(test)]

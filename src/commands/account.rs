@@ -161,8 +161,7 @@ pub fn env_composer(
         .access_token
         .as_ref()
         .ok_or(CommandError::NoAccessToken)?;
-    let username = provider.wire_username(url_username(&url).as_deref());
-    let auth = crate::composer::auth_json(&provider, &username, token.expose());
+    let auth = session::present::composer_auth(&provider, url_username(&url).as_deref(), token);
     writeln!(output, "{auth}")?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! at the same moment.
 
 pub mod interaction;
+pub mod present;
 
 use std::cell::{LazyCell, OnceCell};
 use std::fs::{File, TryLockError};
