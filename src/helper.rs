@@ -4,10 +4,12 @@
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 
-use crate::config::{self, GitConfig, Provider};
+use crate::config::{self, GitConfig};
 use crate::credential::{Credential, ProtocolError};
-use crate::session::{self, Interaction, Session, SessionError, present};
-use crate::store::{self, QuickSource, StoreError};
+use crate::session::present;
+use crate::session::quick::{self, Decision};
+use crate::session::{Interaction, Lookup, Session, SessionError};
+use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -79,25 +81,34 @@ pub fn serve(
     context: Context<'_>,
 ) -> Result<(), HelperError> {
     let request = Credential::read(input)?;
-    let provider = match route(operation, &request, context.config)? {
-        Route::Nothing => return Ok(()),
-        Route::Answer(reply) => return Ok(reply.write(output)?),
-        Route::Provider(provider) => provider,
+    let account = match operation {
+        // keygate keeps its own tokens; what git hands back is ours anyway.
+        Operation::Store => return Ok(()),
+        Operation::Get => match quick::route(context.config, &request)? {
+            Decision::NotOurs => return Ok(()),
+            Decision::Fresh(fresh) => {
+                let reply = present::git_answer(&request, &fresh.provider, &fresh.record);
+                return Ok(reply.write(output)?);
+            }
+            Decision::NeedsSession(account) => *account,
+        },
+        Operation::Erase => match quick::account(context.config, &request)? {
+            Some(account) => account,
+            None => return Ok(()),
+        },
     };
-    let mut store = store::open_for(context.config)?;
-    if operation == Operation::Get {
-        store.serve_fresh_tokens_from_cache();
-    }
-    let session = Session::new(
-        &provider,
-        request.username.as_deref(),
+    let store = store::open_for(context.config)?;
+    let session = Session::for_account(
+        &account,
         store.as_ref(),
-        config::oauth_ca_files(context.config, &provider),
+        config::oauth_ca_files(context.config, &account.provider),
         move || (context.interaction)(),
     );
     match operation {
-        Operation::Get => match session.fresh_token() {
-            Ok(record) => present::git_answer(&request, &provider, &record).write(output)?,
+        Operation::Get => match session.fresh_token(Lookup::Cached) {
+            Ok(record) => {
+                present::git_answer(&request, &account.provider, &record).write(output)?
+            }
             // The person saw the login fail; git's own prompt would ask
             // them for a password keygate never wants. Where nobody was
             // asked, git goes on to the next helper as usual.
@@ -135,8 +146,7 @@ pub enum Quick {
 
 /// `get` and `store` as `git-credential-keygate` runs them, before anything
 /// else of keygate is loaded: `store` is acknowledged, and `get` answered
-/// when the host is not keygate's or the token in the file store or the
-/// kernel cache is fresh. The rest (a refresh, a login, the keychain,
+/// when [`quick::answer`] can. The rest (a refresh, a login, the keychain,
 /// `erase`) needs keygate, and so does any error, so that errors are
 /// reported one way. Writing the answer is the only failure reported here.
 pub fn serve_quickly(
@@ -155,62 +165,14 @@ pub fn serve_quickly(
     let Ok(config) = GitConfig::load() else {
         return Ok(Quick::NeedsKeygate);
     };
-    let provider = match route(operation, &request, &config) {
-        Ok(Route::Nothing) => return Ok(Quick::Served),
-        Ok(Route::Answer(reply)) => {
-            reply.write(output)?;
-            return Ok(Quick::Served);
-        }
-        Ok(Route::Provider(provider)) => provider,
-        Err(_) => return Ok(Quick::NeedsKeygate),
-    };
-    let key = session::account_key(&provider, request.username.as_deref());
-    let fresh = config::store_choice(&config)
-        .ok()
-        .and_then(|choice| QuickSource::for_choice(choice).ok().flatten())
-        .and_then(|source| source.load(&key).ok().flatten())
-        .and_then(|record| session::servable(&provider, &key, record));
-    match fresh {
-        Some(record) => {
-            present::git_answer(&request, &provider, &record).write(output)?;
+    match quick::answer(&config, &request) {
+        Ok(Decision::NotOurs) => Ok(Quick::Served),
+        Ok(Decision::Fresh(fresh)) => {
+            present::git_answer(&request, &fresh.provider, &fresh.record).write(output)?;
             Ok(Quick::Served)
         }
-        None => Ok(Quick::NeedsKeygate),
+        Ok(Decision::NeedsSession(_)) | Err(_) => Ok(Quick::NeedsKeygate),
     }
-}
-
-/// Where a request goes before any store is opened.
-enum Route {
-    /// Nothing to answer: `store` (keygate keeps its own tokens; what git
-    /// hands back is ours anyway), or a host keygate does not handle.
-    Nothing,
-    /// A token from the environment (CI), needing no store.
-    Answer(Box<Credential>),
-    Provider(Box<Provider>),
-}
-
-fn route(
-    operation: Operation,
-    request: &Credential,
-    config: &GitConfig,
-) -> Result<Route, HelperError> {
-    if operation == Operation::Store {
-        return Ok(Route::Nothing);
-    }
-    let Some(url) = request.target_url() else {
-        return Ok(Route::Nothing);
-    };
-    let Some(provider) = Provider::resolve(config, &url)? else {
-        return Ok(Route::Nothing);
-    };
-    if operation == Operation::Get
-        && let Some(record) = session::token_from_env(&provider)
-    {
-        return Ok(Route::Answer(Box::new(present::git_answer(
-            request, &provider, &record,
-        ))));
-    }
-    Ok(Route::Provider(Box::new(provider)))
 }
 
 #[cfg(test)]

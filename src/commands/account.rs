@@ -191,5 +191,6 @@ fn fresh_record(
     }
     let store = store::open_for(config)?;
     let interaction = reach.for_git(config);
-    Ok(session(config, provider, url, store.as_ref(), interaction).fresh_token()?)
+    Ok(session(config, provider, url, store.as_ref(), interaction)
+        .fresh_token(session::Lookup::Whole)?)
 }

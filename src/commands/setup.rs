@@ -24,7 +24,7 @@ use crate::http::{HttpClient, HttpError};
 use crate::oauth::discovery::{self, DiscoveryError, Metadata};
 use crate::oauth::register::{self, Forgotten, RegisterError};
 use crate::secret::Secret;
-use crate::session::{Interaction, Session, SessionError};
+use crate::session::{Interaction, Lookup, Session, SessionError};
 use crate::store::{self, StoreError, TokenStore};
 use crate::text::{Word, escape_line, git_config_command, shell_command};
 
@@ -433,7 +433,7 @@ pub fn run<'a>(
         config::oauth_ca_files(&config, &provider),
         move || shorten(interaction()),
     );
-    session.fresh_token()?;
+    session.fresh_token(Lookup::Whole)?;
     report.logged_in = true;
     Ok(report)
 }
