@@ -1,12 +1,15 @@
 //! Being a git credential helper: `get`, `store`, `erase` on one request,
 //! with the I/O passed in so the whole exchange is testable in-process.
 
+use std::ffi::OsString;
 use std::io::{BufRead, Write};
 
-use crate::config::{self, AuthScheme, GitConfig, Provider};
+use crate::config::{self, GitConfig};
 use crate::credential::{Credential, ProtocolError};
-use crate::session::{self, Interaction, Session, SessionError};
-use crate::store::{self, QuickSource, StoreError, TokenRecord};
+use crate::session::present;
+use crate::session::quick::{self, Decision};
+use crate::session::{Interaction, Lookup, Session, SessionError};
+use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -27,6 +30,42 @@ pub enum Operation {
     Erase,
 }
 
+impl Operation {
+    /// The operation of a command line that is one protocol verb and
+    /// nothing else (`keygate get`, as git runs it), recognised without a
+    /// command-line parser: git runs one before every HTTPS operation.
+    /// Anything else, `--help` included, is not one.
+    pub fn from_args(mut args: impl Iterator<Item = OsString>) -> Option<Self> {
+        let verb = args.next()?;
+        if args.next().is_some() {
+            return None;
+        }
+        match verb.to_str()? {
+            "get" => Some(Operation::Get),
+            "store" => Some(Operation::Store),
+            "erase" => Some(Operation::Erase),
+            _ => None,
+        }
+    }
+
+    /// The operation `git-credential-keygate` may try to answer itself
+    /// ([`serve_quickly`]): `get` or `store`, when nothing in the
+    /// environment (`var`) asks for what only keygate does: logging, and
+    /// a client secret, which keygate takes out of the environment before
+    /// it starts any `git config`.
+    pub fn for_front(
+        args: impl Iterator<Item = OsString>,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> Option<Self> {
+        let operation = Self::from_args(args).filter(|op| *op != Operation::Erase)?;
+        let set = |name| var(name).is_some_and(|value| !value.is_empty());
+        if set("KEYGATE_LOG") || set("KEYGATE_CLIENT_SECRET") {
+            return None;
+        }
+        Some(operation)
+    }
+}
+
 /// Everything a helper call needs besides the request.
 pub struct Context<'a> {
     pub config: &'a GitConfig,
@@ -42,25 +81,34 @@ pub fn serve(
     context: Context<'_>,
 ) -> Result<(), HelperError> {
     let request = Credential::read(input)?;
-    let provider = match route(operation, &request, context.config)? {
-        Route::Nothing => return Ok(()),
-        Route::Answer(reply) => return Ok(reply.write(output)?),
-        Route::Provider(provider) => provider,
+    let account = match operation {
+        // keygate keeps its own tokens; what git hands back is ours anyway.
+        Operation::Store => return Ok(()),
+        Operation::Get => match quick::route(context.config, &request)? {
+            Decision::NotOurs => return Ok(()),
+            Decision::Fresh(fresh) => {
+                let reply = present::git_answer(&request, &fresh.provider, &fresh.record);
+                return Ok(reply.write(output)?);
+            }
+            Decision::NeedsSession(account) => *account,
+        },
+        Operation::Erase => match quick::account(context.config, &request)? {
+            Some(account) => account,
+            None => return Ok(()),
+        },
     };
-    let mut store = store::open_for(context.config)?;
-    if operation == Operation::Get {
-        store.serve_fresh_tokens_from_cache();
-    }
-    let session = Session::new(
-        &provider,
-        request.username.as_deref(),
+    let store = store::open_for(context.config)?;
+    let session = Session::for_account(
+        &account,
         store.as_ref(),
-        config::oauth_ca_files(context.config, &provider),
+        config::oauth_ca_files(context.config, &account.provider),
         move || (context.interaction)(),
     );
     match operation {
-        Operation::Get => match session.fresh_token() {
-            Ok(record) => answer(&request, &provider, &record).write(output)?,
+        Operation::Get => match session.fresh_token(Lookup::Cached) {
+            Ok(record) => {
+                present::git_answer(&request, &account.provider, &record).write(output)?
+            }
             // The person saw the login fail; git's own prompt would ask
             // them for a password keygate never wants. Where nobody was
             // asked, git goes on to the next helper as usual.
@@ -98,8 +146,7 @@ pub enum Quick {
 
 /// `get` and `store` as `git-credential-keygate` runs them, before anything
 /// else of keygate is loaded: `store` is acknowledged, and `get` answered
-/// when the host is not keygate's or the token in the file store or the
-/// kernel cache is fresh. The rest (a refresh, a login, the keychain,
+/// when [`quick::answer`] can. The rest (a refresh, a login, the keychain,
 /// `erase`) needs keygate, and so does any error, so that errors are
 /// reported one way. Writing the answer is the only failure reported here.
 pub fn serve_quickly(
@@ -118,83 +165,57 @@ pub fn serve_quickly(
     let Ok(config) = GitConfig::load() else {
         return Ok(Quick::NeedsKeygate);
     };
-    let provider = match route(operation, &request, &config) {
-        Ok(Route::Nothing) => return Ok(Quick::Served),
-        Ok(Route::Answer(reply)) => {
-            reply.write(output)?;
-            return Ok(Quick::Served);
-        }
-        Ok(Route::Provider(provider)) => provider,
-        Err(_) => return Ok(Quick::NeedsKeygate),
-    };
-    let key = session::account_key(&provider, request.username.as_deref());
-    let fresh = config::store_choice(&config)
-        .ok()
-        .and_then(|choice| QuickSource::for_choice(choice).ok().flatten())
-        .and_then(|source| source.load(&key).ok().flatten())
-        .and_then(|record| session::servable(&provider, &key, record));
-    match fresh {
-        Some(record) => {
-            answer(&request, &provider, &record).write(output)?;
+    match quick::answer(&config, &request) {
+        Ok(Decision::NotOurs) => Ok(Quick::Served),
+        Ok(Decision::Fresh(fresh)) => {
+            present::git_answer(&request, &fresh.provider, &fresh.record).write(output)?;
             Ok(Quick::Served)
         }
-        None => Ok(Quick::NeedsKeygate),
+        Ok(Decision::NeedsSession(_)) | Err(_) => Ok(Quick::NeedsKeygate),
     }
 }
 
-/// Where a request goes before any store is opened.
-enum Route {
-    /// Nothing to answer: `store` (keygate keeps its own tokens; what git
-    /// hands back is ours anyway), or a host keygate does not handle.
-    Nothing,
-    /// A token from the environment (CI), needing no store.
-    Answer(Box<Credential>),
-    Provider(Box<Provider>),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn route(
-    operation: Operation,
-    request: &Credential,
-    config: &GitConfig,
-) -> Result<Route, HelperError> {
-    if operation == Operation::Store {
-        return Ok(Route::Nothing);
+    fn args(words: &[&str]) -> impl Iterator<Item = OsString> {
+        words
+            .iter()
+            .map(OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
     }
-    let Some(url) = request.target_url() else {
-        return Ok(Route::Nothing);
-    };
-    let Some(provider) = Provider::resolve(config, &url)? else {
-        return Ok(Route::Nothing);
-    };
-    if operation == Operation::Get
-        && let Some(record) = session::token_from_env(&provider)
-    {
-        return Ok(Route::Answer(Box::new(answer(request, &provider, &record))));
-    }
-    Ok(Route::Provider(Box::new(provider)))
-}
 
-fn answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
-    let mut reply = Credential::default();
-    let token = record.access_token.clone();
-    // The instant it turns stale, so git asks again in time; a stale token
-    // served because a refresh failed gets its real expiry instead, as
-    // git drops a credential whose expiry has passed.
-    let now = store::unix_now();
-    reply.password_expiry_utc = record
-        .stale_at(provider.refresh_margin)
-        .filter(|&stale_at| stale_at > now)
-        .or(record.expires_at)
-        .map(|t| t.to_string());
-    if provider.auth_scheme == AuthScheme::Bearer && request.announces("authtype") {
-        reply.capability.push("authtype".to_owned());
-        reply.authtype = Some("Bearer".to_owned());
-        reply.credential = token;
-        // keygate keeps the token; other helpers must not store a copy.
-        reply.ephemeral = Some("1".to_owned());
-    } else {
-        reply.username = Some(provider.wire_username(request.username.as_deref()));
-        reply.password = token;
+    fn no_var(_: &str) -> Option<OsString> {
+        None
     }
-    reply
+
+    #[test]
+    fn a_protocol_verb_is_the_only_argument() {
+        assert_eq!(Operation::from_args(args(&["get"])), Some(Operation::Get));
+        assert_eq!(
+            Operation::from_args(args(&["erase"])),
+            Some(Operation::Erase)
+        );
+        assert_eq!(Operation::from_args(args(&["get", "--help"])), None);
+        assert_eq!(Operation::from_args(args(&["login"])), None);
+        assert_eq!(Operation::from_args(args(&[])), None);
+    }
+
+    #[test]
+    fn the_front_answers_get_and_store_unless_the_environment_needs_keygate() {
+        let front = |words: &[&str], var: &dyn Fn(&str) -> Option<OsString>| {
+            Operation::for_front(args(words), var)
+        };
+        assert_eq!(front(&["get"], &no_var), Some(Operation::Get));
+        assert_eq!(front(&["store"], &no_var), Some(Operation::Store));
+        assert_eq!(front(&["erase"], &no_var), None);
+        for name in ["KEYGATE_LOG", "KEYGATE_CLIENT_SECRET"] {
+            let set = |asked: &str| (asked == name).then(|| OsString::from("x"));
+            assert_eq!(front(&["get"], &set), None, "{name}");
+            let empty = |asked: &str| (asked == name).then(OsString::new);
+            assert_eq!(front(&["get"], &empty), Some(Operation::Get), "{name}");
+        }
+    }
 }

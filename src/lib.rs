@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom (nothing imports upward, no cycles): `commands`
 //! → `proxy`, `helper` → `session` → `oauth`, `store`, `config`,
-//! `credential`, `composer` → `gitconfig`, `secret`, `http`, `text`, `clock` →
+//! `credential` → `gitconfig`, `secret`, `http`, `text`, `clock` →
 //! `sys` (the platform, which imports nothing of keygate's). Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
 //! their settings from `config`), never back.
@@ -13,7 +13,6 @@
 
 pub mod clock;
 pub mod commands;
-pub mod composer;
 pub mod config;
 pub mod credential;
 pub mod gitconfig;

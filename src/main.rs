@@ -115,20 +115,13 @@ fn report(error: &CommandError) {
 
 /// `keygate get` (or store, erase) as git runs it, before every HTTPS
 /// operation: recognised without building clap's whole command tree,
-/// which is a tenth of a cached `get`'s instructions. Anything else,
-/// `--help` included, goes through clap.
+/// which is a tenth of a cached `get`'s instructions.
 fn protocol_verb() -> Option<Command> {
-    let mut args = std::env::args_os().skip(1);
-    let verb = args.next()?;
-    if args.next().is_some() {
-        return None;
-    }
-    match verb.to_str()? {
-        "get" => Some(Command::Get),
-        "store" => Some(Command::Store),
-        "erase" => Some(Command::Erase),
-        _ => None,
-    }
+    Operation::from_args(std::env::args_os().skip(1)).map(|operation| match operation {
+        Operation::Get => Command::Get,
+        Operation::Store => Command::Store,
+        Operation::Erase => Command::Erase,
+    })
 }
 
 // Hands stdout to the commands whose output is the point.

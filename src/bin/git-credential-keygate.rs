@@ -18,7 +18,8 @@ use keygate::helper::{self, Operation, Quick};
 // git reads the answer on stdout.
 #[allow(clippy::disallowed_methods)]
 fn main() -> ExitCode {
-    let Some(operation) = quick_operation() else {
+    let front = Operation::for_front(std::env::args_os().skip(1), |name| std::env::var_os(name));
+    let Some(operation) = front else {
         return keygate(None);
     };
     let mut request = Vec::new();
@@ -36,26 +37,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `get` or `store`, when nothing in the environment asks for what only
-/// keygate does: logging, and a client secret, which keygate takes out of
-/// the environment before it starts any `git config`.
-fn quick_operation() -> Option<Operation> {
-    let mut args = std::env::args_os().skip(1);
-    let operation = match args.next()?.to_str()? {
-        "get" => Operation::Get,
-        "store" => Operation::Store,
-        _ => return None,
-    };
-    if args.next().is_some() {
-        return None;
-    }
-    let set = |name| std::env::var_os(name).is_some_and(|value| !value.is_empty());
-    if set("KEYGATE_LOG") || set("KEYGATE_CLIENT_SECRET") {
-        return None;
-    }
-    Some(operation)
 }
 
 /// git's request: its lines up to the blank line that ends it, or to the

@@ -161,8 +161,7 @@ pub fn env_composer(
         .access_token
         .as_ref()
         .ok_or(CommandError::NoAccessToken)?;
-    let username = provider.wire_username(url_username(&url).as_deref());
-    let auth = crate::composer::auth_json(&provider, &username, token.expose());
+    let auth = session::present::composer_auth(&provider, url_username(&url).as_deref(), token);
     writeln!(output, "{auth}")?;
     Ok(())
 }
@@ -192,5 +191,6 @@ fn fresh_record(
     }
     let store = store::open_for(config)?;
     let interaction = reach.for_git(config);
-    Ok(session(config, provider, url, store.as_ref(), interaction).fresh_token()?)
+    Ok(session(config, provider, url, store.as_ref(), interaction)
+        .fresh_token(session::Lookup::Whole)?)
 }

@@ -26,7 +26,7 @@ use crate::oauth::discovery::{self, DiscoveryError};
 use crate::oauth::metadata::Metadata;
 use crate::oauth::register::{self, Forgotten, RegisterError};
 use crate::secret::Secret;
-use crate::session::{Interaction, Session, SessionError};
+use crate::session::{Interaction, Lookup, Session, SessionError};
 use crate::store::{self, StoreError, TokenStore};
 use crate::text::{Word, escape_line, git_config_command, shell_command};
 
@@ -471,7 +471,7 @@ pub fn run<'a>(
         config::oauth_ca_files(&config, &provider),
         move || shorten(interaction()),
     );
-    session.fresh_token()?;
+    session.fresh_token(Lookup::Whole)?;
     report.logged_in = true;
     Ok(report)
 }

@@ -42,8 +42,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{self, AuthScheme, GitConfig};
+use crate::config::{self, GitConfig};
 use crate::secret::Secret;
+use crate::session::present;
 use crate::store::{self, StoreError};
 
 use admission::{Admission, Slot};
@@ -633,19 +634,8 @@ impl Proxy {
                 );
             }
         };
-        let provider = origin.tokens.provider();
-        let authorization = match provider.auth_scheme {
-            AuthScheme::Bearer => format!("Bearer {}", token.expose()),
-            AuthScheme::Basic => {
-                let user = provider.wire_username(None);
-                let pair = format!("{user}:{}", token.expose());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )
-            }
-        };
-        let Ok(mut authorization) = HeaderValue::from_str(&authorization) else {
+        let authorization = present::authorization(origin.tokens.provider(), &token);
+        let Ok(mut authorization) = HeaderValue::from_str(authorization.expose()) else {
             return text(
                 StatusCode::BAD_GATEWAY,
                 "keygate proxy: the token is not a valid header value\n",

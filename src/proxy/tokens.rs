@@ -109,7 +109,9 @@ impl TokenSource {
             let session = Session::new(&provider, None, store.as_ref(), ca_files, move || {
                 interaction
             });
-            session.fresh_token().map_err(|e| e.to_string())
+            session
+                .fresh_token(session::Lookup::Whole)
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("token task failed: {e}"))?

@@ -3,6 +3,8 @@
 //! at the same moment.
 
 pub mod interaction;
+pub mod present;
+pub mod quick;
 
 use std::cell::{LazyCell, OnceCell};
 use std::fs::{File, TryLockError};
@@ -172,6 +174,39 @@ impl<'a> Session<'a> {
         self.data_dir = Some(dir);
         self
     }
+
+    /// The session for an account [`quick::route`] found, so `get` does
+    /// not derive it again.
+    pub fn for_account(
+        account: &'a quick::Account,
+        store: &'a dyn TokenStore,
+        ca_files: Vec<PathBuf>,
+        interaction: impl FnOnce() -> Interaction<'a> + 'a,
+    ) -> Self {
+        Self {
+            key: account.key.clone(),
+            provider: &account.provider,
+            store,
+            ca_files,
+            interaction: LazyCell::new(Box::new(interaction)),
+            completed: OnceCell::new(),
+            clock: Clock::system(),
+            http: None,
+            data_dir: None,
+        }
+    }
+}
+
+/// Where [`Session::fresh_token`] looks for a fresh token before it takes
+/// the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The store's cache of fresh access tokens first
+    /// ([`TokenStore::load_cached`]): for `get`, which runs before every
+    /// git operation and needs nothing but the access token.
+    Cached,
+    /// The store's whole record.
+    Whole,
 }
 
 /// The account `username` selects at `provider`: the user name from the
@@ -184,8 +219,8 @@ pub fn account_key(provider: &Provider, username: Option<&str>) -> AccountKey {
 
 /// The stored `record` as `get` may hand it to git without a lock or the
 /// network: issued for this configuration and fresh. Says so when the
-/// login behind it ends soon. `keygate get` and `git-credential-keygate`'s
-/// quick path both decide here.
+/// login behind it ends soon. Both of `get`'s entrances decide here,
+/// through [`quick::Account::servable`].
 pub fn servable(provider: &Provider, key: &AccountKey, record: TokenRecord) -> Option<TokenRecord> {
     servable_at(provider, key, record, unix_now())
 }
@@ -320,18 +355,20 @@ impl Session<'_> {
     }
 
     /// A record holding an access token that is fresh now, refreshing or
-    /// logging in first if needed.
-    pub fn fresh_token(&self) -> Result<TokenRecord, SessionError> {
+    /// logging in first if needed. `lookup` says where the first look,
+    /// without the lock, goes.
+    pub fn fresh_token(&self, lookup: Lookup) -> Result<TokenRecord, SessionError> {
         let margin = self.provider.refresh_margin;
         // The common case takes no lock and touches no network code.
-        if let Some(record) = self.load()?
+        if let Some(record) = self.load(lookup)?
             && let Some(record) = servable_at(self.provider, &self.key, record, self.clock.now())
         {
             return Ok(record);
         }
         let _lock = self.lock()?;
         // Another process may have refreshed while we waited for the lock.
-        let current = self.load()?;
+        // The whole record, always: a cached one lacks the refresh token.
+        let current = self.load(Lookup::Whole)?;
         if let Some(record) = &current
             && record.fresh_token(self.clock.now(), margin).is_some()
         {
@@ -465,8 +502,11 @@ impl Session<'_> {
 
     /// The account's record, unless another server or client issued it:
     /// then it is as good as absent here, and its tokens stay unsent.
-    fn load(&self) -> Result<Option<TokenRecord>, SessionError> {
-        let record = self.store.load(&self.key)?;
+    fn load(&self, lookup: Lookup) -> Result<Option<TokenRecord>, SessionError> {
+        let record = match lookup {
+            Lookup::Cached => self.store.load_cached(&self.key)?,
+            Lookup::Whole => self.store.load(&self.key)?,
+        };
         Ok(record.filter(|r| {
             let here = self.issued_here(r);
             if !here {
@@ -948,7 +988,7 @@ mod tests {
             }
 
             fn fresh_token(&self) -> Result<TokenRecord, SessionError> {
-                self.session().fresh_token()
+                self.session().fresh_token(Lookup::Whole)
             }
 
             fn saved(&self) -> TokenRecord {

@@ -345,11 +345,14 @@ pub trait TokenStore {
     fn save_secret(&self, name: &str, value: &Secret) -> Result<(), StoreError>;
     /// Returns whether there was anything to delete.
     fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
-    /// Declares that the caller needs nothing but a fresh access token
-    /// (`get`): the keychain store may then answer a load from its kernel
-    /// cache, with a record that lacks the refresh token. Such a record is
-    /// fresh, so it is neither refreshed nor saved back. Others ignore it.
-    fn serve_fresh_tokens_from_cache(&mut self) {}
+    /// The record for `key` where the caller needs nothing but a fresh
+    /// access token (`get`): the keychain store answers from its kernel
+    /// cache when that holds one, with a record that lacks the refresh
+    /// token, so it is never refreshed or saved back; a miss, and every
+    /// other store, reads the whole record as [`TokenStore::load`] does.
+    fn load_cached(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
+        self.load(key)
+    }
 }
 
 /// keygate's private directory ([`sys::data_dir`]).

@@ -11,8 +11,6 @@ mod native;
 mod secret_service;
 
 use std::cell::{Ref, RefCell};
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -92,13 +90,6 @@ pub struct KeychainStore {
     /// Whether `cache` may be read and filled; off, saves and deletes
     /// still drop what it holds.
     cache_serving: bool,
-    /// Whether loads may be answered from `cache`: only for a caller that
-    /// needs nothing but a fresh access token.
-    serve_cached: bool,
-    /// Accounts this process already answered from the cache. A second
-    /// load of one is the session re-checking under its lock before a
-    /// refresh, which needs the whole record: it goes to the keychain.
-    served: Mutex<HashSet<String>>,
 }
 
 impl KeychainStore {
@@ -168,8 +159,6 @@ impl KeychainStore {
             connect,
             cache,
             cache_serving: true,
-            serve_cached: false,
-            served: Mutex::new(HashSet::new()),
         }
     }
 
@@ -210,16 +199,6 @@ impl KeychainStore {
         self.cache.as_ref().filter(|_| self.cache_serving)
     }
 
-    /// The cached record for `key`, at most once per account and process.
-    fn load_cached(&self, key: &AccountKey) -> Option<TokenRecord> {
-        if !self.serve_cached {
-            return None;
-        }
-        let record = self.active_cache()?.get(key, unix_now())?;
-        let mut served = self.served.lock().ok()?;
-        served.insert(key.label()).then_some(record)
-    }
-
     /// Runs a keychain write, then brings the cache in step with `after`
     /// (the record now stored, or `None` for gone), whatever the write did.
     fn write_through<T>(
@@ -249,9 +228,6 @@ impl TokenStore for KeychainStore {
     }
 
     fn load(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
-        if let Some(record) = self.load_cached(key) {
-            return Ok(Some(record));
-        }
         // Taken before the keychain read: see `FillLock`.
         let fill = self
             .active_cache()
@@ -283,8 +259,14 @@ impl TokenStore for KeychainStore {
         })
     }
 
-    fn serve_fresh_tokens_from_cache(&mut self) {
-        self.serve_cached = true;
+    fn load_cached(&self, key: &AccountKey) -> Result<Option<TokenRecord>, StoreError> {
+        match self
+            .active_cache()
+            .and_then(|cache| cache.get(key, unix_now()))
+        {
+            Some(record) => Ok(Some(record)),
+            None => self.load(key),
+        }
     }
 
     fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
