@@ -5,14 +5,9 @@
 //! arguments and the exit status intact. Through real git, every other
 //! test file runs it too: `credential.helper=keygate` is this program.
 
-// Unix only: a shell script stands in for keygate.
-#![cfg(unix)]
-
-mod common;
-
 use serde_json::json;
 
-use common::{QuickPathAlone, World, ok, text};
+use crate::common::{self, QuickPathAlone, World, ok, text};
 
 const SERVER: &str = "https://git.example.test";
 const REQUEST: &str = "protocol=https\nhost=git.example.test\npath=org/repo.git\n\n";

@@ -679,6 +679,13 @@ pub struct LocalUser {
 impl LocalUser {
     /// A new user whose name starts with `prefix` (at most 4 characters).
     pub fn create(prefix: &str) -> Self {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "cross-user tests create a local user: run them as root (CI does)"
+        );
+        // Tests run in parallel threads of one process: each its own user.
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "{prefix}{}x{}",
@@ -708,6 +715,25 @@ impl LocalUser {
         (user.uid, user.gid) = (id("-u"), id("-g"));
         assert_ne!(user.uid, 0);
         user
+    }
+
+    /// `program` run as this user, nothing of ours in its environment;
+    /// `setpriv` execs it, so the child's pid is the user's process itself.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--", program])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .current_dir("/");
+        command
+    }
+
+    /// `program` with `args` run as this user; it must succeed.
+    pub fn run(&self, program: &str, args: &[&str]) {
+        ok(&self.command(program).args(args).output().unwrap());
     }
 
     /// `script` run by `sh` as this user through `su` from a shell that

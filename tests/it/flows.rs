@@ -3,17 +3,11 @@
 //! grant, CI without a person, client credentials, tokens from the
 //! environment, and revocation on logout.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Options, World, ok, support, text};
+use crate::common::{self, Options, World, ok, support, text};
 
 const SCHEME_REDIRECT: &str = "com.example.keygate:/callback";
 

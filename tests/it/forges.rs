@@ -6,18 +6,12 @@
 //! `credential.helper=keygate` against a git server that accepts only the
 //! forge's live tokens.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use common::{Guard, KEYGATE, World, ok, read_jsonl, support, text};
+use crate::common::{self, Guard, KEYGATE, World, ok, read_jsonl, support, text};
 
 const CLIENT_ID: &str = "forge-client";
 const CLIENT_SECRET: &str = "forge-secret-do-not-leak";

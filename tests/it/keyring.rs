@@ -5,15 +5,10 @@
 //! without. And the kernel cache itself: what it holds, for whom, how
 //! long, and that nothing keygate replaced is ever served from it.
 
-// Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
-#![cfg(target_os = "linux")]
-
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use common::{LocalUser, Options, QuickPathAlone, World, credential_field, ok, text};
+use crate::common::{self, LocalUser, Options, QuickPathAlone, World, credential_field, ok, text};
 
 const SEQUENTIAL: usize = 1000;
 const PARALLEL: usize = 1000;

@@ -3,16 +3,10 @@
 //! rejects the grant. Each must give one clear error and keep the stored
 //! refresh token.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{FakeTokenServer, World, response, text};
+use crate::common::{self, FakeTokenServer, World, response, text};
 use serde_json::json;
 
 const SERVER: &str = "https://git.example.test";
