@@ -10,9 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{KEYGATE, LocalUser, World, ok, run_with_input, text};
-use serde_json::json;
-
-const SERVER: &str = "https://git.example.test";
 
 /// A process killed on drop, by its own pid.
 struct Running(Child);
@@ -24,30 +21,10 @@ impl Drop for Running {
     }
 }
 
-/// An offline world with `[keygate "SERVER"]` configured and one stored
-/// account whose access token is `stale-access-token`.
+/// The offline world with a stale account, its token endpoint a port
+/// nothing listens on.
 fn world_with_account() -> World {
-    let world = World::offline();
-    std::fs::write(
-        world.gitconfig_path(),
-        format!(
-            "[keygate \"{SERVER}\"]\n\tclientId = files-test\n\tauthUrl = https://auth.example.test/auth\n\
-             \ttokenUrl = https://127.0.0.1:9/token\n\ttimeout = 2\n"
-        ),
-    )
-    .unwrap();
-    world.seed_token_file(json!({
-        "server": SERVER,
-        "account": "",
-        "access_token": "stale-access-token",
-        "token_type": "bearer",
-        "expires_at": 2000,
-        "obtained_at": 1000,
-        "refresh_token": "refresh-token-to-keep",
-        "scopes": ["git"],
-        "grant": "code",
-    }));
-    world
+    World::offline_with_stale_account("files-test", "https://127.0.0.1:9/token")
 }
 
 fn data_dir(world: &World) -> PathBuf {
