@@ -207,7 +207,9 @@ fn the_cached_key(world: &World) -> CachedKey {
 
 /// Keeps the test that locks the keychain, which drops every key keygate
 /// cached for this user, apart from the tests that look for their key.
-/// A failed test must not fail the others: poisoning is ignored.
+/// A failed test must not fail the others: poisoning is ignored. The
+/// keychain tests of other modules (`e2e`, `secrets`) never look in the
+/// kernel cache: a sweep only sends their next `get` to the keychain.
 static CACHE_SWEEPS: RwLock<()> = RwLock::new(());
 
 fn keychain_refresh_token(world: &World) -> String {

@@ -1,6 +1,14 @@
 //! keygate's integration tests: one test binary, one module per subject
-//! (`cargo test --test it e2e::` runs one). The world they run in, and the
-//! builders they share, are in `common`.
+//! (`cargo test --test it e2e::` runs one), so `common` and the keygate
+//! library are compiled into one test program, not one per file. A new
+//! subject is a new module here; a new test of an old one goes in its
+//! module.
+//!
+//! `common` has the world they run in (`World`: a temp HOME, the test CA,
+//! the real OAuth server, the git server, gnome-keyring on demand; or
+//! `World::offline`, and `World::offline_with_stale_account`, where a
+//! refresh is due), the stored record they seed (`Record`), the throwaway
+//! local user of the cross-user tests (`LocalUser`) and the stand-ins.
 //!
 //! They share one process: its threads run tests of every module side by
 //! side. A test that changes what the process or the user share (the

@@ -392,6 +392,9 @@ fn another_users_closed_connection_is_never_taken_for_ours() {
 }
 
 /// Raises this process's open-file limit as far as allowed; returns it.
+/// The whole test process's: what any test starts from then on inherits
+/// it. None depends on a lower one; those that need one set it on their
+/// own child (the proxy below, `browser`'s waiting login).
 fn raise_open_file_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit on a valid struct.
     unsafe {
