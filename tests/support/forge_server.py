@@ -62,12 +62,13 @@ import json
 import os
 import secrets
 import signal
-import ssl
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tls_server import TLSServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCK = threading.Lock()
@@ -493,22 +494,6 @@ class Handler(BaseHTTPRequestHandler):
                         "client_id": State.client_id if active else None})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr, handler, ctx):
-        self.ssl_ctx = ctx
-        super().__init__(addr, handler)
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        return self.ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def handle_error(self, request, client_address):
-        log("error handling request from %s: %r" % (client_address, sys.exc_info()[1]))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", required=True)
@@ -527,9 +512,7 @@ def main():
     State.interval = a.interval
     State.device_expires_in = a.device_expires_in
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(os.path.join(State.dir, "server.pem"), os.path.join(State.dir, "server-key.pem"))
-    httpd = Server(("127.0.0.1", 0), Handler, ctx)
+    httpd = TLSServer(("127.0.0.1", 0), Handler, State.dir, log)
     port = httpd.server_address[1]
     State.base = "https://127.0.0.1:%d" % port
 

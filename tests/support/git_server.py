@@ -45,7 +45,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tls_server import TLSServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REALM = "keygate-test"
@@ -523,33 +525,6 @@ class Handler(BaseHTTPRequestHandler):
         self.record(status, kind, extra)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr, handler, ctx):
-        self.ssl_ctx = ctx
-        super().__init__(addr, handler)
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        # TLS handshake happens lazily in the handler thread
-        return self.ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def shutdown_request(self, request):
-        # Send TLS close_notify before closing.
-        try:
-            request.settimeout(2)
-            request.unwrap()
-        except Exception:
-            pass
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        log("error handling request from %s: %r" % (client_address, exc))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True, help="GIT_PROJECT_ROOT (holds NAME.git repos)")
@@ -568,10 +543,7 @@ def main():
     Config.ssl_client_ctx = ssl.create_default_context(cafile=os.path.join(Config.dir, "ca.pem"))
     build_composer_dists()
 
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(os.path.join(Config.dir, "server.pem"), os.path.join(Config.dir, "server-key.pem"))
-
-    httpd = Server(("127.0.0.1", a.port), Handler, sctx)
+    httpd = TLSServer(("127.0.0.1", a.port), Handler, Config.dir, log, close_notify=True)
     port = httpd.server_address[1]
 
     def stop(signum, frame):

@@ -2,7 +2,7 @@
 # Usage: mkcerts.sh DIR
 # Creates (if missing) a throwaway test CA and a server certificate for
 # IP:127.0.0.1 / DNS:localhost signed by it (and for
-# DNS:issuer.keygate-test.example, which tests/setup.rs resolves to
+# DNS:issuer.keygate-test.example, which tests/it/setup.rs resolves to
 # 127.0.0.1 for keygate alone, to play a remote server):
 #   DIR/ca.pem  DIR/ca-key.pem  DIR/server.pem  DIR/server-key.pem
 # EC P-256 keys, SHA-256 signatures, 825 days validity. Idempotent.

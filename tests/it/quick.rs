@@ -5,24 +5,10 @@
 //! arguments and the exit status intact. Through real git, every other
 //! test file runs it too: `credential.helper=keygate` is this program.
 
-// Unix only: a shell script stands in for keygate.
-#![cfg(unix)]
-
-mod common;
-
-use serde_json::json;
-
-use common::{QuickPathAlone, World, ok, text};
+use crate::common::{self, QuickPathAlone, Record, World, ok, text};
 
 const SERVER: &str = "https://git.example.test";
 const REQUEST: &str = "protocol=https\nhost=git.example.test\npath=org/repo.git\n\n";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A configured server and one stored token, valid for `lifetime` seconds
 /// from now (negative: expired).
@@ -35,18 +21,12 @@ fn world_with_token(lifetime: i64) -> World {
         ),
     )
     .unwrap();
-    let expires_at = now().saturating_add_signed(lifetime);
-    world.seed_token_file(json!({
-        "server": SERVER,
-        "account": "",
-        "access_token": "stored-access-token",
-        "token_type": "bearer",
-        "expires_at": expires_at,
-        "obtained_at": expires_at.saturating_sub(3600),
-        "refresh_token": "stored-refresh-token",
-        "scopes": ["git"],
-        "grant": "code",
-    }));
+    let expires_at = common::now().saturating_add_signed(lifetime);
+    world.seed_token_file(
+        Record::new(SERVER, "stored-access-token")
+            .times(expires_at.saturating_sub(3600), expires_at)
+            .refresh_token("stored-refresh-token"),
+    );
     world
 }
 

@@ -2,13 +2,7 @@
 //! never calls getaddrinfo): a refresh against an OAuth server reached by
 //! a name, not an IP literal.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
-use common::{Options, World, credential_field, ok};
+use crate::common::{Options, World, credential_field, ok};
 
 #[test]
 fn refresh_reaches_the_token_endpoint_by_host_name() {

@@ -3,17 +3,11 @@
 //! grant, CI without a person, client credentials, tokens from the
 //! environment, and revocation on logout.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Options, World, ok, support, text};
+use crate::common::{self, Options, Record, World, ok, support, text};
 
 const SCHEME_REDIRECT: &str = "com.example.keygate:/callback";
 
@@ -290,17 +284,12 @@ fn a_new_grant_never_inherits_a_dead_refresh_token() {
          \tclientAuth = post\n\tgrant = client_credentials\n",
         world.git_url
     ));
-    world.seed_token_file(serde_json::json!({
-        "server": world.git_url.trim_end_matches('/'),
-        "account": "",
-        "access_token": "long-expired",
-        "token_type": "bearer",
-        "expires_at": 2000,
-        "obtained_at": 1000,
-        "refresh_token": "dead-refresh-token",
-        "scopes": [],
-        "grant": "client_credentials",
-    }));
+    world.seed_token_file(
+        Record::new(world.git_url.trim_end_matches('/'), "long-expired")
+            .refresh_token("dead-refresh-token")
+            .scopes(&[])
+            .grant("client_credentials"),
+    );
     let mut command = world.command("git");
     command
         .args(["clone", "-q", &world.repo_url(), "repo"])

@@ -2,19 +2,12 @@
 //! the token-protected test server, tunnelling for everything else, and
 //! the CA's name constraints checked by OpenSSL.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-mod proxy_support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Guard, World, ok, text};
-use proxy_support::{curl, logged_in_world, start_proxy};
+use crate::common::{self, Guard, World, ok, text};
+use crate::proxy_support::{curl, logged_in_world, start_proxy};
 
 #[test]
 fn curl_without_the_password_gets_407_and_with_it_the_token_is_added() {

@@ -4,12 +4,6 @@
 //! Also the listener's defences: stray and forged requests, other users,
 //! idle connections, and the state kept out of every command line.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -20,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{Guard, Options, World, ok, support, text};
+use crate::common::{self, Guard, LocalUser, Options, World, ok, support, text};
 
 /// Where screenshots of keygate's pages are kept after the run.
 fn shots_dir(test: &str) -> PathBuf {
@@ -358,35 +352,10 @@ impl WaitingLogin {
     }
 }
 
-/// A throwaway local user, removed on drop.
-struct LocalUser(String);
-
-impl LocalUser {
-    fn create() -> Self {
-        // Tests run in parallel threads of one process: each its own user.
-        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let made = MADE.fetch_add(1, Ordering::Relaxed);
-        let name = format!("kgbr{}x{made}", std::process::id() % 100_000);
-        let _ = Command::new("userdel").arg(&name).output();
-        let output = Command::new("useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", &name])
-            .output()
-            .expect("useradd (run the tests as root)");
-        ok(&output);
-        Self(name)
-    }
-}
-
-impl Drop for LocalUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).output();
-    }
-}
-
 #[test]
 fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
     let mut world = World::start(Options::default());
-    let attacker = LocalUser::create();
+    let attacker = LocalUser::create("kgbr");
     let login = WaitingLogin::start(&mut world);
     // The attacker somehow has the right state, and a code of their own.
     let forged = format!(
@@ -395,7 +364,7 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
         login.state()
     );
     let output = Command::new("runuser")
-        .args(["-u", &attacker.0, "--", "curl", "-s", "-o", "/dev/null"])
+        .args(["-u", &attacker.name, "--", "curl", "-s", "-o", "/dev/null"])
         .args(["-w", "%{http_code}", "--max-time", "30", &forged])
         .env_remove("CURL_CA_BUNDLE")
         .output()
@@ -404,7 +373,7 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
     // Nor is anything else served to that user.
     let probe = format!("{}?state=x", login.redirect_uri());
     let output = Command::new("runuser")
-        .args(["-u", &attacker.0, "--", "curl", "-s", "-o", "/dev/null"])
+        .args(["-u", &attacker.name, "--", "curl", "-s", "-o", "/dev/null"])
         .args([
             "-w",
             "%{http_code}",
@@ -433,7 +402,7 @@ fn another_users_forged_redirect_is_refused_and_the_login_keeps_waiting() {
 #[test]
 fn another_users_forged_redirect_sent_and_closed_is_refused() {
     let mut world = World::start(Options::default());
-    let attacker = LocalUser::create();
+    let attacker = LocalUser::create("kgbr");
     let login = WaitingLogin::start(&mut world);
     let redirect = url::Url::parse(&login.redirect_uri()).unwrap();
     let request = format!(
@@ -448,7 +417,7 @@ fn another_users_forged_redirect_sent_and_closed_is_refused() {
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     assert_eq!(unsafe { libc::kill(keygate, libc::SIGSTOP) }, 0);
     let sent = Command::new("runuser")
-        .args(["-u", &attacker.0, "--", "bash", "-c"])
+        .args(["-u", &attacker.name, "--", "bash", "-c"])
         .arg(r#"exec 3<>"/dev/tcp/127.0.0.1/$0" && printf %s "$1" >&3"#)
         .arg(redirect.port().unwrap().to_string())
         .arg(&request)

@@ -5,15 +5,10 @@
 //! without. And the kernel cache itself: what it holds, for whom, how
 //! long, and that nothing keygate replaced is ever served from it.
 
-// Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
-#![cfg(target_os = "linux")]
-
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use common::{LocalUser, Options, QuickPathAlone, World, credential_field, ok, text};
+use crate::common::{self, LocalUser, Options, QuickPathAlone, World, credential_field, ok, text};
 
 const SEQUENTIAL: usize = 1000;
 const PARALLEL: usize = 1000;
@@ -212,7 +207,9 @@ fn the_cached_key(world: &World) -> CachedKey {
 
 /// Keeps the test that locks the keychain, which drops every key keygate
 /// cached for this user, apart from the tests that look for their key.
-/// A failed test must not fail the others: poisoning is ignored.
+/// A failed test must not fail the others: poisoning is ignored. The
+/// keychain tests of other modules (`e2e`, `secrets`) never look in the
+/// kernel cache: a sweep only sends their next `get` to the keychain.
 static CACHE_SWEEPS: RwLock<()> = RwLock::new(());
 
 fn keychain_refresh_token(world: &World) -> String {

@@ -3,23 +3,15 @@
 //! and the HTTP edge cases an attacker would try. Each test drives the
 //! real binary with raw sockets or curl.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-mod proxy_support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ok, text};
-use proxy_support::{RunningProxy, curl, logged_in_world, start_proxy, start_proxy_with};
+use crate::common::{LocalUser, ok, text};
+use crate::proxy_support::{RunningProxy, curl, logged_in_world, start_proxy, start_proxy_with};
 
 /// A plain HTTP server on loopback that answers `ok` and keeps every
 /// request head it gets.
@@ -279,75 +271,6 @@ fn the_password_is_new_on_every_start_and_never_suggested_for_a_shared_file() {
     );
 }
 
-/// A local user made for one test and removed afterwards, whatever happens.
-struct ThrowawayUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl ThrowawayUser {
-    fn create() -> Self {
-        // SAFETY: geteuid cannot fail.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "cross-user tests create a local user: run them as root (CI does)"
-        );
-        // Tests run in parallel threads of one process: each its own user.
-        static MADE: AtomicUsize = AtomicUsize::new(0);
-        let made = MADE.fetch_add(1, Ordering::Relaxed);
-        let name = format!("kgpx{}x{made}", std::process::id());
-        let made = Command::new("useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", &name])
-            .output()
-            .expect("useradd (the passwd package)");
-        ok(&made);
-        // From here on, Drop removes it.
-        let mut user = Self {
-            uid: u32::MAX,
-            gid: u32::MAX,
-            name,
-        };
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .args([flag, &user.name])
-                .output()
-                .unwrap();
-            ok(&out);
-            text(&out.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        assert_ne!(uid, 0);
-        user.uid = uid;
-        user.gid = gid;
-        user
-    }
-
-    /// `program` run as this user, nothing of ours in its environment.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("setpriv");
-        command
-            .args([
-                "--reuid",
-                &self.uid.to_string(),
-                "--regid",
-                &self.gid.to_string(),
-            ])
-            .args(["--clear-groups", "--", program])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .current_dir("/");
-        command
-    }
-}
-
-impl Drop for ThrowawayUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
-}
-
 #[test]
 fn another_local_user_holding_the_password_is_refused() {
     let world = logged_in_world(600);
@@ -355,7 +278,7 @@ fn another_local_user_holding_the_password_is_refused() {
     let backend = Backend::start();
     let plain = format!("http://127.0.0.1:{}/stolen", backend.port);
     let echo = format!("{}/echo-auth", world.git_url);
-    let attacker = ThrowawayUser::create();
+    let attacker = LocalUser::create("kgpx");
 
     // With the right password (stolen, say from a world-readable file).
     let via_plain = attacker
@@ -419,7 +342,7 @@ fn another_local_user_holding_the_password_is_refused() {
 #[cfg(target_os = "linux")]
 #[test]
 fn another_users_closed_connection_is_never_taken_for_ours() {
-    let attacker = ThrowawayUser::create();
+    let attacker = LocalUser::create("kgpx");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let sent = attacker
@@ -469,6 +392,9 @@ fn another_users_closed_connection_is_never_taken_for_ours() {
 }
 
 /// Raises this process's open-file limit as far as allowed; returns it.
+/// The whole test process's: what any test starts from then on inherits
+/// it. None depends on a lower one; those that need one set it on their
+/// own child (the proxy below, `browser`'s waiting login).
 fn raise_open_file_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit on a valid struct.
     unsafe {

@@ -1,5 +1,5 @@
 //! Starting `keygate proxy` in a test world and talking to it, for
-//! tests/proxy.rs and tests/proxy_attacks.rs.
+//! `proxy` and `proxy_attacks`.
 
 #![allow(dead_code)]
 

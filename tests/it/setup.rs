@@ -2,15 +2,9 @@
 //! `keygate setup`, against the real oidc-provider (discovery always on,
 //! registration when the test asks for it) and the test git server.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{FakeTokenServer, Options, World, credential_field, ok, response, text};
+use crate::common::{self, FakeTokenServer, Options, World, credential_field, ok, response, text};
 
 /// The global git config with keygate as the helper and `section` as the
 /// keygate settings of the git server.

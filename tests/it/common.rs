@@ -280,11 +280,34 @@ impl World {
         }
     }
 
+    /// The offline world in which a refresh is due: `[keygate
+    /// "OFFLINE_SERVER"]` configured with `client_id`, the token endpoint
+    /// `token_url` (nothing else of the server is ever reached) and a
+    /// 2-second timeout, and one stored account whose access token
+    /// (`stale-access-token`) went stale long ago and whose refresh token
+    /// is `refresh-token-to-keep`.
+    pub fn offline_with_stale_account(client_id: &str, token_url: &str) -> World {
+        let world = World::offline();
+        std::fs::write(
+            world.gitconfig_path(),
+            format!(
+                "[keygate \"{OFFLINE_SERVER}\"]\n\tclientId = {client_id}\n\tauthUrl = https://auth.example.test/auth\n\
+                 \ttokenUrl = {token_url}\n\ttimeout = 2\n"
+            ),
+        )
+        .unwrap();
+        world.seed_token_file(
+            Record::new(OFFLINE_SERVER, "stale-access-token")
+                .refresh_token("refresh-token-to-keep"),
+        );
+        world
+    }
+
     /// Writes a token file with one record, as a previous login would have.
-    pub fn seed_token_file(&self, record: Value) {
+    pub fn seed_token_file(&self, record: impl Into<Value>) {
         let dir = self.home.join(".local/share/keygate");
         std::fs::create_dir_all(&dir).unwrap();
-        let document = serde_json::json!({"version": 1, "accounts": [record]});
+        let document = serde_json::json!({"version": 1, "accounts": [record.into()]});
         std::fs::write(
             dir.join("tokens.json"),
             serde_json::to_vec(&document).unwrap(),
@@ -552,6 +575,73 @@ impl World {
     }
 }
 
+/// The server the offline worlds configure: nothing answers there.
+pub const OFFLINE_SERVER: &str = "https://git.example.test";
+
+/// Seconds since the Unix epoch: the clock stored records count in.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One account of the file store, as a login keygate did would have left
+/// it (`World::seed_token_file` writes it). Unless told otherwise: the
+/// account without a user name, a bearer token obtained at 1000 and
+/// expired at 2000 (long stale), no refresh token, scope `git`, the code
+/// grant.
+#[derive(Clone, Debug)]
+pub struct Record(Value);
+
+impl Record {
+    pub fn new(server: &str, access_token: &str) -> Self {
+        Self(serde_json::json!({
+            "server": server,
+            "account": "",
+            "access_token": access_token,
+            "token_type": "bearer",
+            "expires_at": 2000,
+            "obtained_at": 1000,
+            "scopes": ["git"],
+            "grant": "code",
+        }))
+    }
+
+    fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0[key] = value.into();
+        self
+    }
+
+    pub fn refresh_token(self, token: &str) -> Self {
+        self.with("refresh_token", token)
+    }
+
+    /// When the access token was obtained and when it expires (Unix seconds).
+    pub fn times(self, obtained_at: u64, expires_at: u64) -> Self {
+        self.with("obtained_at", obtained_at)
+            .with("expires_at", expires_at)
+    }
+
+    pub fn refresh_token_expires_at(self, at: u64) -> Self {
+        self.with("refresh_token_expires_at", at)
+    }
+
+    pub fn scopes(self, scopes: &[&str]) -> Self {
+        self.with("scopes", scopes)
+    }
+
+    pub fn grant(self, grant: &str) -> Self {
+        self.with("grant", grant)
+    }
+}
+
+impl From<Record> for Value {
+    fn from(record: Record) -> Value {
+        record.0
+    }
+}
+
 /// A one-route HTTP server on loopback answering every request with
 /// `response`, after `delay`. Counts the requests it got.
 pub struct FakeTokenServer {
@@ -679,6 +769,13 @@ pub struct LocalUser {
 impl LocalUser {
     /// A new user whose name starts with `prefix` (at most 4 characters).
     pub fn create(prefix: &str) -> Self {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "cross-user tests create a local user: run them as root (CI does)"
+        );
+        // Tests run in parallel threads of one process: each its own user.
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "{prefix}{}x{}",
@@ -708,6 +805,25 @@ impl LocalUser {
         (user.uid, user.gid) = (id("-u"), id("-g"));
         assert_ne!(user.uid, 0);
         user
+    }
+
+    /// `program` run as this user, nothing of ours in its environment;
+    /// `setpriv` execs it, so the child's pid is the user's process itself.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--", program])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .current_dir("/");
+        command
+    }
+
+    /// `program` with `args` run as this user; it must succeed.
+    pub fn run(&self, program: &str, args: &[&str]) {
+        ok(&self.command(program).args(args).output().unwrap());
     }
 
     /// `script` run by `sh` as this user through `su` from a shell that

@@ -3,16 +3,10 @@
 //! or client secret reaches the logs, nor the argv or environment of the
 //! processes keygate starts.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{FakeTokenServer, Options, World, ok, response, text};
+use crate::common::{FakeTokenServer, Options, World, ok, response, text};
 
 fn keychain_record(world: &World) -> serde_json::Value {
     let label = world.git_url.clone();

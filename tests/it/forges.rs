@@ -6,18 +6,12 @@
 //! `credential.helper=keygate` against a git server that accepts only the
 //! forge's live tokens.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use common::{Guard, KEYGATE, World, ok, read_jsonl, support, text};
+use crate::common::{self, Guard, KEYGATE, Record, World, ok, read_jsonl, support, text};
 
 const CLIENT_ID: &str = "forge-client";
 const CLIENT_SECRET: &str = "forge-secret-do-not-leak";
@@ -673,17 +667,15 @@ fn the_last_week_of_a_refresh_token_is_announced_once_a_day() {
         ),
     )
     .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = common::now();
     let seed = |refresh_ends: u64| {
-        world.seed_token_file(json!({
-            "server": server, "account": "", "access_token": "fresh-access-token",
-            "token_type": "bearer", "expires_at": now + 7200, "obtained_at": now,
-            "refresh_token": "refresh-token", "refresh_token_expires_at": refresh_ends,
-            "scopes": [], "grant": "code",
-        }))
+        world.seed_token_file(
+            Record::new(server, "fresh-access-token")
+                .times(now, now + 7200)
+                .refresh_token("refresh-token")
+                .refresh_token_expires_at(refresh_ends)
+                .scopes(&[]),
+        )
     };
     let get = || {
         let mut command = world.command(KEYGATE);

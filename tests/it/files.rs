@@ -4,76 +4,12 @@
 //! refuses to use, a symbolic link, a FIFO or a giant in the token store.
 //! Cross-user tests run the attacker as a throwaway user (CI runs as root).
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{KEYGATE, World, ok, run_with_input, text};
-use serde_json::json;
-
-const SERVER: &str = "https://git.example.test";
-
-/// A throwaway local user, removed again on drop (also when a test fails).
-struct Attacker {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl Attacker {
-    fn create() -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "kgfs{}x{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        );
-        let status = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
-            .status()
-            .expect("useradd (the cross-user tests run as root, as in CI)");
-        assert!(status.success(), "useradd {name} failed: run as root");
-        let id = |flag: &str| -> u32 {
-            let output = Command::new("id").args([flag, &name]).output().unwrap();
-            text(&output.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        Attacker { name, uid, gid }
-    }
-
-    /// `program` run as this user; `setpriv` execs it, so the child's
-    /// pid is the attacker's process itself.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("setpriv");
-        command
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .args(["--clear-groups", "--"])
-            .arg(program)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin");
-        command
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let output = self.command(program).args(args).output().unwrap();
-        ok(&output);
-    }
-}
-
-impl Drop for Attacker {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
+use crate::common::{KEYGATE, LocalUser, World, ok, run_with_input, text};
 
 /// A process killed on drop, by its own pid.
 struct Running(Child);
@@ -85,30 +21,10 @@ impl Drop for Running {
     }
 }
 
-/// An offline world with `[keygate "SERVER"]` configured and one stored
-/// account whose access token is `stale-access-token`.
+/// The offline world with a stale account, its token endpoint a port
+/// nothing listens on.
 fn world_with_account() -> World {
-    let world = World::offline();
-    std::fs::write(
-        world.gitconfig_path(),
-        format!(
-            "[keygate \"{SERVER}\"]\n\tclientId = files-test\n\tauthUrl = https://auth.example.test/auth\n\
-             \ttokenUrl = https://127.0.0.1:9/token\n\ttimeout = 2\n"
-        ),
-    )
-    .unwrap();
-    world.seed_token_file(json!({
-        "server": SERVER,
-        "account": "",
-        "access_token": "stale-access-token",
-        "token_type": "bearer",
-        "expires_at": 2000,
-        "obtained_at": 1000,
-        "refresh_token": "refresh-token-to-keep",
-        "scopes": ["git"],
-        "grant": "code",
-    }));
-    world
+    World::offline_with_stale_account("files-test", "https://127.0.0.1:9/token")
 }
 
 fn data_dir(world: &World) -> PathBuf {
@@ -268,7 +184,7 @@ fn links_planted_at_predictable_temp_names_receive_nothing() {
 /// with a socket where the victim's scheme redirect would be handed over.
 #[test]
 fn a_runtime_dir_another_user_prepared_is_refused() {
-    let attacker = Attacker::create();
+    let attacker = LocalUser::create("kgfs");
     let mut world = world_with_account();
     chmod(world.dir.path(), 0o755);
     let runtime = world.dir.path().join("run");
@@ -442,7 +358,7 @@ fn config_of_a_bare_repository_git_refuses_is_not_applied() {
 /// `safe.directory` (in protected configuration) lists it.
 #[test]
 fn config_of_another_users_repository_is_applied_only_where_git_trusts_it() {
-    let attacker = Attacker::create();
+    let attacker = LocalUser::create("kgfs");
     let world = World::offline();
     chmod(world.dir.path(), 0o755);
     let root = world.dir.path().canonicalize().unwrap();

@@ -2,16 +2,10 @@
 //! oidc-provider OAuth server and a git smart-HTTP server that accepts only
 //! valid tokens.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Options, World, credential_field, ok, text};
+use crate::common::{self, Options, World, credential_field, ok, text};
 
 fn clone(world: &World, dest: &str) -> std::process::Output {
     world.git(&["clone", "-q", &world.repo_url(), dest])

@@ -3,42 +3,15 @@
 //! rejects the grant. Each must give one clear error and keep the stored
 //! refresh token.
 
-// Unix only: the test world runs Linux git, gnome-keyring and Unix file
-// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#![cfg(unix)]
-
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{FakeTokenServer, World, response, text};
-use serde_json::json;
+use crate::common::{self, FakeTokenServer, Record, World, response, text};
 
-const SERVER: &str = "https://git.example.test";
+const SERVER: &str = common::OFFLINE_SERVER;
 
 fn world_with(token_url: &str) -> World {
-    let world = World::offline();
-    std::fs::write(
-        world.gitconfig_path(),
-        format!(
-            "[keygate \"{SERVER}\"]\n\tclientId = fault-test\n\tauthUrl = https://auth.example.test/auth\n\
-             \ttokenUrl = {token_url}\n\ttimeout = 2\n"
-        ),
-    )
-    .unwrap();
-    world.seed_token_file(json!({
-        "server": SERVER,
-        "account": "",
-        "access_token": "stale-access-token",
-        "token_type": "bearer",
-        "expires_at": 2000,
-        "obtained_at": 1000,
-        "refresh_token": "refresh-token-to-keep",
-        "scopes": ["git"],
-        "grant": "code",
-    }));
-    world
+    World::offline_with_stale_account("fault-test", token_url)
 }
 
 fn run_token(world: &World) -> std::process::Output {
@@ -168,22 +141,13 @@ fn corrupt_token_file_is_reported_and_left_alone() {
 fn a_failed_refresh_serves_a_token_that_still_works() {
     let server = FakeTokenServer::start(http_500(), Duration::ZERO);
     let world = world_with(&server.url);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = common::now();
     // Stale (inside the 5-minute margin) but valid for another minute.
-    world.seed_token_file(json!({
-        "server": SERVER,
-        "account": "",
-        "access_token": "still-valid-access-token",
-        "token_type": "bearer",
-        "expires_at": now + 60,
-        "obtained_at": now - 7140,
-        "refresh_token": "refresh-token-to-keep",
-        "scopes": ["git"],
-        "grant": "code",
-    }));
+    world.seed_token_file(
+        Record::new(SERVER, "still-valid-access-token")
+            .times(now - 7140, now + 60)
+            .refresh_token("refresh-token-to-keep"),
+    );
     let output = run_token(&world);
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");

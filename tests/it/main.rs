@@ -1,0 +1,51 @@
+//! keygate's integration tests: one test binary, one module per subject
+//! (`cargo test --test it e2e::` runs one), so `common` and the keygate
+//! library are compiled into one test program, not one per file. A new
+//! subject is a new module here; a new test of an old one goes in its
+//! module.
+//!
+//! `common` has the world they run in (`World`: a temp HOME, the test CA,
+//! the real OAuth server, the git server, gnome-keyring on demand; or
+//! `World::offline`, and `World::offline_with_stale_account`, where a
+//! refresh is due), the stored record they seed (`Record`), the throwaway
+//! local user of the cross-user tests (`LocalUser`) and the stand-ins.
+//!
+//! They share one process: its threads run tests of every module side by
+//! side. A test that changes what the process or the user share (the
+//! user's kernel keyring, the open-file limit) says so where it does it.
+
+// Unix only: the test world runs Linux git, gnome-keyring and Unix file
+// modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
+#[cfg(unix)]
+mod common;
+#[cfg(unix)]
+mod proxy_support;
+
+#[cfg(unix)]
+mod browser;
+#[cfg(unix)]
+mod e2e;
+#[cfg(unix)]
+mod faults;
+#[cfg(unix)]
+mod files;
+#[cfg(unix)]
+mod flows;
+#[cfg(unix)]
+mod forges;
+// Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
+#[cfg(target_os = "linux")]
+mod keyring;
+#[cfg(unix)]
+mod proxy;
+#[cfg(unix)]
+mod proxy_attacks;
+// Unix only: a shell script stands in for keygate.
+#[cfg(unix)]
+mod quick;
+#[cfg(unix)]
+mod resolve;
+#[cfg(unix)]
+mod secrets;
+#[cfg(unix)]
+mod setup;
