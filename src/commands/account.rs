@@ -8,6 +8,7 @@ use super::{CommandError, Reach, parse_url, provider_for, session, url_username}
 use crate::config::{self, GitConfig, Provider};
 use crate::helper::{self, Context, Operation};
 use crate::oauth::register::Forgotten;
+use crate::secret::Secret;
 use crate::session::{self, Interaction, Revocation};
 use crate::store::{self, AccountKey, TokenRecord};
 use crate::text::escape_line;
@@ -138,12 +139,7 @@ pub fn token(
     reach: Reach<'_>,
     mut output: impl Write,
 ) -> Result<(), CommandError> {
-    let (provider, url) = provider_for(config, raw_url)?;
-    let record = fresh_record(config, &provider, &url, reach)?;
-    let token = record
-        .access_token
-        .as_ref()
-        .ok_or(CommandError::NoAccessToken)?;
+    let (_, _, token) = fresh_access_token(config, raw_url, reach)?;
     writeln!(output, "{}", token.expose())?;
     Ok(())
 }
@@ -155,15 +151,23 @@ pub fn env_composer(
     reach: Reach<'_>,
     mut output: impl Write,
 ) -> Result<(), CommandError> {
-    let (provider, url) = provider_for(config, raw_url)?;
-    let record = fresh_record(config, &provider, &url, reach)?;
-    let token = record
-        .access_token
-        .as_ref()
-        .ok_or(CommandError::NoAccessToken)?;
-    let auth = session::present::composer_auth(&provider, url_username(&url).as_deref(), token);
+    let (provider, url, token) = fresh_access_token(config, raw_url, reach)?;
+    let auth = session::present::composer_auth(&provider, url_username(&url).as_deref(), &token);
     writeln!(output, "{auth}")?;
     Ok(())
+}
+
+/// What `token` and `env` hand out: a fresh access token for the account
+/// `raw_url` names, with the provider and URL that chose it.
+fn fresh_access_token(
+    config: &GitConfig,
+    raw_url: &str,
+    reach: Reach<'_>,
+) -> Result<(Provider, url::Url, Secret), CommandError> {
+    let (provider, url) = provider_for(config, raw_url)?;
+    let record = fresh_record(config, &provider, &url, reach)?;
+    let token = record.access_token.ok_or(CommandError::NoAccessToken)?;
+    Ok((provider, url, token))
 }
 
 /// `keygate callback <url>`: hands a custom-scheme redirect to the login

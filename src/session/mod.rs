@@ -144,8 +144,19 @@ impl<'a> Session<'a> {
         ca_files: Vec<PathBuf>,
         interaction: impl FnOnce() -> Interaction<'a> + 'a,
     ) -> Self {
+        let key = account_key(provider, username);
+        Self::for_key(key, provider, store, ca_files, interaction)
+    }
+
+    fn for_key(
+        key: AccountKey,
+        provider: &'a Provider,
+        store: &'a dyn TokenStore,
+        ca_files: Vec<PathBuf>,
+        interaction: impl FnOnce() -> Interaction<'a> + 'a,
+    ) -> Self {
         Self {
-            key: account_key(provider, username),
+            key,
             provider,
             store,
             ca_files,
@@ -183,17 +194,8 @@ impl<'a> Session<'a> {
         ca_files: Vec<PathBuf>,
         interaction: impl FnOnce() -> Interaction<'a> + 'a,
     ) -> Self {
-        Self {
-            key: account.key.clone(),
-            provider: &account.provider,
-            store,
-            ca_files,
-            interaction: LazyCell::new(Box::new(interaction)),
-            completed: OnceCell::new(),
-            clock: Clock::system(),
-            http: None,
-            data_dir: None,
-        }
+        let key = account.key.clone();
+        Self::for_key(key, &account.provider, store, ca_files, interaction)
     }
 }
 
