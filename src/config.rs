@@ -173,38 +173,62 @@ pub struct StoreChoice {
 pub struct Provider {
     /// The origin the accounts belong to: `https://host[:port]`.
     pub server: Url,
-    /// Empty when only `tokenEnv` is configured.
-    pub client_id: String,
-    pub client_secret: Option<Secret>,
+    /// Where the OAuth server is.
+    pub endpoints: Endpoints,
+    /// Who keygate is to the OAuth server.
+    pub client: Client,
+    /// How keygate gets, keeps and hands out tokens.
+    pub policy: Policy,
+}
+
+/// Where the OAuth server is: configured, from a preset, or (for those
+/// left out) from the issuer's metadata.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
     pub auth_url: Option<Url>,
     pub token_url: Option<Url>,
     pub device_url: Option<Url>,
     pub revoke_url: Option<Url>,
-    pub scopes: Vec<String>,
+    /// `keygate.<url>.issuer`: endpoints not configured come from its
+    /// RFC 8414 / OIDC metadata, fetched only when the network is needed.
+    /// Kept as written: the metadata must name exactly this issuer.
+    pub issuer: Option<String>,
+}
+
+/// The OAuth client keygate is: what its app registration holds and
+/// what it asks the server for.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Empty when only `tokenEnv` is configured.
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// How a confidential client authenticates at the token endpoint.
+    pub client_auth: ClientAuth,
     /// `None` when not configured: keygate then picks loopback, or the
     /// device grant on a machine without a display.
     pub redirect: Option<Redirect>,
     pub redirect_url: Option<String>,
-    /// The user name handed to git with the token.
-    pub username: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// How keygate gets a token, when it renews it, how long it waits, and
+/// how it hands the token to git.
+#[derive(Debug, Clone)]
+pub struct Policy {
     pub grant: Grant,
     pub refresh_margin: Duration,
     pub auth_scheme: AuthScheme,
+    /// The user name handed to git with the token.
+    pub username: Option<String>,
     pub login_timeout: Duration,
     /// `loginTimeout` when the user set it: a device login then stops
     /// there, else when its code expires.
     pub explicit_login_timeout: Option<Duration>,
     /// Bound on each request to the OAuth server.
     pub http_timeout: Duration,
-    /// How a confidential client authenticates at the token endpoint.
-    pub client_auth: ClientAuth,
     /// An environment variable that holds a ready token (CI systems that
     /// mint their own): used as is, never stored.
     pub token_env: Option<String>,
-    /// `keygate.<url>.issuer`: endpoints not configured come from its
-    /// RFC 8414 / OIDC metadata, fetched only when the network is needed.
-    /// Kept as written: the metadata must name exactly this issuer.
-    pub issuer: Option<String>,
 }
 
 /// RFC 6749 §2.3.1: HTTP Basic is the one servers must support; some
@@ -462,39 +486,55 @@ impl Provider {
                 .map_err(|_| invalid(key, raw, "a whole number of seconds")),
         };
 
+        // In the order they were always evaluated: the first invalid
+        // value is the one reported.
+        let redirect_url = get("redirecturl")
+            .map(str::to_owned)
+            .or_else(|| preset.and_then(|p| p.redirect_url).map(str::to_owned));
+        let username = get("username")
+            .map(str::to_owned)
+            .or(preset.map(|p| p.username.to_owned()));
+        let refresh_margin = seconds("refreshmargin", DEFAULT_REFRESH_MARGIN)?;
+        let login_timeout = seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?;
+        let explicit_login_timeout = match get("logintimeout") {
+            Some(_) => Some(seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?),
+            None => None,
+        };
+        let http_timeout = seconds("timeout", DEFAULT_HTTP_TIMEOUT)?;
+        let client_auth = match get("clientauth").map(str::to_ascii_lowercase).as_deref() {
+            None => preset.map_or(ClientAuth::Basic, |p| p.client_auth),
+            Some("basic") => ClientAuth::Basic,
+            Some("post") => ClientAuth::Post,
+            Some(other) => return Err(invalid("clientAuth", other, "basic or post")),
+        };
+
         Ok(Some(Self {
             server: origin_of(url),
-            client_id,
-            client_secret,
-            auth_url,
-            token_url,
-            device_url,
-            revoke_url,
-            scopes,
-            redirect,
-            redirect_url: get("redirecturl")
-                .map(str::to_owned)
-                .or_else(|| preset.and_then(|p| p.redirect_url).map(str::to_owned)),
-            username: get("username")
-                .map(str::to_owned)
-                .or(preset.map(|p| p.username.to_owned())),
-            grant,
-            refresh_margin: seconds("refreshmargin", DEFAULT_REFRESH_MARGIN)?,
-            auth_scheme,
-            login_timeout: seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?,
-            explicit_login_timeout: match get("logintimeout") {
-                Some(_) => Some(seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?),
-                None => None,
+            endpoints: Endpoints {
+                auth_url,
+                token_url,
+                device_url,
+                revoke_url,
+                issuer,
             },
-            http_timeout: seconds("timeout", DEFAULT_HTTP_TIMEOUT)?,
-            client_auth: match get("clientauth").map(str::to_ascii_lowercase).as_deref() {
-                None => preset.map_or(ClientAuth::Basic, |p| p.client_auth),
-                Some("basic") => ClientAuth::Basic,
-                Some("post") => ClientAuth::Post,
-                Some(other) => return Err(invalid("clientAuth", other, "basic or post")),
+            client: Client {
+                client_id,
+                client_secret,
+                client_auth,
+                redirect,
+                redirect_url,
+                scopes,
             },
-            token_env,
-            issuer,
+            policy: Policy {
+                grant,
+                refresh_margin,
+                auth_scheme,
+                username,
+                login_timeout,
+                explicit_login_timeout,
+                http_timeout,
+                token_env,
+            },
         }))
     }
 }
@@ -570,7 +610,8 @@ impl Provider {
     /// The user name that goes with the token: the server's fixed one
     /// (`x-token-auth`), else the one asked for, else a common default.
     pub fn wire_username(&self, requested: Option<&str>) -> String {
-        self.username
+        self.policy
+            .username
             .as_deref()
             .or(requested.filter(|u| !u.is_empty()))
             .unwrap_or(FALLBACK_USERNAME)
@@ -581,8 +622,13 @@ impl Provider {
 /// CA files for the OAuth endpoints: `http.<url>.sslCAInfo` matched
 /// against the token endpoint, as git would for a request there.
 pub fn oauth_ca_files(config: &GitConfig, provider: &Provider) -> Vec<PathBuf> {
-    let issuer = provider.issuer.as_deref().and_then(|i| Url::parse(i).ok());
+    let issuer = provider
+        .endpoints
+        .issuer
+        .as_deref()
+        .and_then(|i| Url::parse(i).ok());
     let target = provider
+        .endpoints
         .token_url
         .as_ref()
         .or(issuer.as_ref())
@@ -748,10 +794,16 @@ mod tests {
         let p = Provider::resolve(&c, &url("https://bitbucket.org/team/repo.git"))
             .unwrap()
             .unwrap();
-        assert_eq!(p.username.as_deref(), Some("x-token-auth"));
+        assert_eq!(p.policy.username.as_deref(), Some("x-token-auth"));
         assert_eq!(p.server.as_str(), "https://bitbucket.org/");
-        assert!(p.token_url.unwrap().as_str().contains("access_token"));
-        assert_eq!(p.grant, Grant::Code);
+        assert!(
+            p.endpoints
+                .token_url
+                .unwrap()
+                .as_str()
+                .contains("access_token")
+        );
+        assert_eq!(p.policy.grant, Grant::Code);
     }
 
     #[test]
@@ -763,18 +815,21 @@ mod tests {
                 .unwrap()
         };
         let bitbucket = resolve("bitbucket.org");
-        assert_eq!(bitbucket.redirect_url.as_deref(), Some(BITBUCKET_REDIRECT));
-        assert_eq!(bitbucket.client_auth, ClientAuth::Basic);
-        assert!(bitbucket.device_url.is_none());
+        assert_eq!(
+            bitbucket.client.redirect_url.as_deref(),
+            Some(BITBUCKET_REDIRECT)
+        );
+        assert_eq!(bitbucket.client.client_auth, ClientAuth::Basic);
+        assert!(bitbucket.endpoints.device_url.is_none());
         let github = resolve("github.com");
-        assert_eq!(github.client_auth, ClientAuth::Post);
-        assert_eq!(github.username.as_deref(), Some("x-access-token"));
-        assert!(github.redirect_url.is_none(), "any loopback port");
-        assert!(github.device_url.is_some());
+        assert_eq!(github.client.client_auth, ClientAuth::Post);
+        assert_eq!(github.policy.username.as_deref(), Some("x-access-token"));
+        assert!(github.client.redirect_url.is_none(), "any loopback port");
+        assert!(github.endpoints.device_url.is_some());
         let gitlab = resolve("gitlab.com");
-        assert_eq!(gitlab.username.as_deref(), Some("oauth2"));
-        assert!(gitlab.revoke_url.is_some() && gitlab.device_url.is_some());
-        assert_eq!(gitlab.explicit_login_timeout, None);
+        assert_eq!(gitlab.policy.username.as_deref(), Some("oauth2"));
+        assert!(gitlab.endpoints.revoke_url.is_some() && gitlab.endpoints.device_url.is_some());
+        assert_eq!(gitlab.policy.explicit_login_timeout, None);
 
         // Config still wins over the preset.
         let c = config(&[
@@ -788,8 +843,14 @@ mod tests {
         let p = Provider::resolve(&c, &url("https://bitbucket.org/"))
             .unwrap()
             .unwrap();
-        assert_eq!(p.redirect_url.as_deref(), Some("http://127.0.0.1:9999/cb"));
-        assert_eq!(p.explicit_login_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(
+            p.client.redirect_url.as_deref(),
+            Some("http://127.0.0.1:9999/cb")
+        );
+        assert_eq!(
+            p.policy.explicit_login_timeout,
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -827,7 +888,7 @@ mod tests {
         let p = Provider::resolve(&c, &url("https://ci.example/"))
             .unwrap()
             .unwrap();
-        assert_eq!(p.grant, Grant::ClientCredentials);
+        assert_eq!(p.policy.grant, Grant::ClientCredentials);
     }
 
     #[test]
@@ -869,8 +930,11 @@ mod tests {
         let p = Provider::resolve(&c, &url("https://git.example.com/r.git"))
             .unwrap()
             .unwrap();
-        assert_eq!(p.issuer.as_deref(), Some("https://auth.example.com/realm"));
-        assert!(p.client_id.is_empty() && p.token_url.is_none());
+        assert_eq!(
+            p.endpoints.issuer.as_deref(),
+            Some("https://auth.example.com/realm")
+        );
+        assert!(p.client.client_id.is_empty() && p.endpoints.token_url.is_none());
         for bad in [
             "http://auth.example.com",
             "not a url",

@@ -381,18 +381,26 @@ pub fn run<'a>(
     };
 
     // What the settings should be, before anything is written.
-    let no_issuer =
-        request.issuer.is_none() && existing.as_ref().is_none_or(|p| p.issuer.is_none());
+    let no_issuer = request.issuer.is_none()
+        && existing
+            .as_ref()
+            .is_none_or(|p| p.endpoints.issuer.is_none());
     let preset = config::has_preset(url) && no_issuer;
     let wanted = if preset
-        || (no_issuer && existing.as_ref().is_some_and(|p| p.token_url.is_some()))
+        || (no_issuer
+            && existing
+                .as_ref()
+                .is_some_and(|p| p.endpoints.token_url.is_some()))
     {
         report.endpoints = if preset {
             Endpoints::Preset
         } else {
             Endpoints::Configured
         };
-        if existing.as_ref().is_none_or(|p| p.client_id.is_empty()) {
+        if existing
+            .as_ref()
+            .is_none_or(|p| p.client.client_id.is_empty())
+        {
             let steps = make_app_by_hand(url, &server);
             return Ok(report.incomplete(steps));
         }
@@ -433,7 +441,7 @@ pub fn run<'a>(
                     server: server.clone(),
                 })?,
         };
-        provider.issuer = Some(issuer.clone());
+        provider.endpoints.issuer = Some(issuer.clone());
         match obtain_client(config, request, &provider, &metadata)? {
             Ok(client) => report.client = client,
             Err(reason) => {
@@ -486,7 +494,7 @@ fn obtain_client(
     metadata: &Metadata,
 ) -> Result<Result<Client, String>, SetupError> {
     let store = store::open_for(config)?;
-    if !provider.client_id.is_empty() {
+    if !provider.client.client_id.is_empty() {
         return Ok(Ok(Client::Configured));
     }
     if register::load(provider, store.as_ref())?.is_some() {
@@ -605,12 +613,12 @@ fn discover(
     let given = request
         .issuer
         .clone()
-        .or_else(|| existing.and_then(|p| p.issuer.clone()));
+        .or_else(|| existing.and_then(|p| p.endpoints.issuer.clone()));
     let candidate = given
         .clone()
         .unwrap_or_else(|| origin.as_str().trim_end_matches('/').to_owned());
     let ca_files = config::ca_files_for(config, &Url::parse(&candidate).unwrap_or(origin.clone()));
-    let timeout = existing.map_or(DISCOVERY_TIMEOUT, |p| p.http_timeout);
+    let timeout = existing.map_or(DISCOVERY_TIMEOUT, |p| p.policy.http_timeout);
     let http = HttpClient::new(&ca_files, timeout)?;
     let found = block_on(async {
         match discovery::fetch(&http, &candidate).await {
@@ -634,7 +642,7 @@ fn discover(
 fn http_for(config: &GitConfig, provider: &Provider) -> Result<HttpClient, SetupError> {
     Ok(HttpClient::new(
         &config::oauth_ca_files(config, provider),
-        provider.http_timeout,
+        provider.policy.http_timeout,
     )?)
 }
 
@@ -734,7 +742,7 @@ pub fn forget_client(
         let http = http_for(config, provider)?;
         // The client's management URI is checked against where the issuer
         // registers clients; without the metadata nothing is sent there.
-        let endpoint = match provider.issuer.as_deref() {
+        let endpoint = match provider.endpoints.issuer.as_deref() {
             Some(issuer) => match discovery::metadata(&http, issuer).await {
                 Ok(metadata) => metadata.registration_url(),
                 Err(error) => {

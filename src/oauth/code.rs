@@ -46,15 +46,15 @@ pub async fn authorize(
     let handoff_dir = runtime_dir.join("callbacks");
     let handoff_dir = handoff_dir.as_path();
     let auth_url = endpoint(
-        provider.auth_url.as_ref(),
+        provider.endpoints.auth_url.as_ref(),
         provider,
         "authorization endpoint",
         "authUrl",
     )?;
     let state = CsrfToken::new_random();
-    let receiver = match provider.redirect {
+    let receiver = match provider.client.redirect {
         Some(Redirect::Scheme) => {
-            let redirect_url = provider.redirect_url.as_deref().ok_or(OAuthError::BadRedirect {
+            let redirect_url = provider.client.redirect_url.as_deref().ok_or(OAuthError::BadRedirect {
                 url: String::new(),
                 reason: "redirect = scheme needs keygate.<url>.redirectUrl, e.g. com.example.keygate:/callback",
             })?;
@@ -75,7 +75,14 @@ pub async fn authorize(
             )
         }
         _ => Receiver::Loopback(
-            Loopback::bind(provider.redirect_url.as_deref().unwrap_or(DEFAULT_REDIRECT)).await?,
+            Loopback::bind(
+                provider
+                    .client
+                    .redirect_url
+                    .as_deref()
+                    .unwrap_or(DEFAULT_REDIRECT),
+            )
+            .await?,
         ),
     };
     let client = token_client(provider)?
@@ -87,7 +94,7 @@ pub async fn authorize(
     let mut request = client
         .authorize_url(move || state)
         .set_pkce_challenge(challenge);
-    for scope in &provider.scopes {
+    for scope in &provider.client.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     let (url, _) = request.url();
@@ -132,10 +139,15 @@ pub async fn authorize(
                 retry: &retry,
             };
             loopback
-                .wait(&expected_state, provider.login_timeout, &audience, redeem)
+                .wait(
+                    &expected_state,
+                    provider.policy.login_timeout,
+                    &audience,
+                    redeem,
+                )
                 .await
         }
-        Receiver::Scheme(waiting, _) => match waiting.wait(provider.login_timeout).await {
+        Receiver::Scheme(waiting, _) => match waiting.wait(provider.policy.login_timeout).await {
             Ok(code) => redeem(code).await,
             Err(error) => Err(error),
         },

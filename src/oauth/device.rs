@@ -40,7 +40,7 @@ pub async fn authorize_device(
     http: &HttpClient,
 ) -> Result<TokenSet, OAuthError> {
     let device_url = endpoint(
-        provider.device_url.as_ref(),
+        provider.endpoints.device_url.as_ref(),
         provider,
         "device authorization endpoint",
         "deviceUrl",
@@ -48,7 +48,7 @@ pub async fn authorize_device(
     let client = token_client(provider)?
         .set_device_authorization_url(DeviceAuthorizationUrl::from_url(device_url));
     let mut request = client.exchange_device_code();
-    for scope in &provider.scopes {
+    for scope in &provider.client.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     // GitHub refuses here with `device_flow_disabled` when the app's
@@ -68,7 +68,7 @@ pub async fn authorize_device(
             .map(|c| c.secret().as_str()),
     ));
 
-    let lifetime = match provider.explicit_login_timeout {
+    let lifetime = match provider.policy.explicit_login_timeout {
         Some(cap) => details.expires_in().min(cap),
         None => details.expires_in(),
     };

@@ -74,13 +74,19 @@ pub fn apply(provider: &Provider, metadata: &Metadata) -> Provider {
             *own = parsed(found.as_deref());
         }
     };
-    fill(&mut completed.auth_url, &metadata.authorization_endpoint);
-    fill(&mut completed.token_url, &metadata.token_endpoint);
     fill(
-        &mut completed.device_url,
+        &mut completed.endpoints.auth_url,
+        &metadata.authorization_endpoint,
+    );
+    fill(&mut completed.endpoints.token_url, &metadata.token_endpoint);
+    fill(
+        &mut completed.endpoints.device_url,
         &metadata.device_authorization_endpoint,
     );
-    fill(&mut completed.revoke_url, &metadata.revocation_endpoint);
+    fill(
+        &mut completed.endpoints.revoke_url,
+        &metadata.revocation_endpoint,
+    );
     completed
 }
 
@@ -104,11 +110,11 @@ mod tests {
         .unwrap();
         let completed = apply(&provider, &m);
         assert_eq!(
-            completed.token_url.unwrap().as_str(),
+            completed.endpoints.token_url.unwrap().as_str(),
             "https://mine.example/token"
         );
         assert_eq!(
-            completed.auth_url.unwrap().as_str(),
+            completed.endpoints.auth_url.unwrap().as_str(),
             "https://a.example/auth"
         );
     }

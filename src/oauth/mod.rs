@@ -239,14 +239,14 @@ pub async fn complete(
     http: &HttpClient,
     may_register: bool,
 ) -> Result<Provider, OAuthError> {
-    let Some(issuer) = provider.issuer.as_deref() else {
+    let Some(issuer) = provider.endpoints.issuer.as_deref() else {
         return Ok(provider.clone());
     };
     let metadata = discovery::metadata(http, issuer).await?;
     let mut completed = metadata::apply(provider, &metadata);
     if may_register {
         register::ensure_client(&mut completed, &metadata, store, http, None).await?;
-    } else if completed.client_id.is_empty()
+    } else if completed.client.client_id.is_empty()
         && let Some(client) = register::load(&completed, store)?
     {
         register::apply(&mut completed, &client);
@@ -354,7 +354,7 @@ fn endpoint(
 }
 
 fn check_client_id(provider: &Provider) -> Result<(), OAuthError> {
-    if provider.client_id.is_empty() {
+    if provider.client.client_id.is_empty() {
         return Err(OAuthError::MissingClientId {
             server: provider.server.as_str().trim_end_matches('/').to_owned(),
         });
@@ -364,7 +364,7 @@ fn check_client_id(provider: &Provider) -> Result<(), OAuthError> {
 
 fn token_endpoint(provider: &Provider) -> Result<Url, OAuthError> {
     endpoint(
-        provider.token_url.as_ref(),
+        provider.endpoints.token_url.as_ref(),
         provider,
         "token endpoint",
         "tokenUrl",
@@ -374,12 +374,12 @@ fn token_endpoint(provider: &Provider) -> Result<Url, OAuthError> {
 fn token_client(provider: &Provider) -> Result<TokenClient, OAuthError> {
     check_client_id(provider)?;
     let token_url = token_endpoint(provider)?;
-    let mut client = Client::new(ClientId::new(provider.client_id.clone()))
+    let mut client = Client::new(ClientId::new(provider.client.client_id.clone()))
         .set_token_uri(TokenUrl::from_url(token_url));
-    if let Some(secret) = &provider.client_secret {
+    if let Some(secret) = &provider.client.client_secret {
         client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
     }
-    if provider.client_auth == ClientAuth::Post {
+    if provider.client.client_auth == ClientAuth::Post {
         client = client.set_auth_type(AuthType::RequestBody);
     }
     Ok(client)
@@ -403,24 +403,24 @@ fn token_request(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         );
-    match (&provider.client_secret, provider.client_auth) {
+    match (&provider.client.client_secret, provider.client.client_auth) {
         (Some(secret), ClientAuth::Basic) => {
             let encode =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!(
                 "{}:{}",
-                encode(&provider.client_id),
+                encode(&provider.client.client_id),
                 encode(secret.expose())
             );
             let basic = base64::engine::general_purpose::STANDARD.encode(pair);
             builder = builder.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
         }
         (Some(secret), ClientAuth::Post) => {
-            form.append_pair("client_id", &provider.client_id);
+            form.append_pair("client_id", &provider.client.client_id);
             form.append_pair("client_secret", secret.expose());
         }
         (None, _) => {
-            form.append_pair("client_id", &provider.client_id);
+            form.append_pair("client_id", &provider.client.client_id);
         }
     }
     builder
@@ -580,7 +580,7 @@ pub async fn client_credentials(
 ) -> Result<TokenSet, OAuthError> {
     let client = token_client(provider)?;
     let mut request = client.exchange_client_credentials();
-    for scope in &provider.scopes {
+    for scope in &provider.client.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     request
@@ -598,7 +598,7 @@ pub async fn revoke(
     refresh_token: Option<&Secret>,
     access_token: Option<&Secret>,
 ) -> Result<bool, OAuthError> {
-    let Some(revoke_url) = provider.revoke_url.as_ref() else {
+    let Some(revoke_url) = provider.endpoints.revoke_url.as_ref() else {
         return Ok(false);
     };
     check_endpoint(revoke_url)?;

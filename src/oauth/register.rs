@@ -101,7 +101,7 @@ fn secret_name(provider: &Provider) -> String {
     format!(
         "registered-client {} {}",
         server_of(provider),
-        provider.issuer.as_deref().unwrap_or_default()
+        provider.endpoints.issuer.as_deref().unwrap_or_default()
     )
 }
 
@@ -147,10 +147,10 @@ fn save(
 
 /// `provider` using `client`.
 pub fn apply(provider: &mut Provider, client: &RegisteredClient) {
-    provider.client_id = client.client_id.clone();
+    provider.client.client_id = client.client_id.clone();
     if let Some(secret) = &client.client_secret {
-        provider.client_secret = Some(secret.clone());
-        provider.client_auth = match client.token_endpoint_auth_method.as_deref() {
+        provider.client.client_secret = Some(secret.clone());
+        provider.client.client_auth = match client.token_endpoint_auth_method.as_deref() {
             Some("client_secret_post") => ClientAuth::Post,
             _ => ClientAuth::Basic,
         };
@@ -161,7 +161,7 @@ pub fn apply(provider: &mut Provider, client: &RegisteredClient) {
 fn client_metadata(provider: &Provider, metadata: &Metadata) -> serde_json::Value {
     // RFC 8252 §7.3: a loopback redirect; the server ignores its port.
     let mut redirect_uris = vec![DEFAULT_REDIRECT.to_owned()];
-    if let Some(configured) = &provider.redirect_url
+    if let Some(configured) = &provider.client.redirect_url
         && !redirect_uris.contains(configured)
     {
         redirect_uris.push(configured.clone());
@@ -279,7 +279,7 @@ pub async fn ensure_client(
     http: &HttpClient,
     initial_token: Option<&Secret>,
 ) -> Result<ClientSource, RegisterError> {
-    if !provider.client_id.is_empty() {
+    if !provider.client.client_id.is_empty() {
         return Ok(ClientSource::Configured);
     }
     if let Some(client) = load(provider, store)? {

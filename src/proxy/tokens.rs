@@ -65,7 +65,7 @@ impl TokenSource {
             .ok_or_else(|| "the OAuth server returned no access token".to_owned())?;
         let now = unix_now();
         if record
-            .fresh_token(now, self.provider.refresh_margin)
+            .fresh_token(now, self.provider.policy.refresh_margin)
             .is_none()
         {
             // The session kept a still-valid token because the refresh failed.
@@ -81,7 +81,7 @@ impl TokenSource {
     fn usable(&self, record: Option<&TokenRecord>) -> Option<Secret> {
         let record = record?;
         let now = unix_now();
-        if let Some(token) = record.fresh_token(now, self.provider.refresh_margin) {
+        if let Some(token) = record.fresh_token(now, self.provider.policy.refresh_margin) {
             return Some(token.clone());
         }
         let waiting = now < self.retry_at.load(Ordering::Relaxed);
@@ -126,7 +126,7 @@ impl TokenSource {
                 .read()
                 .await
                 .as_ref()
-                .and_then(|r| r.stale_at(self.provider.refresh_margin));
+                .and_then(|r| r.stale_at(self.provider.policy.refresh_margin));
             let now = unix_now();
             let retry_at = self.retry_at.load(Ordering::Relaxed);
             let wait = match stale_at {

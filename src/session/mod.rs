@@ -215,7 +215,8 @@ pub enum Lookup {
 /// URL or git's request, unless it is just the name the server wants with
 /// tokens (`x-token-auth`), which every account of the host shares.
 pub fn account_key(provider: &Provider, username: Option<&str>) -> AccountKey {
-    let account = username.filter(|u| !u.is_empty() && Some(*u) != provider.username.as_deref());
+    let account =
+        username.filter(|u| !u.is_empty() && Some(*u) != provider.policy.username.as_deref());
     AccountKey::new(&provider.server, account)
 }
 
@@ -234,8 +235,10 @@ fn servable_at(
     record: TokenRecord,
     now: u64,
 ) -> Option<TokenRecord> {
-    let fresh =
-        issued_for(provider, &record) && record.fresh_token(now, provider.refresh_margin).is_some();
+    let fresh = issued_for(provider, &record)
+        && record
+            .fresh_token(now, provider.policy.refresh_margin)
+            .is_some();
     if !fresh {
         return None;
     }
@@ -250,7 +253,7 @@ fn servable_at(
 /// and no issuer, which never obtains tokens.
 fn issuer_of(provider: &Provider, client_id: &str) -> Option<Issuer> {
     let client_id = client_id.to_owned();
-    match (&provider.token_url, &provider.issuer) {
+    match (&provider.endpoints.token_url, &provider.endpoints.issuer) {
         (Some(token_url), _) => Some(Issuer::Endpoint {
             token_url: token_url.to_string(),
             client_id,
@@ -268,7 +271,7 @@ fn issuer_of(provider: &Provider, client_id: &str) -> Option<Issuer> {
 /// Records written before records named their issuer are accepted.
 fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
     record.issuer.as_ref().is_none_or(|recorded| {
-        issuer_of(provider, &provider.client_id).is_some_and(|here| recorded.matches(&here))
+        issuer_of(provider, &provider.client.client_id).is_some_and(|here| recorded.matches(&here))
     })
 }
 
@@ -280,7 +283,7 @@ fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
 /// that issuer, whose server binds them to their client.
 fn issued_to(record: &TokenRecord, completed: &Provider) -> bool {
     let recorded = record.issuer.as_ref().and_then(Issuer::client_id);
-    let ours = recorded.is_none_or(|id| id == completed.client_id);
+    let ours = recorded.is_none_or(|id| id == completed.client.client_id);
     if !ours {
         tracing::debug!(server = %record.server, "stored tokens were issued to another client; not presenting them");
     }
@@ -290,7 +293,7 @@ fn issued_to(record: &TokenRecord, completed: &Provider) -> bool {
 /// A token a CI system minted and put in the environment variable named
 /// by `keygate.<url>.tokenEnv`: served as is, never stored.
 pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {
-    let name = provider.token_env.as_deref()?;
+    let name = provider.policy.token_env.as_deref()?;
     let token = std::env::var(name).ok().filter(|v| !v.is_empty())?;
     Some(TokenRecord {
         server: provider.server.as_str().trim_end_matches('/').to_owned(),
@@ -327,7 +330,8 @@ impl Session<'_> {
         let Some(record) = self.store.load(&self.key)? else {
             return Ok((Revocation::NotAttempted, false));
         };
-        let unknown_endpoint = self.provider.revoke_url.is_none() && self.provider.issuer.is_none();
+        let unknown_endpoint = self.provider.endpoints.revoke_url.is_none()
+            && self.provider.endpoints.issuer.is_none();
         let revocation = if unknown_endpoint || !self.issued_here(&record) {
             Revocation::NotAttempted
         } else {
@@ -360,7 +364,7 @@ impl Session<'_> {
     /// logging in first if needed. `lookup` says where the first look,
     /// without the lock, goes.
     pub fn fresh_token(&self, lookup: Lookup) -> Result<TokenRecord, SessionError> {
-        let margin = self.provider.refresh_margin;
+        let margin = self.provider.policy.refresh_margin;
         // The common case takes no lock and touches no network code.
         if let Some(record) = self.load(lookup)?
             && let Some(record) = servable_at(self.provider, &self.key, record, self.clock.now())
@@ -430,7 +434,7 @@ impl Session<'_> {
             let http = self.http()?;
             let Some(refresh_token) = refresh_token else {
                 if let Some(why) = &dead_why
-                    && self.provider.grant == Grant::Code
+                    && self.provider.policy.grant == Grant::Code
                 {
                     match &*self.interaction {
                         Interaction::Forbidden(reason) => {
@@ -451,7 +455,7 @@ impl Session<'_> {
                 Ok(Some(tokens)) => Ok(Obtained::Refreshed(tokens, refresh_token, refresh_expiry)),
                 Ok(None) => Ok(Obtained::NewGrant(self.first_grant(&http).await?)),
                 Err(cause) if self.refresh_is_dead(&cause) => match &*self.interaction {
-                    Interaction::Forbidden(reason) if self.provider.grant == Grant::Code => {
+                    Interaction::Forbidden(reason) if self.provider.policy.grant == Grant::Code => {
                         Err(SessionError::RefreshRejected {
                             server: server.clone(),
                             cause,
@@ -522,7 +526,7 @@ impl Session<'_> {
     /// the request went out with, registered at the issuer or configured.
     fn issuer(&self) -> Option<Issuer> {
         let provider = self.completed.get().unwrap_or(self.provider);
-        issuer_of(self.provider, &provider.client_id)
+        issuer_of(self.provider, &provider.client.client_id)
     }
 
     fn issued_here(&self, record: &TokenRecord) -> bool {
@@ -534,7 +538,7 @@ impl Session<'_> {
     /// refusal will do (some servers refuse the refresh grant itself to
     /// such clients, with invalid_request or unauthorized_client).
     fn refresh_is_dead(&self, cause: &OAuthError) -> bool {
-        match self.provider.grant {
+        match self.provider.policy.grant {
             Grant::Code => cause.is_grant_rejected(),
             Grant::ClientCredentials => matches!(cause, OAuthError::Rejected { .. }),
         }
@@ -543,7 +547,7 @@ impl Session<'_> {
     /// Gets a first token without a refresh token: the configured grant.
     async fn first_grant(&self, http: &HttpClient) -> Result<TokenSet, SessionError> {
         let provider = self.endpoints(http).await?;
-        match provider.grant {
+        match provider.policy.grant {
             Grant::ClientCredentials => Ok(oauth::client_credentials(provider, http).await?),
             Grant::Code => {
                 let browser = match &*self.interaction {
@@ -555,12 +559,12 @@ impl Session<'_> {
                     }
                     Interaction::Browser(browser) | Interaction::Terminal(browser) => *browser,
                 };
-                let device = match provider.redirect {
+                let device = match provider.client.redirect {
                     Some(Redirect::Device) => true,
                     Some(_) => false,
                     None => {
                         matches!(*self.interaction, Interaction::Terminal(_))
-                            && provider.device_url.is_some()
+                            && provider.endpoints.device_url.is_some()
                     }
                 };
                 let outcome = if device {
@@ -611,8 +615,8 @@ impl Session<'_> {
             refresh_token_rejected: None,
             scopes: tokens
                 .scopes
-                .unwrap_or_else(|| self.provider.scopes.clone()),
-            grant: match self.provider.grant {
+                .unwrap_or_else(|| self.provider.client.scopes.clone()),
+            grant: match self.provider.policy.grant {
                 Grant::Code => "code",
                 Grant::ClientCredentials => "client_credentials",
             }
@@ -646,7 +650,7 @@ impl Session<'_> {
     fn http(&self) -> Result<HttpClient, HttpError> {
         match &self.http {
             Some(http) => Ok(http.clone()),
-            None => HttpClient::new(&self.ca_files, self.provider.http_timeout),
+            None => HttpClient::new(&self.ca_files, self.provider.policy.http_timeout),
         }
     }
 
@@ -676,7 +680,7 @@ impl Session<'_> {
             return Ok(None);
         }
         let result = oauth::refresh(provider, http, refresh_token).await;
-        match (&self.provider.issuer, result) {
+        match (&self.provider.endpoints.issuer, result) {
             (Some(issuer), Err(error)) if error.suggests_moved() => {
                 tracing::debug!(%error, "the token endpoint may have moved; fetching the metadata again");
                 oauth::discovery::forget(issuer);
@@ -696,7 +700,7 @@ impl Session<'_> {
             SessionError::OAuth(cause) | SessionError::RefreshFailed { cause, .. } => cause,
             _ => return,
         };
-        if let Some(issuer) = &self.provider.issuer
+        if let Some(issuer) = &self.provider.endpoints.issuer
             && cause.suggests_moved()
         {
             oauth::discovery::forget(issuer);
@@ -735,7 +739,7 @@ impl Session<'_> {
             return Ok(file);
         }
         // Room for another process's refresh: connect, answer, save.
-        let patience = self.provider.http_timeout.saturating_mul(2) + Duration::from_secs(5);
+        let patience = self.provider.policy.http_timeout.saturating_mul(2) + Duration::from_secs(5);
         let deadline = Instant::now() + patience;
         loop {
             match file.try_lock() {
@@ -880,7 +884,7 @@ mod tests {
              keygate.https://g.example.clientid\napp\0",
         );
         assert_eq!(
-            issuer_of(&configured, &configured.client_id),
+            issuer_of(&configured, &configured.client.client_id),
             Some(Issuer::Endpoint {
                 token_url: "https://a.example/token".into(),
                 client_id: "app".into()
@@ -1082,7 +1086,7 @@ mod tests {
             assert_eq!(saved.obtained_at, local);
             assert_eq!(saved.expires_at, Some(local + 3600));
             assert_eq!(
-                saved.stale_at(f.provider.refresh_margin),
+                saved.stale_at(f.provider.policy.refresh_margin),
                 Some(local + 3300)
             );
 

@@ -27,7 +27,7 @@ impl Scheme {
     /// fixed user name, the one the client asked with (`requested`), or
     /// a common default.
     pub fn for_client(provider: &Provider, requested: Option<&str>, takes_bearer: bool) -> Self {
-        if provider.auth_scheme == AuthScheme::Bearer && takes_bearer {
+        if provider.policy.auth_scheme == AuthScheme::Bearer && takes_bearer {
             Scheme::Bearer
         } else {
             Scheme::Basic {
@@ -46,7 +46,7 @@ pub fn git_answer(request: &Credential, provider: &Provider, record: &TokenRecor
     // git drops a credential whose expiry has passed.
     let now = unix_now();
     reply.password_expiry_utc = record
-        .stale_at(provider.refresh_margin)
+        .stale_at(provider.policy.refresh_margin)
         .filter(|&stale_at| stale_at > now)
         .or(record.expires_at)
         .map(|t| t.to_string());
