@@ -357,18 +357,11 @@ pub fn set_key_command(server: &str, key: &str, blank: &str) -> String {
 static ENV_CLIENT_SECRET: OnceLock<Option<Secret>> = OnceLock::new();
 
 /// Moves `KEYGATE_CLIENT_SECRET` out of the process environment into
-/// memory, so no process keygate starts (git, a browser) inherits it.
-///
-/// # Safety
-///
-/// Changes the environment: call it before any other thread exists.
-pub unsafe fn take_secret_from_env() {
-    let secret = std::env::var("KEYGATE_CLIENT_SECRET")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(Secret::new);
-    // SAFETY: the caller guarantees no other thread reads the environment.
-    unsafe { std::env::remove_var("KEYGATE_CLIENT_SECRET") };
+/// memory, so no process keygate starts (git, a browser) inherits it. Call
+/// it first thing in `main`, before any thread starts (see
+/// [`crate::sys::take_env_var`]).
+pub fn take_secret_from_env() {
+    let secret = crate::sys::take_env_var("KEYGATE_CLIENT_SECRET").map(Secret::new);
     let _ = ENV_CLIENT_SECRET.set(secret);
 }
 

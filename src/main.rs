@@ -74,8 +74,8 @@ enum Tool {
 }
 
 fn main() -> ExitCode {
-    // SAFETY: first thing in main, before any thread is started.
-    unsafe { config::take_secret_from_env() };
+    // First thing in main, before any thread is started.
+    config::take_secret_from_env();
     commands::init_logging();
     let command = protocol_verb().unwrap_or_else(|| Cli::parse().command);
     let result = run(command);

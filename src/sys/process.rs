@@ -46,3 +46,60 @@ pub async fn terminated() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Takes `name` out of this process's environment, so that no process
+/// keygate starts (git, a browser) inherits it, and returns its value.
+///
+/// # Safety, kept here
+///
+/// Changing the environment races with any other thread reading it (Rust
+/// 2024 makes `remove_var` unsafe for that reason). Windows guards its
+/// environment itself, so removal is always sound there. On Linux the
+/// variable is removed only while the kernel counts one thread in this
+/// process. Elsewhere there is no cheap count: keygate calls this as the
+/// first line of `main`, before it starts any thread, and a [`Once`]
+/// makes sure no later call removes anything.
+///
+/// [`Once`]: std::sync::Once
+pub fn take_env_var(name: &str) -> Option<String> {
+    static FIRST_CALL: std::sync::Once = std::sync::Once::new();
+    let value = std::env::var(name).ok().filter(|v| !v.is_empty());
+    if value.is_some() {
+        FIRST_CALL.call_once(|| {
+            if only_thread() {
+                // SAFETY: no other thread exists to read the environment
+                // meanwhile (see above), or the platform guards it.
+                unsafe { std::env::remove_var(name) };
+            }
+        });
+    }
+    value
+}
+
+/// Whether removing an environment variable now is sound: Windows guards
+/// its environment; Linux counts this process's threads in /proc; other
+/// platforms are taken at the word of the one caller, main's first line.
+fn only_thread() -> bool {
+    if cfg!(windows) {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        return std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+            status
+                .lines()
+                .any(|line| line.split_whitespace().collect::<Vec<_>>() == ["Threads:", "1"])
+        });
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_test_process_has_threads_so_linux_keeps_the_variable() {
+        if cfg!(target_os = "linux") {
+            // The test harness runs each test on a thread of its own.
+            assert!(!super::only_thread());
+        }
+    }
+}
