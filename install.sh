@@ -107,14 +107,35 @@ replace_if_changed() { # replace_if_changed FILE
   fi
 }
 
-# Shell completions where bash-completion and fish look without any setup.
+# Shell completions where bash-completion, zsh (with DIR/share/zsh/site-functions
+# on its fpath, as for /usr/local) and fish look. PowerShell has no such
+# place: the script is left in DIR/share/powershell for a profile to
+# dot-source (`. ~/.local/share/powershell/keygate.ps1`).
 install_completion() { # install_completion SHELL FILE
   mkdir -p "$(dirname "$2")"
   "$bin/keygate" completions "$1" > "$2.new"
   replace_if_changed "$2"
 }
 install_completion bash "$prefix/share/bash-completion/completions/keygate"
+install_completion zsh "$prefix/share/zsh/site-functions/_keygate"
 install_completion fish "$prefix/share/fish/vendor_completions.d/keygate.fish"
+install_completion powershell "$prefix/share/powershell/keygate.ps1"
+
+# Manual pages, written by keygate from its own command definition and
+# config table, gzipped as Debian ships them (man reads both). man-db
+# finds DIR/share/man through DIR/bin on PATH, so `man keygate` works
+# with no MANPATH. gzip -n leaves out the time, so an unchanged page
+# compares equal.
+pages="$(mktemp -d)"
+trap 'rm -rf "$pages"' EXIT
+"$bin/keygate" man "$pages" >/dev/null
+for page in "$pages"/*; do
+  name="$(basename "$page")"
+  dir="$prefix/share/man/man${name##*.}"
+  mkdir -p "$dir"
+  gzip -9 -n -c "$page" > "$dir/$name.gz.new"
+  replace_if_changed "$dir/$name.gz"
+done
 
 if [ "$register" = 1 ]; then
   # The absolute path saves git a PATH search and a process (`git

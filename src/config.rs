@@ -25,6 +25,115 @@ pub enum ConfigError {
 
 pub use crate::gitconfig::GitConfig;
 
+/// Declares [`Key`] and its documentation in one place: a key cannot be
+/// read (reads take a `Key`) without a line in keygate-config(5), which is
+/// rendered from [`Key::ALL`].
+macro_rules! keys {
+    ($($variant:ident: $scope:ident $name:literal, default $default:literal, $meaning:literal;)*) => {
+        /// Every git config key keygate reads.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Key {
+            $($variant,)*
+        }
+
+        impl Key {
+            /// Every key, in the order the manual lists them.
+            pub const ALL: &[Key] = &[$(Key::$variant,)*];
+
+            /// The variable as documented (`clientId`); git compares it
+            /// without regard to case.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Key::$variant => $name,)*
+                }
+            }
+
+            /// Whether it is `keygate.<url>.NAME` (matched against the URL)
+            /// or plain `keygate.NAME`.
+            pub const fn per_url(self) -> bool {
+                match self {
+                    $(Key::$variant => matches!(KeyScope::$scope, KeyScope::Url),)*
+                }
+            }
+
+            /// The value in force when the key is unset, in words; empty
+            /// when there is none.
+            pub const fn default(self) -> &'static str {
+                match self {
+                    $(Key::$variant => $default,)*
+                }
+            }
+
+            /// What it means, in a sentence or two of plain text.
+            pub const fn meaning(self) -> &'static str {
+                match self {
+                    $(Key::$variant => $meaning,)*
+                }
+            }
+        }
+    };
+}
+
+enum KeyScope {
+    Url,
+    Global,
+}
+
+keys! {
+    Issuer: Url "issuer", default "",
+        "Issuer URL (https; http only on loopback). Endpoints not set by their own keys come from its RFC 8414 or OpenID Connect metadata, whose issuer must match exactly; the metadata is cached a day.";
+    ClientId: Url "clientId", default "env KEYGATE_CLIENT_ID",
+        "OAuth client id. Unset with an issuer whose metadata has a registration endpoint: keygate registers a client (RFC 7591) and keeps it in the token store.";
+    ClientSecret: Url "clientSecret", default "env KEYGATE_CLIENT_SECRET (client-credentials grant only)",
+        "Client secret, for confidential and CI clients.";
+    AuthUrl: Url "authUrl", default "the preset's, else the issuer's metadata",
+        "Authorization endpoint.";
+    TokenUrl: Url "tokenUrl", default "the preset's, else the issuer's metadata",
+        "Token endpoint.";
+    DeviceUrl: Url "deviceUrl", default "the preset's, else the issuer's metadata",
+        "Device authorization endpoint (RFC 8628).";
+    RevokeUrl: Url "revokeUrl", default "the preset's, else the issuer's metadata",
+        "Revocation endpoint (RFC 7009), used by keygate logout.";
+    Scopes: Url "scopes", default "the preset's, else none",
+        "Space-separated scopes to ask for.";
+    Redirect: Url "redirect", default "loopback; device on a terminal with no display when a device endpoint is known",
+        "How the authorization comes back: loopback, scheme or device.";
+    Grant: Url "grant", default "client_credentials when there is a secret and no authorization endpoint, else code",
+        "The OAuth grant: code or client_credentials.";
+    AuthType: Url "authType", default "basic",
+        "How git sends the token: basic (user name and the token as password) or bearer (an Authorization: Bearer header, git 2.46 or later).";
+    RedirectUrl: Url "redirectUrl", default "http://127.0.0.1/callback",
+        "Redirect URI. Without a port a free ephemeral one is taken and the path kept; with redirect = scheme, a private-use URI such as com.example.keygate:/callback.";
+    Username: Url "username", default "the preset's, else the one git asks for, else oauth2",
+        "User name handed to git with the token.";
+    RefreshMargin: Url "refreshMargin", default "300",
+        "Seconds: a token counts as stale when less than the smaller of this and a quarter of its lifetime is left.";
+    LoginTimeout: Url "loginTimeout", default "300",
+        "Seconds to wait for the browser redirect.";
+    Timeout: Url "timeout", default "30",
+        "Seconds for each request to the OAuth server.";
+    ClientAuth: Url "clientAuth", default "basic, or the preset's",
+        "How a client secret is sent: basic (HTTP Basic) or post (in the form body).";
+    TokenEnv: Url "tokenEnv", default "",
+        "Name of an environment variable holding a ready token (such as CI_JOB_TOKEN): served as is, never stored.";
+    Store: Global "store", default "auto",
+        "Where tokens are kept: auto, keychain or file. The environment variable KEYGATE_STORE overrides it.";
+    KernelCache: Global "kernelCache", default "true",
+        "Whether fresh access tokens are cached in the kernel's per-user keyring in front of the Secret Service (Linux). KEYGATE_KERNEL_CACHE=on or off overrides it.";
+}
+
+impl Key {
+    /// The key as a person writes it: `keygate.<url>.clientId`,
+    /// `keygate.store`.
+    pub fn full_name(self) -> String {
+        if self.per_url() {
+            format!("keygate.<url>.{}", self.name())
+        } else {
+            format!("keygate.{}", self.name())
+        }
+    }
+}
+
 /// URL-matched reading, the way `git config --get-urlmatch` works.
 impl GitConfig {
     /// Every variable of `section` that applies to `url`, each taken from
@@ -335,11 +444,11 @@ pub fn unconfigured_message(url: &Url) -> String {
     match registration_hint(server) {
         Some(hint) => format!(
             "keygate has no client id for {server}; {hint}, then `{}`",
-            set_key_command(server, "clientId", "<id>")
+            set_key_command(server, Key::ClientId, "<id>")
         ),
         None => format!(
             "keygate has no configuration for {server}; set at least `{}`",
-            set_key_command(server, "clientId", "<id>")
+            set_key_command(server, Key::ClientId, "<id>")
         ),
     }
 }
@@ -347,9 +456,9 @@ pub fn unconfigured_message(url: &Url) -> String {
 /// The command that sets `keygate.<server>.<key>` to what a person fills in
 /// for `blank`, quoted for the shell: `server` comes from a URL, whose host
 /// may hold `$(…)`.
-pub fn set_key_command(server: &str, key: &str, blank: &str) -> String {
+pub fn set_key_command(server: &str, key: Key, blank: &str) -> String {
     crate::text::git_config_command(&[
-        format!("keygate.{server}.{key}").as_str().into(),
+        format!("keygate.{server}.{}", key.name()).as_str().into(),
         crate::text::Word::Blank(blank),
     ])
 }
@@ -406,72 +515,74 @@ impl Provider {
             return Ok(None);
         }
         let values = config.for_url("keygate", url);
-        let get = |key: &str| {
+        // `values` holds git's lower-cased variable names.
+        let get = |key: Key| {
             values
-                .get(key)
-                .map(String::as_str)
+                .iter()
+                .find(|(variable, _)| variable.eq_ignore_ascii_case(key.name()))
+                .map(|(_, value)| value.as_str())
                 .filter(|v| !v.is_empty())
         };
 
-        let client_id = get("clientid").map(str::to_owned).or_else(|| {
+        let client_id = get(Key::ClientId).map(str::to_owned).or_else(|| {
             std::env::var("KEYGATE_CLIENT_ID")
                 .ok()
                 .filter(|v| !v.is_empty())
         });
-        let token_env = get("tokenenv").map(str::to_owned);
-        let issuer = get("issuer").map(parse_issuer).transpose()?;
+        let token_env = get(Key::TokenEnv).map(str::to_owned);
+        let issuer = get(Key::Issuer).map(parse_issuer).transpose()?;
         // An issuer without a client id: keygate registers one (RFC 7591).
         if client_id.is_none() && token_env.is_none() && issuer.is_none() {
             tracing::debug!(%url, "no clientId, issuer or tokenEnv configured; not handling this host");
             return Ok(None);
         }
         let client_id = client_id.unwrap_or_default();
-        let configured_secret = get("clientsecret").map(Secret::new);
+        let configured_secret = get(Key::ClientSecret).map(Secret::new);
 
         let url_value =
-            |key: &str, preset_value: Option<&'static str>| match get(key).or(preset_value) {
+            |key: Key, preset_value: Option<&'static str>| match get(key).or(preset_value) {
                 Some(raw) => parse_endpoint(key, raw).map(Some),
                 None => Ok(None),
             };
-        let auth_url = url_value("authurl", preset.map(|p| p.auth_url))?;
-        let token_url = url_value("tokenurl", preset.map(|p| p.token_url))?;
-        let device_url = url_value("deviceurl", preset.and_then(|p| p.device_url))?;
-        let revoke_url = url_value("revokeurl", preset.and_then(|p| p.revoke_url))?;
+        let auth_url = url_value(Key::AuthUrl, preset.map(|p| p.auth_url))?;
+        let token_url = url_value(Key::TokenUrl, preset.map(|p| p.token_url))?;
+        let device_url = url_value(Key::DeviceUrl, preset.and_then(|p| p.device_url))?;
+        let revoke_url = url_value(Key::RevokeUrl, preset.and_then(|p| p.revoke_url))?;
 
-        let scopes = get("scopes")
+        let scopes = get(Key::Scopes)
             .or(preset.map(|p| p.scopes))
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)
             .collect();
-        let redirect = match get("redirect") {
+        let redirect = match get(Key::Redirect) {
             None => None,
             Some("loopback") => Some(Redirect::Loopback),
             Some("scheme") => Some(Redirect::Scheme),
             Some("device") => Some(Redirect::Device),
-            Some(other) => return Err(invalid("redirect", other, "loopback, scheme or device")),
+            Some(other) => return Err(invalid(Key::Redirect, other, "loopback, scheme or device")),
         };
         let env_secret = env_client_secret();
-        let grant = match get("grant") {
+        let grant = match get(Key::Grant) {
             Some("code") => Grant::Code,
             Some("client_credentials") => Grant::ClientCredentials,
             None if (configured_secret.is_some() || env_secret.is_some()) && auth_url.is_none() => {
                 Grant::ClientCredentials
             }
             None => Grant::Code,
-            Some(other) => return Err(invalid("grant", other, "code or client_credentials")),
+            Some(other) => return Err(invalid(Key::Grant, other, "code or client_credentials")),
         };
         // The environment's secret is for CI's confidential clients: a
         // developer who exports it must not send it to every code-grant
         // host, presets included.
         let client_secret =
             configured_secret.or_else(|| env_secret.filter(|_| grant == Grant::ClientCredentials));
-        let auth_scheme = match get("authtype").map(str::to_ascii_lowercase).as_deref() {
+        let auth_scheme = match get(Key::AuthType).map(str::to_ascii_lowercase).as_deref() {
             None | Some("basic") => AuthScheme::Basic,
             Some("bearer") => AuthScheme::Bearer,
-            Some(other) => return Err(invalid("authType", other, "basic or bearer")),
+            Some(other) => return Err(invalid(Key::AuthType, other, "basic or bearer")),
         };
-        let seconds = |key: &str, default: Duration| match get(key) {
+        let seconds = |key: Key, default: Duration| match get(key) {
             None => Ok(default),
             Some(raw) => raw
                 .parse::<u64>()
@@ -481,24 +592,24 @@ impl Provider {
 
         // In the order they were always evaluated: the first invalid
         // value is the one reported.
-        let redirect_url = get("redirecturl")
+        let redirect_url = get(Key::RedirectUrl)
             .map(str::to_owned)
             .or_else(|| preset.and_then(|p| p.redirect_url).map(str::to_owned));
-        let username = get("username")
+        let username = get(Key::Username)
             .map(str::to_owned)
             .or(preset.map(|p| p.username.to_owned()));
-        let refresh_margin = seconds("refreshmargin", DEFAULT_REFRESH_MARGIN)?;
-        let login_timeout = seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?;
-        let explicit_login_timeout = match get("logintimeout") {
-            Some(_) => Some(seconds("logintimeout", DEFAULT_LOGIN_TIMEOUT)?),
+        let refresh_margin = seconds(Key::RefreshMargin, DEFAULT_REFRESH_MARGIN)?;
+        let login_timeout = seconds(Key::LoginTimeout, DEFAULT_LOGIN_TIMEOUT)?;
+        let explicit_login_timeout = match get(Key::LoginTimeout) {
+            Some(_) => Some(seconds(Key::LoginTimeout, DEFAULT_LOGIN_TIMEOUT)?),
             None => None,
         };
-        let http_timeout = seconds("timeout", DEFAULT_HTTP_TIMEOUT)?;
-        let client_auth = match get("clientauth").map(str::to_ascii_lowercase).as_deref() {
+        let http_timeout = seconds(Key::Timeout, DEFAULT_HTTP_TIMEOUT)?;
+        let client_auth = match get(Key::ClientAuth).map(str::to_ascii_lowercase).as_deref() {
             None => preset.map_or(ClientAuth::Basic, |p| p.client_auth),
             Some("basic") => ClientAuth::Basic,
             Some("post") => ClientAuth::Post,
-            Some(other) => return Err(invalid("clientAuth", other, "basic or post")),
+            Some(other) => return Err(invalid(Key::ClientAuth, other, "basic or post")),
         };
 
         Ok(Some(Self {
@@ -532,15 +643,15 @@ impl Provider {
     }
 }
 
-fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
+fn invalid(key: Key, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
-        key: format!("keygate.<url>.{key}"),
+        key: key.full_name(),
         value: value.to_owned(),
         expected,
     }
 }
 
-fn parse_endpoint(key: &str, raw: &str) -> Result<Url, ConfigError> {
+fn parse_endpoint(key: Key, raw: &str) -> Result<Url, ConfigError> {
     Url::parse(raw).map_err(|_| invalid(key, raw, "an absolute https:// URL"))
 }
 
@@ -554,7 +665,7 @@ fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
         {
             Ok(raw.to_owned())
         }
-        _ => Err(invalid("issuer", raw, expected)),
+        _ => Err(invalid(Key::Issuer, raw, expected)),
     }
 }
 
@@ -643,13 +754,16 @@ pub fn ca_files_for(config: &GitConfig, url: &Url) -> Vec<PathBuf> {
 pub fn store_choice(config: &GitConfig) -> Result<StoreChoice, ConfigError> {
     let from_env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     let store = from_env("KEYGATE_STORE");
-    let kind = match store.as_deref().or(config.plain("keygate", "store")) {
+    let kind = match store
+        .as_deref()
+        .or(config.plain("keygate", Key::Store.name()))
+    {
         None | Some("auto") => StoreKind::Auto,
         Some("keychain") => StoreKind::Keychain,
         Some("file") => StoreKind::File,
         Some(other) => {
             return Err(ConfigError::Invalid {
-                key: "keygate.store".to_owned(),
+                key: Key::Store.full_name(),
                 value: other.to_owned(),
                 expected: "auto, keychain or file",
             });
@@ -662,9 +776,9 @@ pub fn store_choice(config: &GitConfig) -> Result<StoreChoice, ConfigError> {
             value: value.to_owned(),
             expected: "on or off",
         })?,
-        None => match config.plain("keygate", "kernelCache") {
+        None => match config.plain("keygate", Key::KernelCache.name()) {
             Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
-                key: "keygate.kernelCache".to_owned(),
+                key: Key::KernelCache.full_name(),
                 value: value.to_owned(),
                 expected: "true or false",
             })?,
@@ -697,6 +811,88 @@ pub fn git_forbids_interaction(config: &GitConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// keygate-config(5) is rendered from `Key`, so it documents every key
+    /// read only if every read goes through `Key`. The compiler holds
+    /// `Provider::resolve` and `store_choice` to that (their lookups take a
+    /// `Key`); this holds the rest of the source to it: no `keygate.*`
+    /// variable is read by a string of its own.
+    #[test]
+    fn keygate_keys_are_read_only_through_key() {
+        fn sources(dir: &std::path::Path, files: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, files);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        assert!(files.len() > 10, "found the sources");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // Tests may read whatever they like.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let name = file.strip_prefix(root).unwrap().display().to_string();
+            assert!(
+                !code.contains(r#"plain("keygate", ""#),
+                "{name}: reads a keygate key by name; add it to `Key` and read it through that"
+            );
+            let url_reads = code.matches(r#"for_url("keygate""#).count();
+            let allowed = match name.as_str() {
+                // Provider::resolve, whose lookup takes a `Key`.
+                "src/config.rs" => 1,
+                // setup compares what it is about to write (`Key`s) with
+                // what is there.
+                "src/commands/setup.rs" => 1,
+                _ => 0,
+            };
+            assert_eq!(
+                url_reads, allowed,
+                "{name}: reads keygate.<url>.* outside `Key`"
+            );
+            if name == "src/config.rs" {
+                assert!(!code.contains(r#"get(""#), "{name}: a lookup by string");
+            }
+        }
+    }
+
+    #[test]
+    fn key_table_defaults_are_the_code_defaults() {
+        let secs = |d: Duration| d.as_secs().to_string();
+        assert_eq!(Key::RefreshMargin.default(), secs(DEFAULT_REFRESH_MARGIN));
+        assert_eq!(Key::LoginTimeout.default(), secs(DEFAULT_LOGIN_TIMEOUT));
+        assert_eq!(Key::Timeout.default(), secs(DEFAULT_HTTP_TIMEOUT));
+        // What `store_choice` answers with nothing configured.
+        let choice = store_choice(&GitConfig::default());
+        if std::env::var_os("KEYGATE_STORE").is_none()
+            && std::env::var_os("KEYGATE_KERNEL_CACHE").is_none()
+        {
+            let choice = choice.unwrap();
+            assert_eq!(Key::Store.default(), "auto");
+            assert_eq!(choice.kind, StoreKind::Auto);
+            assert_eq!(Key::KernelCache.default(), choice.kernel_cache.to_string());
+        }
+    }
+
+    #[test]
+    fn key_names_are_unique_and_every_one_has_a_meaning() {
+        for (i, key) in Key::ALL.iter().enumerate() {
+            assert!(!key.meaning().is_empty(), "{key:?}");
+            assert!(
+                Key::ALL[..i]
+                    .iter()
+                    .all(|other| !other.name().eq_ignore_ascii_case(key.name())),
+                "{key:?} twice"
+            );
+        }
+        assert_eq!(Key::Store.full_name(), "keygate.store");
+        assert_eq!(Key::ClientId.full_name(), "keygate.<url>.clientId");
+    }
 
     fn config(pairs: &[(&str, &str)]) -> GitConfig {
         let mut raw = Vec::new();

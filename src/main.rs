@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use keygate::commands::{self, CommandError, Outcome, Reach, account, setup, status};
+use keygate::commands::{self, CommandError, Outcome, Reach, account, man, setup, status};
 use keygate::config::{self, GitConfig};
 use keygate::helper::Operation;
 
@@ -58,13 +58,16 @@ enum Command {
     },
     /// Hand a custom-scheme redirect to the login waiting for it (run by the OS)
     Callback { url: String },
-    /// Print a completion script for a shell (install.sh installs bash's and fish's)
+    /// Print a completion script for a shell (install.sh installs them for bash, zsh, fish and PowerShell)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Run a local HTTPS proxy that adds fresh tokens for configured hosts
     Proxy(keygate::proxy::Options),
+    /// Write the manual pages into a directory (install.sh runs it)
+    #[command(hide = true)]
+    Man { dir: std::path::PathBuf },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -129,7 +132,9 @@ fn protocol_verb() -> Option<Command> {
 fn run(command: Command) -> Result<Outcome, CommandError> {
     // These need no git config, and may run where git is not set up.
     let config = match command {
-        Command::Callback { .. } | Command::Completions { .. } => GitConfig::default(),
+        Command::Callback { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            GitConfig::default()
+        }
         _ => GitConfig::load()?,
     };
     let reach = Reach::system();
@@ -162,6 +167,7 @@ fn run(command: Command) -> Result<Outcome, CommandError> {
             stdout().write_all(&script)?;
         }
         Command::Proxy(options) => keygate::proxy::run(options, &config)?,
+        Command::Man { dir } => man::write_pages(Cli::command(), &dir, stdout())?,
     }
     Ok(Outcome::Done)
 }

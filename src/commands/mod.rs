@@ -7,6 +7,7 @@
 //! the store so that the helper and setup below commands share it too.
 
 pub mod account;
+pub mod man;
 pub mod setup;
 pub mod status;
 
@@ -70,6 +71,11 @@ pub enum CommandError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    WritePage {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl CommandError {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::{CommandError, Outcome, Reach, parse_url, url_username};
-use crate::config::{self, ConfigError, GitConfig, Provider};
+use crate::config::{self, ConfigError, GitConfig, Key, Provider};
 use crate::gitconfig::split_key;
 use crate::http::{HttpClient, HttpError};
 use crate::oauth::OAuthError;
@@ -423,9 +423,9 @@ pub fn run<'a>(
                 format!("or register an OAuth application there ({NATIVE_APP}) and run:"),
             ];
             for (key, blank) in [
-                ("clientId", "<id>"),
-                ("authUrl", "<authorization endpoint>"),
-                ("tokenUrl", "<token endpoint>"),
+                (Key::ClientId, "<id>"),
+                (Key::AuthUrl, "<authorization endpoint>"),
+                (Key::TokenUrl, "<token endpoint>"),
             ] {
                 steps.push(config::set_key_command(&server, key, blank));
             }
@@ -436,10 +436,13 @@ pub fn run<'a>(
         // The provider as it will be once the issuer is set.
         let mut provider = match &existing {
             Some(p) => p.clone(),
-            None => Provider::resolve(&with_entry(config, &server, "issuer", &issuer), url)?
-                .ok_or_else(|| SetupError::NotApplied {
-                    server: server.clone(),
-                })?,
+            None => Provider::resolve(
+                &with_entry(config, &server, Key::Issuer.name(), &issuer),
+                url,
+            )?
+            .ok_or_else(|| SetupError::NotApplied {
+                server: server.clone(),
+            })?,
         };
         provider.endpoints.issuer = Some(issuer.clone());
         match obtain_client(config, request, &provider, &metadata)? {
@@ -454,12 +457,12 @@ pub fn run<'a>(
                         format!("keygate.{server}.issuer").as_str().into(),
                         issuer.as_str().into(),
                     ]),
-                    config::set_key_command(&server, "clientId", "<id>"),
+                    config::set_key_command(&server, Key::ClientId, "<id>"),
                 ];
                 return Ok(report.incomplete(steps));
             }
         }
-        vec![("issuer", issuer)]
+        vec![(Key::Issuer, issuer)]
     };
 
     write_settings(config, request, &mut report, wanted)?;
@@ -540,12 +543,12 @@ fn write_settings(
     config: &GitConfig,
     request: &Request,
     report: &mut Report,
-    wanted: Vec<(&'static str, String)>,
+    wanted: Vec<(Key, String)>,
 ) -> Result<(), SetupError> {
     let current = config.for_url("keygate", &request.url);
     for (key, value) in wanted {
-        let full_key = format!("keygate.{}.{key}", report.server);
-        let state = if current.get(&key.to_ascii_lowercase()) == Some(&value) {
+        let full_key = format!("keygate.{}.{}", report.server, key.name());
+        let state = if current.get(&key.name().to_ascii_lowercase()) == Some(&value) {
             SettingState::Present
         } else if request.dry_run {
             SettingState::WouldWrite
@@ -585,7 +588,7 @@ fn make_app_by_hand(url: &Url, server: &str) -> Vec<String> {
             Some(page) => page.to_owned(),
             None => format!("register an OAuth application at {server} ({NATIVE_APP})"),
         },
-        config::set_key_command(server, "clientId", "<client id>"),
+        config::set_key_command(server, Key::ClientId, "<client id>"),
         format!(
             "a client secret, if the server insists on one, never in ~/.gitconfig: put `[keygate \"{}\"] clientSecret = <secret>` in a file only you can read (chmod 600) and `{}`",
             server.replace('\\', "\\\\").replace('"', "\\\""),

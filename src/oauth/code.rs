@@ -49,7 +49,7 @@ pub async fn authorize(
         provider.endpoints.auth_url.as_ref(),
         provider,
         "authorization endpoint",
-        "authUrl",
+        crate::config::Key::AuthUrl,
     )?;
     let state = CsrfToken::new_random();
     let receiver = match provider.client.redirect {

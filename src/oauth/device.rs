@@ -43,7 +43,7 @@ pub async fn authorize_device(
         provider.endpoints.device_url.as_ref(),
         provider,
         "device authorization endpoint",
-        "deviceUrl",
+        crate::config::Key::DeviceUrl,
     )?;
     let client = token_client(provider)?
         .set_device_authorization_url(DeviceAuthorizationUrl::from_url(device_url));

@@ -44,17 +44,17 @@ pub use device::authorize_device;
 pub enum OAuthError {
     #[error(
         "no {what} is configured for {server}; set `{}`",
-        crate::config::set_key_command(server, key, "<url>")
+        crate::config::set_key_command(server, *key, "<url>")
     )]
     MissingEndpoint {
         what: &'static str,
-        key: &'static str,
+        key: crate::config::Key,
         server: String,
     },
     #[error(
         "no client id is configured for {server}; {}set `{}` (or KEYGATE_CLIENT_ID)",
         crate::config::registration_hint(server).map(|h| format!("{h}, then ")).unwrap_or_default(),
-        crate::config::set_key_command(server, "clientId", "<id>")
+        crate::config::set_key_command(server, crate::config::Key::ClientId, "<id>")
     )]
     MissingClientId { server: String },
     #[error(
@@ -342,7 +342,7 @@ fn endpoint(
     url: Option<&Url>,
     provider: &Provider,
     what: &'static str,
-    key: &'static str,
+    key: crate::config::Key,
 ) -> Result<Url, OAuthError> {
     let url = url.ok_or_else(|| OAuthError::MissingEndpoint {
         what,
@@ -367,7 +367,7 @@ fn token_endpoint(provider: &Provider) -> Result<Url, OAuthError> {
         provider.endpoints.token_url.as_ref(),
         provider,
         "token endpoint",
-        "tokenUrl",
+        crate::config::Key::TokenUrl,
     )
 }
 

@@ -20,7 +20,7 @@ const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub enum RegisterError {
     #[error(
         "no client id is configured for {server} and its issuer offers no dynamic registration; create an OAuth application there (a public/native client with redirect URI {DEFAULT_REDIRECT}) and run `{}`",
-        crate::config::set_key_command(server, "clientId", "<id>")
+        crate::config::set_key_command(server, crate::config::Key::ClientId, "<id>")
     )]
     Unavailable { server: String },
     #[error(

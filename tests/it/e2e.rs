@@ -549,7 +549,17 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         !said.contains("installed:") && !said.contains("registered:"),
         "{said}"
     );
-    assert_eq!(said.matches("unchanged:").count(), 7, "{said}");
+    // Five programs and settings, four completions, and the manual pages.
+    let pages = ["man1", "man5"]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(prefix.join("share/man").join(s))
+                .unwrap()
+                .count()
+        })
+        .sum::<usize>();
+    assert!(pages > 10, "{pages} pages");
+    assert_eq!(said.matches("unchanged:").count(), 9 + pages, "{said}");
 
     // Completions where bash-completion and fish find them, for the real CLI.
     let bash = prefix.join("share/bash-completion/completions/keygate");
@@ -561,6 +571,44 @@ fn install_script_is_idempotent_and_registers_the_helper() {
             .unwrap()
             .contains("complete -c keygate")
     );
+    let zsh = prefix.join("share/zsh/site-functions/_keygate");
+    assert!(
+        std::fs::read_to_string(zsh)
+            .unwrap()
+            .starts_with("#compdef keygate")
+    );
+    let powershell = prefix.join("share/powershell/keygate.ps1");
+    assert!(
+        std::fs::read_to_string(powershell)
+            .unwrap()
+            .contains("Register-ArgumentCompleter")
+    );
+
+    // `man keygate` finds the pages through PATH alone, as man-db does on
+    // Debian for ~/.local/bin and ~/.local/share/man.
+    for (args, page) in [
+        (&["-w", "keygate"][..], "share/man/man1/keygate.1.gz"),
+        (
+            &["-w", "5", "keygate-config"][..],
+            "share/man/man5/keygate-config.5.gz",
+        ),
+    ] {
+        let found = world
+            .command("man")
+            .args(args)
+            .env_remove("MANPATH")
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", prefix.join("bin").display()),
+            )
+            .output()
+            .unwrap();
+        ok(&found);
+        assert_eq!(
+            text(&found.stdout).trim(),
+            prefix.join(page).to_str().unwrap()
+        );
+    }
 
     // The desktop hands com.example.keygate: redirects to keygate callback.
     let mimeapps = std::fs::read_to_string(world.home.join(".config/mimeapps.list")).unwrap();

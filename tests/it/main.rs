@@ -36,6 +36,9 @@ mod forges;
 // Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
 #[cfg(target_os = "linux")]
 mod keyring;
+// Linux only: man-db renders the pages.
+#[cfg(target_os = "linux")]
+mod man;
 #[cfg(unix)]
 mod proxy;
 #[cfg(unix)]
