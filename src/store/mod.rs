@@ -526,16 +526,23 @@ pub(crate) fn test_record(server: &str, access_token: &str) -> TokenRecord {
     }
 }
 
+/// [`test_record`] issued at `obtained_at`, expiring at `expires_at`: for
+/// the tests of freshness and of how long a token may be cached.
+#[cfg(test)]
+pub(crate) fn test_record_lasting(obtained_at: u64, expires_at: Option<u64>) -> TokenRecord {
+    TokenRecord {
+        expires_at,
+        obtained_at,
+        ..test_record("https://h.example", "t")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(obtained_at: u64, expires_at: Option<u64>) -> TokenRecord {
-        TokenRecord {
-            expires_at,
-            obtained_at,
-            ..test_record("https://h.example", "t")
-        }
+        test_record_lasting(obtained_at, expires_at)
     }
 
     #[test]

@@ -380,10 +380,8 @@ mod tests {
 
     fn record(obtained_at: u64, expires_at: Option<u64>) -> TokenRecord {
         TokenRecord {
-            expires_at,
-            obtained_at,
             refresh_token: Some(Secret::new("r")),
-            ..crate::store::test_record("https://h.example", "t")
+            ..crate::store::test_record_lasting(obtained_at, expires_at)
         }
     }
 
