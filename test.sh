@@ -21,6 +21,11 @@ done
 if ! php -r 'exit(extension_loaded("curl") && extension_loaded("zip") ? 0 : 1);' 2>/dev/null; then
   missing+=(php-curl php-zip)
 fi
+# The QR decoder the device-grant test reads keygate's drawing with, a
+# module of Debian's own Python.
+if ! /usr/bin/python3 -c 'import zbar' 2>/dev/null; then
+  missing+=(python3-zbar)
+fi
 # A Node.js from elsewhere ships its own npm; only a machine with neither
 # takes Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

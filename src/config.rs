@@ -116,6 +116,8 @@ keys! {
         "How a client secret is sent: basic (HTTP Basic) or post (in the form body).";
     TokenEnv: Url "tokenEnv", default "",
         "Name of an environment variable holding a ready token (such as CI_JOB_TOKEN): served as is, never stored.";
+    Qr: Url "qr", default "true",
+        "Whether the device grant also draws its verification URL as a QR code, for a phone to scan. Only on a terminal wide enough, never when CI is set.";
     Store: Global "store", default "auto",
         "Where tokens are kept: auto, keychain or file. The environment variable KEYGATE_STORE overrides it.";
     KernelCache: Global "kernelCache", default "true",
@@ -338,6 +340,8 @@ pub struct Policy {
     /// An environment variable that holds a ready token (CI systems that
     /// mint their own): used as is, never stored.
     pub token_env: Option<String>,
+    /// `qr`: whether the device grant may draw its URL as a QR code.
+    pub qr: bool,
 }
 
 /// RFC 6749 §2.3.1: HTTP Basic is the one servers must support; some
@@ -611,6 +615,12 @@ impl Provider {
             Some("post") => ClientAuth::Post,
             Some(other) => return Err(invalid(Key::ClientAuth, other, "basic or post")),
         };
+        let qr = match get(Key::Qr) {
+            Some(value) => {
+                parse_bool(value).ok_or_else(|| invalid(Key::Qr, value, "true or false"))?
+            }
+            None => true,
+        };
 
         Ok(Some(Self {
             server: origin_of(url),
@@ -638,6 +648,7 @@ impl Provider {
                 explicit_login_timeout,
                 http_timeout,
                 token_env,
+                qr,
             },
         }))
     }
@@ -1095,6 +1106,23 @@ mod tests {
         let err = Provider::resolve(&c, &url("https://h.example/")).unwrap_err();
         assert!(
             err.to_string().contains("refreshMargin") || err.to_string().contains("refreshmargin")
+        );
+    }
+
+    #[test]
+    fn the_device_qr_code_is_on_unless_a_url_turns_it_off() {
+        let c = config(&[
+            ("keygate.https://h.example.clientid", "x"),
+            ("keygate.https://h.example/quiet.qr", "off"),
+            ("keygate.https://h.example/odd.qr", "maybe"),
+        ]);
+        let qr = |u: &str| Provider::resolve(&c, &url(u)).map(|p| p.unwrap().policy.qr);
+        assert!(qr("https://h.example/repo").unwrap());
+        assert!(!qr("https://h.example/quiet/repo").unwrap());
+        let err = qr("https://h.example/odd/repo").unwrap_err().to_string();
+        assert!(
+            err.contains("keygate.<url>.qr") && err.contains("maybe"),
+            "{err}"
         );
     }
 

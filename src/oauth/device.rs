@@ -6,6 +6,8 @@
 //! where GitHub's answer carries the new interval, and gives up on the
 //! first network hiccup of a wait that can last 15 minutes.
 
+mod qr;
+
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -59,14 +61,22 @@ pub async fn authorize_device(
         .map_err(|error| stopped(classify(error)))?;
 
     let server = provider.server.as_str().trim_end_matches('/');
-    show(&prompt(
-        server,
-        details.verification_uri().as_str(),
-        details.user_code().secret(),
-        details
-            .verification_uri_complete()
-            .map(|c| c.secret().as_str()),
-    ));
+    let verification_uri = details.verification_uri().as_str();
+    let complete = details
+        .verification_uri_complete()
+        .map(|c| c.secret().as_str());
+    show(
+        &prompt(
+            server,
+            verification_uri,
+            details.user_code().secret(),
+            complete,
+        ),
+        |terminal| {
+            let screen = qr::Screen::of_this_process(provider.policy.qr, terminal);
+            qr::drawing(&screen, complete.into_iter().chain([verification_uri]))
+        },
+    );
 
     let lifetime = match provider.policy.explicit_login_timeout {
         Some(cap) => details.expires_in().min(cap),
@@ -149,12 +159,29 @@ fn stopped(error: OAuthError) -> OAuthError {
 
 /// Prints on stderr, and on the terminal too when stderr is not one (git
 /// may have redirected it), so a person at the keyboard sees the code.
-fn show(message: &str) {
-    eprint!("{message}");
-    if !std::io::stderr().is_terminal()
-        && let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty")
-    {
-        let _ = tty.write_all(message.as_bytes());
+/// `qr_code` is asked, with whether there is a terminal, for a drawing
+/// that then follows the message on the terminal only, never in a log.
+fn show(message: &str, qr_code: impl FnOnce(bool) -> Option<String>) {
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let tty = if stderr_is_terminal {
+        None
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/tty")
+            .ok()
+    };
+    let on_terminal = match qr_code(stderr_is_terminal || tty.is_some()) {
+        Some(drawing) => format!("{message}{drawing}"),
+        None => message.to_owned(),
+    };
+    match tty {
+        Some(mut tty) => {
+            eprint!("{message}");
+            let _ = tty.write_all(on_terminal.as_bytes());
+        }
+        None if stderr_is_terminal => eprint!("{on_terminal}"),
+        None => eprint!("{message}"),
     }
 }
 

@@ -185,6 +185,7 @@ fn device_grant_prints_the_code_and_polls_until_approved() {
     ok(&person);
     let (status, said) = login.finish();
     assert!(status.success(), "{said}");
+    assert!(qr_lines(&said).is_empty(), "a QR code in a pipe: {said}");
     assert!(
         world.browser_launches().len() == 1,
         "only the person's browser ran"
@@ -220,6 +221,148 @@ fn device_grant_stops_on_access_denied() {
     let (status, said) = login.finish();
     assert!(!status.success());
     assert!(said.contains("denied"), "{said}");
+}
+
+/// `keygate login` with the device grant under `script`, a pseudo-terminal
+/// as over SSH, `COLUMNS` wide: approves the code it shows and returns
+/// everything the terminal showed.
+fn device_login_on_a_terminal(world: &World, columns: &str) -> String {
+    let mut child = world
+        .command("script")
+        .args([
+            "-qefc",
+            &format!("{} login {}", common::KEYGATE, world.repo_url()),
+            "/dev/null",
+        ])
+        .env("COLUMNS", columns)
+        .env_remove("GIT_TERMINAL_PROMPT")
+        // Held open: at the end of its input `script` would hang up.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut shown = Vec::new();
+    let mut user_code = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        let line = line.trim_end_matches('\r').to_owned();
+        user_code = line
+            .strip_prefix("keygate: and enter the code ")
+            .map(str::to_owned);
+        shown.push(line);
+        if user_code.is_some() {
+            break;
+        }
+    }
+    let user_code = user_code.unwrap_or_else(|| panic!("no user code: {}", shown.join("\n")));
+    let approve = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-o", "/dev/null", "--cacert"])
+        .arg(world.ca())
+        .args(["-d", &format!("user_code={user_code}")])
+        .arg(world.oidc["test_approve_device"].as_str().unwrap())
+        .status()
+        .unwrap();
+    assert!(approve.success());
+    shown.extend(
+        lines
+            .map_while(Result::ok)
+            .map(|l| l.trim_end_matches('\r').to_owned()),
+    );
+    let status = child.wait().unwrap();
+    let shown = shown.join("\n");
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("logged in"), "{shown}");
+    shown
+}
+
+/// The lines of a half-block drawing in what a terminal showed.
+fn qr_lines(shown: &str) -> Vec<&str> {
+    shown
+        .lines()
+        .filter(|l| l.contains(['█', '▀', '▄']) && l.chars().all(|c| "█▀▄ ".contains(c)))
+        .collect()
+}
+
+/// What zbar reads in a half-block drawing shown on a dark terminal.
+fn decode_qr(drawing: &[&str]) -> String {
+    use std::io::Write;
+    // Debian's python3-zbar is a module of Debian's Python, which a
+    // python3 earlier on PATH (pyenv, a venv) would not see.
+    let mut decoder = std::process::Command::new("/usr/bin/python3")
+        .arg(support("qr_decode.py"))
+        .arg("dark")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = decoder.stdin.take().unwrap();
+    input
+        .write_all(format!("{}\n", drawing.join("\n")).as_bytes())
+        .unwrap();
+    drop(input);
+    let output = decoder.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "zbar (python3-zbar) read no QR code: {}\n{}",
+        text(&output.stderr),
+        drawing.join("\n")
+    );
+    text(&output.stdout).trim_end().to_owned()
+}
+
+#[test]
+fn device_grant_on_a_terminal_draws_a_qr_code_of_the_url() {
+    let world = device_world();
+    let shown = device_login_on_a_terminal(&world, "120");
+    let complete = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("keygate: or open "))
+        .unwrap_or_else(|| panic!("verification_uri_complete: {shown}"));
+    assert!(complete.contains("user_code="), "{complete}");
+    let drawing = qr_lines(&shown);
+    assert!(!drawing.is_empty(), "no QR code: {shown}");
+    eprintln!("the terminal showed:\n{shown}");
+    assert_eq!(decode_qr(&drawing), complete);
+    ok(&world.git(&["ls-remote", &world.repo_url()]));
+}
+
+#[test]
+fn no_qr_code_when_turned_off_too_narrow_or_under_ci() {
+    let world = device_world();
+    let narrow = device_login_on_a_terminal(&world, "20");
+    assert!(narrow.contains("keygate: or open "), "{narrow}");
+    assert!(qr_lines(&narrow).is_empty(), "{narrow}");
+
+    world.write_gitconfig(&format!(
+        "[keygate \"{}\"]\n\tredirect = device\n\tdeviceUrl = {}\n\tqr = false\n",
+        world.git_url,
+        world.oidc["device_authorization_endpoint"]
+            .as_str()
+            .unwrap()
+    ));
+    let off = device_login_on_a_terminal(&world, "120");
+    assert!(off.contains("keygate: or open "), "{off}");
+    assert!(qr_lines(&off).is_empty(), "{off}");
+
+    // Under CI no one is asked at all, so there is no code to draw either.
+    let output = world
+        .command("script")
+        .args([
+            "-qefc",
+            &format!("{} login {}", common::KEYGATE, world.repo_url()),
+            "/dev/null",
+        ])
+        .env("CI", "1")
+        .env("COLUMNS", "120")
+        .env_remove("GIT_TERMINAL_PROMPT")
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    let shown = text(&output.stdout);
+    assert!(!output.status.success(), "{shown}");
+    assert!(shown.contains("CI is set"), "{shown}");
+    assert!(qr_lines(&shown).is_empty(), "{shown}");
 }
 
 #[test]
