@@ -198,3 +198,24 @@ fn a_server_clock_ten_minutes_off_fails() {
     assert!(server_check["fix"].as_str().unwrap().contains("clock"));
     assert_no_secret(&output, &[ACCESS, REFRESH]);
 }
+
+#[test]
+fn a_running_proxy_is_checked_against_https_proxy() {
+    let mut world = World::start(Options::default());
+    let proxy = crate::proxy_support::start_proxy(&world);
+    let output = doctor(&world, &[]);
+    let out = text(&output.stdout);
+    let proxy_line = line(&out, "proxy");
+    assert!(proxy_line.starts_with("WARN"), "{out}");
+    assert!(proxy_line.contains("unset"), "{out}");
+    assert_no_secret(&output, &[&proxy.password]);
+
+    world.set_env("HTTPS_PROXY", &proxy.url);
+    let output = doctor(&world, &[]);
+    let out = text(&output.stdout);
+    let proxy_line = line(&out, "proxy");
+    assert!(proxy_line.starts_with("ok  "), "{out}");
+    assert!(proxy_line.contains(&proxy.addr), "{out}");
+    assert!(proxy_line.contains("ca-bundle.pem"), "{out}");
+    assert_no_secret(&output, &[&proxy.password]);
+}
