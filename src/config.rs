@@ -179,6 +179,32 @@ impl GitConfig {
     }
 }
 
+/// Whether a config URL (`credential.<pattern>.*`) applies to `url`, as
+/// git's urlmatch decides: `keygate doctor` lists the helpers git runs.
+pub(crate) fn url_matches(pattern: &str, url: &Url) -> bool {
+    match_url(pattern, url).is_some()
+}
+
+/// The subsection of the `section.<pattern>` whose keys win for `url` (the
+/// most specific; the later one on a tie), for `keygate doctor` to name.
+pub(crate) fn winning_subsection(config: &GitConfig, section: &str, url: &Url) -> Option<String> {
+    let mut best: Option<(Specificity, &str)> = None;
+    for (key, _) in &config.entries {
+        let Some((s, Some(pattern), _)) = split_key(key) else {
+            continue;
+        };
+        if !s.eq_ignore_ascii_case(section) {
+            continue;
+        }
+        if let Some(specificity) = match_url(pattern, url)
+            && best.is_none_or(|(current, _)| specificity >= current)
+        {
+            best = Some((specificity, pattern));
+        }
+    }
+    best.map(|(_, pattern)| pattern.to_owned())
+}
+
 /// Ordered as git's urlmatch ranks candidates: host match, then path
 /// length, then whether a user name matched.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

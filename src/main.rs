@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use keygate::commands::{self, CommandError, Outcome, Reach, account, man, setup, status};
+use keygate::commands::{self, CommandError, Outcome, Reach, account, doctor, man, setup, status};
 use keygate::config::{self, GitConfig};
 use keygate::helper::Operation;
 
@@ -40,6 +40,14 @@ enum Command {
     },
     /// List the accounts keygate holds tokens for (never a secret)
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say why git would still ask for a password: helper chain, config,
+    /// store, server, clock. Changes nothing, prints no secret. Exit code
+    /// 1: a check failed
+    Doctor {
+        url: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -89,12 +97,14 @@ fn main() -> ExitCode {
 }
 
 /// The one place exit codes are chosen. git and scripts read them: 1 for
-/// a failure, 2 for a usage error (as clap's own), 3 for a `keygate
-/// setup` that left a step to the person.
+/// a failure (or a `keygate doctor` that found one), 2 for a usage error
+/// (as clap's own), 3 for a `keygate setup` that left a step to the
+/// person.
 fn exit_code(result: &Result<Outcome, CommandError>) -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::StepsLeft) => ExitCode::from(3),
+        Ok(Outcome::Unwell) => ExitCode::FAILURE,
         Err(error) if error.is_usage() => ExitCode::from(2),
         Err(_) => ExitCode::FAILURE,
     }
@@ -153,6 +163,9 @@ fn run(command: Command) -> Result<Outcome, CommandError> {
             }
         }
         Command::Status { json } => status::status(&config, json, stdout())?,
+        Command::Doctor { url, json } => {
+            return doctor::doctor(&config, url.as_deref(), json, stdout());
+        }
         Command::Token { url } => account::token(&config, &url, reach, stdout())?,
         Command::Setup(args) => return setup::setup(&config, args, reach, stdin(), stdout()),
         Command::Env {

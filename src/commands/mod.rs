@@ -7,6 +7,7 @@
 //! the store so that the helper and setup below commands share it too.
 
 pub mod account;
+pub mod doctor;
 pub mod man;
 pub mod setup;
 pub mod status;
@@ -29,6 +30,8 @@ pub enum Outcome {
     Done,
     /// `keygate setup` left a step to the person, and printed it.
     StepsLeft,
+    /// `keygate doctor` found something that fails, and printed it.
+    Unwell,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,8 @@ mod proxy_support;
 #[cfg(unix)]
 mod browser;
 #[cfg(unix)]
+mod doctor;
+#[cfg(unix)]
 mod e2e;
 #[cfg(unix)]
 mod faults;
