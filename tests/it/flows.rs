@@ -200,6 +200,22 @@ fn device_grant_prints_the_code_and_polls_until_approved() {
     ok(&world.git(&["ls-remote", &world.repo_url()]));
 }
 
+/// Plays the person who approves `user_code` at the test server's device
+/// page.
+fn approve_device(world: &World, user_code: &str) {
+    let approve = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-o", "/dev/null", "--cacert"])
+        .arg(world.ca())
+        .args(["-d", &format!("user_code={user_code}")])
+        .arg(world.oidc["test_approve_device"].as_str().unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        approve.success(),
+        "the test server did not approve {user_code}"
+    );
+}
+
 #[test]
 fn device_grant_stops_on_access_denied() {
     let world = device_world();
@@ -255,14 +271,7 @@ fn device_login_on_a_terminal(world: &World, columns: &str) -> String {
         }
     }
     let user_code = user_code.unwrap_or_else(|| panic!("no user code: {}", shown.join("\n")));
-    let approve = std::process::Command::new("curl")
-        .args(["-sS", "-f", "-o", "/dev/null", "--cacert"])
-        .arg(world.ca())
-        .args(["-d", &format!("user_code={user_code}")])
-        .arg(world.oidc["test_approve_device"].as_str().unwrap())
-        .status()
-        .unwrap();
-    assert!(approve.success());
+    approve_device(&world, &user_code);
     shown.extend(
         lines
             .map_while(Result::ok)
@@ -627,14 +636,7 @@ fn on_a_terminal_without_a_display_the_device_grant_is_chosen() {
         })
         .expect("the device grant's user code on the terminal");
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let approve = std::process::Command::new("curl")
-        .args(["-sS", "-f", "-o", "/dev/null", "--cacert"])
-        .arg(world.ca())
-        .args(["-d", &format!("user_code={user_code}")])
-        .arg(world.oidc["test_approve_device"].as_str().unwrap())
-        .status()
-        .unwrap();
-    assert!(approve.success());
+    approve_device(&world, &user_code);
     let status = child.wait().unwrap();
     let rest = drain.join().unwrap().join("\n");
     assert!(status.success(), "{rest}");
