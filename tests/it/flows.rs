@@ -271,7 +271,7 @@ fn device_login_on_a_terminal(world: &World, columns: &str) -> String {
         }
     }
     let user_code = user_code.unwrap_or_else(|| panic!("no user code: {}", shown.join("\n")));
-    approve_device(&world, &user_code);
+    approve_device(world, &user_code);
     shown.extend(
         lines
             .map_while(Result::ok)
