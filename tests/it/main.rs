@@ -16,24 +16,17 @@
 
 // Unix only: the test world runs Linux git, gnome-keyring and Unix file
 // modes. On Windows, .ci/windows.sh runs keygate.exe end to end instead.
-#[cfg(unix)]
+#![cfg(unix)]
+
 mod common;
-#[cfg(unix)]
 mod proxy_support;
 
-#[cfg(unix)]
 mod browser;
-#[cfg(unix)]
 mod doctor;
-#[cfg(unix)]
 mod e2e;
-#[cfg(unix)]
 mod faults;
-#[cfg(unix)]
 mod files;
-#[cfg(unix)]
 mod flows;
-#[cfg(unix)]
 mod forges;
 // Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
 #[cfg(target_os = "linux")]
@@ -41,16 +34,9 @@ mod keyring;
 // Linux only: man-db renders the pages.
 #[cfg(target_os = "linux")]
 mod man;
-#[cfg(unix)]
 mod proxy;
-#[cfg(unix)]
 mod proxy_attacks;
-// Unix only: a shell script stands in for keygate.
-#[cfg(unix)]
 mod quick;
-#[cfg(unix)]
 mod resolve;
-#[cfg(unix)]
 mod secrets;
-#[cfg(unix)]
 mod setup;

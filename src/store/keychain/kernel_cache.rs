@@ -160,7 +160,8 @@ impl KernelCache {
     /// account goes, then the new record is cached when `serve` allows.
     pub(crate) fn replace(&self, record: &TokenRecord, now: u64, serve: bool) {
         self.forget(&record.key());
-        if serve {
+        // Nothing worth serving (an erased token) is already dropped.
+        if serve && cache_until(record, now).is_some() {
             self.fill(record, now);
         }
     }
