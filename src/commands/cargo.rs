@@ -87,7 +87,7 @@ fn answer(config: &GitConfig, reach: Reach<'_>, request: &Request) -> Result<Ans
                     session::login_command(url.as_str())
                 )));
             }
-            account::login(config, url.as_str(), reach, io::stderr()).map_err(failed)?;
+            login(config, provider, &url, reach).map_err(failed)?;
             Ok(Answer::Login)
         }
         Action::Logout => {
@@ -96,6 +96,37 @@ fn answer(config: &GitConfig, reach: Reach<'_>, request: &Request) -> Result<Ans
         }
         Action::Unknown => Err(Refusal::OperationNotSupported),
     }
+}
+
+/// `cargo login`: a login unless the account has one that works. cargo
+/// asks for a `read` token before it sends `login` (to find the
+/// registry's API), and that already logged in where nothing was kept: a
+/// forced login would send the person to the browser twice. To log in as
+/// someone else, `cargo logout` first.
+fn login(
+    config: &GitConfig,
+    provider: Provider,
+    url: &Url,
+    reach: Reach<'_>,
+) -> Result<(), CommandError> {
+    let account = Account::new(provider, url_username(url).as_deref());
+    let store = store::open_for(config)?;
+    let session = Session::for_account(
+        &account,
+        store.as_ref(),
+        config::oauth_ca_files(config, &account.provider),
+        move || reach.for_person(),
+    );
+    let record = session.fresh_token(Lookup::Whole)?;
+    let mut notices = io::stderr();
+    writeln!(
+        notices,
+        "keygate: logged in to {} ({}), tokens kept in the {} store",
+        session.key.label(),
+        super::status::describe_expiry(&record),
+        store.kind()
+    )?;
+    Ok(())
 }
 
 /// The URL keygate's configuration is matched against: the index URL
