@@ -485,8 +485,9 @@ fn cargo_login_and_logout_are_keygates() {
     assert_eq!(file["accounts"].as_array().map(Vec::len), Some(0), "{file}");
 }
 
-/// git's `get` and cargo's at the same stale instant: one refresh, one
-/// token for all of them.
+/// git's `get` and cargo's at the same stale instant (keygate under its
+/// own name and as `cargo-credential-keygate`): one refresh, one token
+/// for all of them.
 #[test]
 fn sixteen_callers_across_git_and_cargo_at_expiry_refresh_once() {
     let world = World::start(Options::default());
@@ -494,6 +495,9 @@ fn sixteen_callers_across_git_and_cargo_at_expiry_refresh_once() {
     ok(&world.keygate(&["login", &world.repo_url()]));
     world.expire_stored_token();
 
+    // cargo's conventional name on PATH, as install.sh links it.
+    let conventional = world.bin.join("cargo-credential-keygate");
+    std::os::unix::fs::symlink(KEYGATE, &conventional).unwrap();
     let git_input = format!("url={}\n\n", world.repo_url());
     let mut cargo_line = serde_json::to_vec(&read_request(&index(&world))).unwrap();
     cargo_line.push(b'\n');
@@ -505,7 +509,12 @@ fn sixteen_callers_across_git_and_cargo_at_expiry_refresh_once() {
                 git.args(["credential", "fill"]);
                 git
             } else {
-                let mut keygate = world.command(KEYGATE);
+                let program = if i % 4 == 1 {
+                    conventional.as_path()
+                } else {
+                    Path::new(KEYGATE)
+                };
+                let mut keygate = world.command(program);
                 keygate.arg("--cargo-plugin");
                 keygate
             };
