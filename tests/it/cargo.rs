@@ -232,7 +232,7 @@ fn cargo_builds_and_publishes_with_the_token_git_uses() {
         "{}",
         cargo.config()
     );
-    world.set_env("KEYGATE_LOG", "keygate=debug");
+    world.set_env("KEYGATE_LOG", "keygate=trace");
     let app = project(&world, "app", &[("keygate-hello", "kg")]);
 
     // cargo's first request logs in, as git's would.
