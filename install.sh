@@ -96,6 +96,15 @@ else
   helper="$bin/keygate"
 fi
 
+# cargo's conventional name for a provider found on PATH: cargo runs it
+# with --cargo-plugin, which keygate recognises under any name.
+if [ "$(readlink "$bin/cargo-credential-keygate" 2>/dev/null)" = "keygate" ]; then
+  echo "unchanged: $bin/cargo-credential-keygate -> keygate"
+else
+  ln -sfn keygate "$bin/cargo-credential-keygate"
+  echo "linked: $bin/cargo-credential-keygate -> keygate"
+fi
+
 # Moves FILE.new over FILE unless they are the same; says which.
 replace_if_changed() { # replace_if_changed FILE
   if [ -f "$1" ] && cmp -s "$1.new" "$1"; then

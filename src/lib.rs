@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom (nothing imports upward, no cycles): `commands`
 //! → `proxy`, `helper` → `session` → `oauth`, `store`, `config`,
-//! `credential` → `gitconfig`, `secret`, `http`, `text`, `clock` →
+//! `credential`, `cargo_credential` → `gitconfig`, `secret`, `http`, `text`, `clock` →
 //! `sys` (the platform, which imports nothing of keygate's). Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
 //! their settings from `config`), never back.
@@ -11,6 +11,7 @@
 // code says how, it does not panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cargo_credential;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use keygate::commands::{self, CommandError, Outcome, Reach, account, doctor, man, setup, status};
+use keygate::commands::{
+    self, CommandError, Outcome, Reach, account, cargo, doctor, man, setup, status,
+};
 use keygate::config::{self, GitConfig};
 use keygate::helper::Operation;
 
@@ -76,6 +78,9 @@ enum Command {
     /// Write the manual pages into a directory (install.sh runs it)
     #[command(hide = true)]
     Man { dir: std::path::PathBuf },
+    /// cargo's credential provider: `keygate --cargo-plugin`, as cargo runs it
+    #[command(skip)]
+    CargoPlugin,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -128,8 +133,16 @@ fn report(error: &CommandError) {
 
 /// `keygate get` (or store, erase) as git runs it, before every HTTPS
 /// operation: recognised without building clap's whole command tree,
-/// which is a tenth of a cached `get`'s instructions.
+/// which is a tenth of a cached `get`'s instructions. And `keygate
+/// --cargo-plugin`, as cargo runs a credential provider (the arguments
+/// configured after the program come inside its request), under any name.
 fn protocol_verb() -> Option<Command> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == cargo::PLUGIN_FLAG)
+    {
+        return Some(Command::CargoPlugin);
+    }
     Operation::from_args(std::env::args_os().skip(1)).map(|operation| match operation {
         Operation::Get => Command::Get,
         Operation::Store => Command::Store,
@@ -181,6 +194,7 @@ fn run(command: Command) -> Result<Outcome, CommandError> {
         }
         Command::Proxy(options) => keygate::proxy::run(options, &config)?,
         Command::Man { dir } => man::write_pages(Cli::command(), &dir, stdout())?,
+        Command::CargoPlugin => cargo::provider(&config, reach, stdin(), stdout())?,
     }
     Ok(Outcome::Done)
 }

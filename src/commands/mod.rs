@@ -7,6 +7,7 @@
 //! the store so that the helper and setup below commands share it too.
 
 pub mod account;
+pub mod cargo;
 pub mod doctor;
 pub mod man;
 pub mod setup;
@@ -66,6 +67,10 @@ pub enum CommandError {
     Helper(#[from] HelperError),
     #[error(transparent)]
     Setup(#[from] setup::SetupError),
+    #[error(transparent)]
+    CargoProtocol(#[from] crate::cargo_credential::CargoProtocolError),
+    #[error(transparent)]
+    CargoSetup(#[from] cargo::CargoSetupError),
     #[error(transparent)]
     Handoff(#[from] HandoffError),
     #[error(transparent)]

@@ -96,8 +96,13 @@ impl From<SessionError> for SetupError {
 /// its `--help`. A registration token other than `-` is refused (see
 /// [`registration_token_from`]).
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
-    pub url: String,
+    /// Set up another tool's access to a registry instead
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+    #[arg(required = true)]
+    pub url: Option<String>,
     /// The OAuth server's issuer URL, when it does not live at the URL's origin
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
@@ -112,6 +117,13 @@ pub struct Args {
     pub registration_token: Option<String>,
 }
 
+/// The tools `keygate setup TOOL` configures.
+#[derive(clap::Subcommand)]
+pub enum Tool {
+    /// Make keygate cargo's credential provider for a registry (in cargo's config.toml)
+    Cargo(super::cargo::SetupArgs),
+}
+
 /// `keygate setup`: runs it and prints the report on `output`. Reads the
 /// registration token, when asked to, from `input`.
 pub fn setup(
@@ -121,8 +133,14 @@ pub fn setup(
     input: impl BufRead,
     mut output: impl Write,
 ) -> Result<Outcome, CommandError> {
+    let url = match (args.tool, &args.url) {
+        (Some(Tool::Cargo(args)), _) => return super::cargo::setup(config, args, output),
+        (None, Some(url)) => url,
+        // clap requires one or the other.
+        (None, None) => return Err(CommandError::Unconfigured("no URL given".into())),
+    };
     let request = Request {
-        url: parse_url(&args.url)?,
+        url: parse_url(url)?,
         issuer: args.issuer,
         dry_run: args.dry_run,
         registration_token: registration_token_from(args.registration_token.as_deref(), input)?,

@@ -1,11 +1,12 @@
-//! How a token is presented to a client: git's answer to `get`, the
-//! proxy's `Authorization` header, Composer's auth JSON. Whether the
-//! token goes as a bearer token or as a password, and with which user
-//! name, is decided once, in [`Scheme::for_client`].
+//! How a token is presented to a client: git's answer to `get`, cargo's
+//! answer to `get`, the proxy's `Authorization` header, Composer's auth
+//! JSON. Whether the token goes as a bearer token or as a password, and
+//! with which user name, is decided once, in [`Scheme::for_client`].
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::cargo_credential;
 use crate::config::{AuthScheme, Provider};
 use crate::credential::Credential;
 use crate::secret::Secret;
@@ -41,15 +42,7 @@ impl Scheme {
 pub fn git_answer(request: &Credential, provider: &Provider, record: &TokenRecord) -> Credential {
     let mut reply = Credential::default();
     let token = record.access_token.clone();
-    // The instant it turns stale, so git asks again in time; a stale token
-    // served because a refresh failed gets its real expiry instead, as
-    // git drops a credential whose expiry has passed.
-    let now = unix_now();
-    reply.password_expiry_utc = record
-        .stale_at(provider.policy.refresh_margin)
-        .filter(|&stale_at| stale_at > now)
-        .or(record.expires_at)
-        .map(|t| t.to_string());
+    reply.password_expiry_utc = expiry(provider, record).map(|t| t.to_string());
     let scheme = Scheme::for_client(
         provider,
         request.username.as_deref(),
@@ -69,6 +62,35 @@ pub fn git_answer(request: &Credential, provider: &Provider, record: &TokenRecor
         }
     }
     reply
+}
+
+/// The expiry a client is told `record`'s token has: the instant it turns
+/// stale, so every caller asks again in time and all of them at the same
+/// moment (one refresh); a stale token served because a refresh failed
+/// gets its real expiry instead, as clients drop a credential whose expiry
+/// has passed. `None`: it does not expire.
+fn expiry(provider: &Provider, record: &TokenRecord) -> Option<u64> {
+    let now = unix_now();
+    record
+        .stale_at(provider.policy.refresh_margin)
+        .filter(|&stale_at| stale_at > now)
+        .or(record.expires_at)
+}
+
+/// cargo's answer to `get` with `record`'s access token: the whole
+/// `Authorization` value (cargo adds no scheme), kept by cargo until the
+/// instant git is told too, for every operation. `None` without a token.
+pub fn cargo_answer(provider: &Provider, record: &TokenRecord) -> Option<cargo_credential::Answer> {
+    let token = record.access_token.as_ref()?;
+    let cache = match expiry(provider, record) {
+        Some(expiration) => cargo_credential::Cache::Expires { expiration },
+        None => cargo_credential::Cache::Session,
+    };
+    Some(cargo_credential::Answer::Get {
+        token: authorization(provider, token),
+        cache,
+        operation_independent: true,
+    })
 }
 
 /// The `Authorization` value the proxy sends `provider`'s server with

@@ -16,7 +16,8 @@ otherwise 401 with
     WWW-Authenticate: Basic realm="keygate-test"
     WWW-Authenticate: Bearer realm="keygate-test"
 
-Extra token-protected routes (same check; GET only):
+Extra token-protected routes (same check; GET only but for cargo's publish):
+    /cargo/..., /static/...            cargo sparse registries (cargo_registry.py)
     /composer/packages.json            Composer repository (acme/private-lib)
     /composer/dist/acme-private-lib-V.zip
     /big/N[?rate=BYTES_PER_SECOND]     exactly N bytes, streamed
@@ -47,6 +48,7 @@ import urllib.request
 import zipfile
 from http.server import BaseHTTPRequestHandler
 
+import cargo_registry
 from tls_server import TLSServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -192,13 +194,51 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = urllib.parse.urlsplit(self.path).path
-        if path.startswith("/composer/") or path == "/echo-auth" or path.startswith("/big/"):
+        if cargo_registry.which(path)[0]:
+            self.handle_cargo(path)
+        elif path.startswith("/composer/") or path == "/echo-auth" or path.startswith("/big/"):
             self.handle_extra(path)
         else:
             self.handle_git()
 
     def do_POST(self):
         self.handle_git()
+
+    def do_PUT(self):
+        self.handle_cargo(urllib.parse.urlsplit(self.path).path)
+
+    # -- cargo registries (cargo_registry.py) -------------------------------
+    def handle_cargo(self, path):
+        registry, rest = cargo_registry.which(path)
+        if registry is None:
+            self._body_consumed = False
+            self.deny("none", "not found", status=404)
+            return
+        if registry.prefix == "static":
+            # cargo's own token provider sends the token as the whole header.
+            self._body_consumed = False
+            if self.headers.get("Authorization") != cargo_registry.STATIC_TOKEN:
+                self.deny("none" if not self.headers.get("Authorization") else "other", "authentication required")
+                return
+            kind, extra = "raw", {}
+        else:
+            auth = self.authenticate()
+            if auth is None:
+                return
+            kind, remote_user, info = auth
+            extra = {"user": remote_user, "token_sha256": self.token_fingerprint()}
+        cargo_registry.hold_if_asked(Config.dir, rest, lambda: self.record(0, kind, {"held": rest}))
+        body = b"".join(self.body_chunks())
+        try:
+            cargo_registry.handle(self, registry, rest, body, kind, extra)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
+            log("client went away: %s" % e)
+            self.close_connection = True
+
+    def token_fingerprint(self):
+        """A short hash of the token: which token a request carried, never the token."""
+        token = self.credentials()[2] or ""
+        return hashlib.sha256(token.encode()).hexdigest()[:12]
 
     # -- auth -------------------------------------------------------------
     def credentials(self):
