@@ -105,7 +105,9 @@ keys! {
     RedirectUrl: Url "redirectUrl", default "http://127.0.0.1/callback",
         "Redirect URI. Without a port a free ephemeral one is taken and the path kept; with redirect = scheme, a private-use URI such as com.example.keygate:/callback.";
     Username: Url "username", default "the preset's, else the one git asks for, else oauth2",
-        "User name handed to git with the token.";
+        "User name handed to git (and to Docker's clients) with the token.";
+    TokensFrom: Url "tokensFrom", default "",
+        "Another URL whose login this host shares: its client, endpoints, scopes and tokens, so one login and one refresh serve both (a container registry and its forge: https://gitlab.com for registry.gitlab.com). The forge's token is then sent to this host. Only this host's username and authType still apply.";
     RefreshMargin: Url "refreshMargin", default "300",
         "Seconds: a token counts as stale when less than the smaller of this and a quarter of its lifetime is left.";
     LoginTimeout: Url "loginTimeout", default "300",
@@ -554,6 +556,9 @@ impl Provider {
                 .filter(|v| !v.is_empty())
         };
 
+        if let Some(source) = get(Key::TokensFrom) {
+            return resolve_shared(config, source, get(Key::Username), get(Key::AuthType));
+        }
         let client_id = get(Key::ClientId).map(str::to_owned).or_else(|| {
             std::env::var("KEYGATE_CLIENT_ID")
                 .ok()
@@ -680,6 +685,39 @@ impl Provider {
     }
 }
 
+/// The provider of the URL a host's `tokensFrom` names, handing out its
+/// tokens under this host's own `username` and `authType` when set. One
+/// step only: the URL named must have a login of its own.
+fn resolve_shared(
+    config: &GitConfig,
+    source: &str,
+    username: Option<&str>,
+    auth_type: Option<&str>,
+) -> Result<Option<Provider>, ConfigError> {
+    let expected = "an https:// URL keygate has a login of its own for (not another tokensFrom)";
+    let url = Url::parse(source).map_err(|_| invalid(Key::TokensFrom, source, expected))?;
+    let own_source = config
+        .for_url("keygate", &url)
+        .keys()
+        .any(|variable| variable.eq_ignore_ascii_case(Key::TokensFrom.name()));
+    if own_source || crate::http::check_endpoint(&url).is_err() {
+        return Err(invalid(Key::TokensFrom, source, expected));
+    }
+    let Some(mut provider) = Provider::resolve(config, &url)? else {
+        return Err(invalid(Key::TokensFrom, source, expected));
+    };
+    if let Some(username) = username {
+        provider.policy.username = Some(username.to_owned());
+    }
+    match auth_type.map(str::to_ascii_lowercase).as_deref() {
+        None => {}
+        Some("basic") => provider.policy.auth_scheme = AuthScheme::Basic,
+        Some("bearer") => provider.policy.auth_scheme = AuthScheme::Bearer,
+        Some(other) => return Err(invalid(Key::AuthType, other, "basic or bearer")),
+    }
+    Ok(Some(provider))
+}
+
 fn invalid(key: Key, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
         key: key.full_name(),
@@ -735,7 +773,11 @@ pub fn configured_providers(config: &GitConfig) -> Vec<Provider> {
         if providers.iter().any(|p| p.server == origin_of(&url)) {
             continue;
         }
-        if let Ok(Some(provider)) = Provider::resolve(config, &url) {
+        // A host that shares another's login (tokensFrom) resolves to
+        // that one's provider: listed once.
+        if let Ok(Some(provider)) = Provider::resolve(config, &url)
+            && !providers.iter().any(|p| p.server == provider.server)
+        {
             providers.push(provider);
         }
     }

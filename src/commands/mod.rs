@@ -7,6 +7,7 @@
 //! the store so that the helper and setup below commands share it too.
 
 pub mod account;
+pub mod docker;
 pub mod doctor;
 pub mod man;
 pub mod setup;
@@ -32,6 +33,9 @@ pub enum Outcome {
     StepsLeft,
     /// `keygate doctor` found something that fails, and printed it.
     Unwell,
+    /// The command answered its failure in its protocol's own words
+    /// (Docker's credential helpers: a line on stdout, exit status 1).
+    Failed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,10 @@ pub enum CommandError {
     Handoff(#[from] HandoffError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    DockerProtocol(crate::docker_credential::DockerProtocolError),
+    #[error(transparent)]
+    AuthFile(docker::auth_files::AuthFileError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

@@ -1,5 +1,5 @@
-//! How a token is presented to a client: git's answer to `get`, the
-//! proxy's `Authorization` header, Composer's auth JSON. Whether the
+//! How a token is presented to a client: git's answer to `get`, Docker's,
+//! the proxy's `Authorization` header, Composer's auth JSON. Whether the
 //! token goes as a bearer token or as a password, and with which user
 //! name, is decided once, in [`Scheme::for_client`].
 
@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::config::{AuthScheme, Provider};
 use crate::credential::Credential;
+use crate::docker_credential::Credentials as DockerCredentials;
 use crate::secret::Secret;
 use crate::store::{TokenRecord, unix_now};
 
@@ -69,6 +70,24 @@ pub fn git_answer(request: &Credential, provider: &Provider, record: &TokenRecor
         }
     }
     reply
+}
+
+/// The answer to Docker's `get` with `record`'s access token, for the
+/// registry the client named (`server_url`, echoed as the helpers echo
+/// it): always user name and password, since a registry's token server
+/// takes HTTP Basic; the user name the server wants (`oauth2`,
+/// `x-access-token`) or the common default. `None` without an access
+/// token.
+pub fn docker_credentials(
+    server_url: &str,
+    provider: &Provider,
+    record: &TokenRecord,
+) -> Option<DockerCredentials> {
+    Some(DockerCredentials {
+        server_url: server_url.to_owned(),
+        username: provider.wire_username(None),
+        secret: record.access_token.clone()?,
+    })
 }
 
 /// The `Authorization` value the proxy sends `provider`'s server with
