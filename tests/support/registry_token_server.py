@@ -28,11 +28,13 @@ Prints one JSON line once listening:
     {"url", "port", "realm", "service", "issuer", "rootcertbundle"}
 Logs go to stderr; one JSON line per token request is appended to
 DIR/registry-tokens.jsonl: user, whether credentials came and were
-active, scopes asked, access granted. Never a token. Exits 0 on SIGTERM.
+active, the first 16 hex digits of the token's SHA-256 (to tell tokens
+apart), scopes asked, access granted. Never a token. Exits 0 on SIGTERM.
 """
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -170,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
             except Exception:
                 user, token = None, ""
             entry["user"] = user
+            # Which token came, to compare requests: never the token.
+            entry["token_sha256"] = hashlib.sha256(token.encode()).hexdigest()[:16] if token else None
             active = False
             if user == "oauth2" and token:
                 active, _, error = git_server.introspect(token)
