@@ -536,6 +536,16 @@ impl Provider {
     /// The provider for `url`, or `None` when keygate has neither config
     /// nor a usable preset for it: git should then try its next helper.
     pub fn resolve(config: &GitConfig, url: &Url) -> Result<Option<Self>, ConfigError> {
+        Self::resolve_at(config, url, true)
+    }
+
+    /// [`Provider::resolve`]; `follow` says whether a `tokensFrom` may be
+    /// followed (once: the URL it names must have a login of its own).
+    fn resolve_at(
+        config: &GitConfig,
+        url: &Url,
+        follow: bool,
+    ) -> Result<Option<Self>, ConfigError> {
         if !matches!(url.scheme(), "https" | "http") {
             return Ok(None);
         }
@@ -557,6 +567,9 @@ impl Provider {
         };
 
         if let Some(source) = get(Key::TokensFrom) {
+            if !follow {
+                return Err(invalid(Key::TokensFrom, source, SHARED_LOGIN));
+            }
             return resolve_shared(config, source, get(Key::Username), get(Key::AuthType));
         }
         let client_id = get(Key::ClientId).map(str::to_owned).or_else(|| {
@@ -685,6 +698,10 @@ impl Provider {
     }
 }
 
+/// What a `tokensFrom` must name.
+const SHARED_LOGIN: &str =
+    "an https:// URL keygate has a login of its own for (not another tokensFrom)";
+
 /// The provider of the URL a host's `tokensFrom` names, handing out its
 /// tokens under this host's own `username` and `authType` when set. One
 /// step only: the URL named must have a login of its own.
@@ -694,17 +711,13 @@ fn resolve_shared(
     username: Option<&str>,
     auth_type: Option<&str>,
 ) -> Result<Option<Provider>, ConfigError> {
-    let expected = "an https:// URL keygate has a login of its own for (not another tokensFrom)";
-    let url = Url::parse(source).map_err(|_| invalid(Key::TokensFrom, source, expected))?;
-    let own_source = config
-        .for_url("keygate", &url)
-        .keys()
-        .any(|variable| variable.eq_ignore_ascii_case(Key::TokensFrom.name()));
-    if own_source || crate::http::check_endpoint(&url).is_err() {
-        return Err(invalid(Key::TokensFrom, source, expected));
+    let refused = || invalid(Key::TokensFrom, source, SHARED_LOGIN);
+    let url = Url::parse(source).map_err(|_| refused())?;
+    if crate::http::check_endpoint(&url).is_err() {
+        return Err(refused());
     }
-    let Some(mut provider) = Provider::resolve(config, &url)? else {
-        return Err(invalid(Key::TokensFrom, source, expected));
+    let Some(mut provider) = Provider::resolve_at(config, &url, false)? else {
+        return Err(refused());
     };
     if let Some(username) = username {
         provider.policy.username = Some(username.to_owned());
@@ -890,6 +903,44 @@ pub fn git_forbids_interaction(config: &GitConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_sharing_a_login_resolves_to_that_login_with_its_own_user_name() {
+        let config = GitConfig::parse_z(
+            b"keygate.https://git.example.com.clientid\nforge-app\0\
+              keygate.https://git.example.com.tokenurl\nhttps://git.example.com/token\0\
+              keygate.https://registry.example.com.tokensfrom\nhttps://git.example.com\0\
+              keygate.https://registry.example.com.username\nregistry-user\0\
+              keygate.https://loop.example.com.tokensfrom\nhttps://registry.example.com\0\
+              keygate.https://nowhere.example.com.tokensfrom\nhttps://unknown.example.com\0",
+        );
+        let resolve = |url: &str| Provider::resolve(&config, &Url::parse(url).unwrap());
+        let shared = resolve("https://registry.example.com/v2/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(shared.server.as_str(), "https://git.example.com/");
+        assert_eq!(shared.client.client_id, "forge-app");
+        assert_eq!(shared.wire_username(None), "registry-user");
+        let forge = resolve("https://git.example.com").unwrap().unwrap();
+        assert_eq!(
+            forge.wire_username(None),
+            "oauth2",
+            "the forge keeps its own"
+        );
+        // One step only, and to a URL keygate knows.
+        for refused in ["https://loop.example.com", "https://nowhere.example.com"] {
+            assert!(
+                matches!(resolve(refused), Err(ConfigError::Invalid { .. })),
+                "{refused}"
+            );
+        }
+        let listed = configured_providers(&config);
+        let forge_entries = listed
+            .iter()
+            .filter(|p| p.server.as_str() == "https://git.example.com/")
+            .count();
+        assert_eq!(forge_entries, 1, "a shared login is listed once");
+    }
 
     /// keygate-config(5) is rendered from `Key`, so it documents every key
     /// read only if every read goes through `Key`. The compiler holds
