@@ -208,7 +208,8 @@ fn skopeo_pushes_and_inspects_with_keygates_token_and_refreshes_once_after_expir
         manifest["Name"],
         format!("{}/private/hello", registry.host).as_str()
     );
-    let (access_token, _) = stored_tokens(&world);
+    let (access_token, refresh_token) = stored_tokens(&world);
+    let mut secrets = vec![access_token.clone(), refresh_token];
 
     // What skopeo was given: the stored token with a real user name.
     let answer = helper(&world, "get", &registry.host);
@@ -240,6 +241,8 @@ fn skopeo_pushes_and_inspects_with_keygates_token_and_refreshes_once_after_expir
     ok(&again);
     assert_eq!(world.token_requests("refresh_token"), 1, "one refresh");
     assert_eq!(world.authorization_requests(), 1, "no second login");
+    let (access_token, refresh_token) = stored_tokens(&world);
+    secrets.extend([access_token, refresh_token]);
     let later = &registry.token_requests()[before..];
     assert!(!later.is_empty());
     assert!(
@@ -250,7 +253,8 @@ fn skopeo_pushes_and_inspects_with_keygates_token_and_refreshes_once_after_expir
     );
 
     // No secret in what skopeo printed (keygate's stderr included, with
-    // its logging on) or in the servers' logs.
+    // its logging on through a refresh) or in the servers' logs.
+    world.expire_stored_token();
     let mut logged = world.command("skopeo");
     logged.env("KEYGATE_LOG", "trace").args([
         "--insecure-policy",
@@ -261,6 +265,7 @@ fn skopeo_pushes_and_inspects_with_keygates_token_and_refreshes_once_after_expir
     let logged = logged.output().unwrap();
     ok(&logged);
     let (access_token, refresh_token) = stored_tokens(&world);
+    secrets.extend([access_token, refresh_token]);
     let mut seen = vec![
         ("push stderr", text(&pushed.stderr)),
         ("inspect stderr", text(&inspected.stderr)),
@@ -271,12 +276,13 @@ fn skopeo_pushes_and_inspects_with_keygates_token_and_refreshes_once_after_expir
         ("token server events", read(&registry.events)),
     ];
     seen.push(("keygate setup", report));
+    assert_eq!(world.token_requests("refresh_token"), 2);
     assert!(
-        text(&logged.stderr).contains("keygate"),
+        text(&logged.stderr).contains(" DEBUG "),
         "keygate's log reached skopeo's stderr"
     );
     for (what, content) in &seen {
-        for secret in [&access_token, &refresh_token] {
+        for secret in &secrets {
             assert!(!content.contains(secret.as_str()), "a token in the {what}");
         }
     }
