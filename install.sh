@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds keygate and git-credential-keygate (the small program git runs
 # before every HTTPS operation: it answers a cached token itself and hands
-# everything else to keygate), installs both, and registers the helper
+# everything else to keygate), installs both with docker-credential-keygate
+# (Docker's credential helper) beside them, and registers the helper
 # with git. Safe to run again: it says what
 # it changed and leaves alone what is already in place.
 #
@@ -103,6 +104,19 @@ if [ "$(readlink "$bin/cargo-credential-keygate" 2>/dev/null)" = "keygate" ]; th
 else
   ln -sfn keygate "$bin/cargo-credential-keygate"
   echo "linked: $bin/cargo-credential-keygate -> keygate"
+fi
+
+# Docker, podman, skopeo and buildah run docker-credential-keygate for the
+# registries `keygate setup docker` points at keygate: the same program
+# under Docker's name (it answers by the name it runs under), the quick
+# one where there is one.
+docker_target=keygate
+[ "$helper" = "$bin/git-credential-keygate" ] && docker_target=git-credential-keygate
+if [ "$(readlink "$bin/docker-credential-keygate" 2>/dev/null)" = "$docker_target" ]; then
+  echo "unchanged: $bin/docker-credential-keygate -> $docker_target"
+else
+  ln -sfn "$docker_target" "$bin/docker-credential-keygate"
+  echo "linked: $bin/docker-credential-keygate -> $docker_target"
 fi
 
 # Moves FILE.new over FILE unless they are the same; says which.

@@ -14,7 +14,7 @@ for tool_and_package in \
   secret-tool:libsecret-tools xdg-mime:xdg-utils openssl:openssl curl:curl python3:python3 git:git \
   script:bsdutils setsid:util-linux php:php-cli composer:composer unzip:unzip \
   chromium:chromium certutil:libnss3-tools keyctl:keyutils su:login unshare:util-linux \
-  man:man-db groff:groff-base; do
+  man:man-db groff:groff-base skopeo:skopeo docker-registry:docker-registry; do
   command -v "${tool_and_package%%:*}" >/dev/null || missing+=("${tool_and_package#*:}")
 done
 # Composer behind a proxy needs PHP's curl and zip extensions.

@@ -105,7 +105,9 @@ keys! {
     RedirectUrl: Url "redirectUrl", default "http://127.0.0.1/callback",
         "Redirect URI. Without a port a free ephemeral one is taken and the path kept; with redirect = scheme, a private-use URI such as com.example.keygate:/callback.";
     Username: Url "username", default "the preset's, else the one git asks for, else oauth2",
-        "User name handed to git with the token.";
+        "User name handed to git (and to Docker's clients) with the token.";
+    TokensFrom: Url "tokensFrom", default "",
+        "Another URL whose login this host shares: its client, endpoints, scopes and tokens, so one login and one refresh serve both (a container registry and its forge: https://gitlab.com for registry.gitlab.com). The forge's token is then sent to this host. Only this host's username and authType still apply.";
     RefreshMargin: Url "refreshMargin", default "300",
         "Seconds: a token counts as stale when less than the smaller of this and a quarter of its lifetime is left.";
     LoginTimeout: Url "loginTimeout", default "300",
@@ -534,6 +536,16 @@ impl Provider {
     /// The provider for `url`, or `None` when keygate has neither config
     /// nor a usable preset for it: git should then try its next helper.
     pub fn resolve(config: &GitConfig, url: &Url) -> Result<Option<Self>, ConfigError> {
+        Self::resolve_at(config, url, true)
+    }
+
+    /// [`Provider::resolve`]; `follow` says whether a `tokensFrom` may be
+    /// followed (once: the URL it names must have a login of its own).
+    fn resolve_at(
+        config: &GitConfig,
+        url: &Url,
+        follow: bool,
+    ) -> Result<Option<Self>, ConfigError> {
         if !matches!(url.scheme(), "https" | "http") {
             return Ok(None);
         }
@@ -554,6 +566,12 @@ impl Provider {
                 .filter(|v| !v.is_empty())
         };
 
+        if let Some(source) = get(Key::TokensFrom) {
+            if !follow {
+                return Err(invalid(Key::TokensFrom, source, SHARED_LOGIN));
+            }
+            return resolve_shared(config, source, get(Key::Username), get(Key::AuthType));
+        }
         let client_id = get(Key::ClientId).map(str::to_owned).or_else(|| {
             std::env::var("KEYGATE_CLIENT_ID")
                 .ok()
@@ -680,6 +698,39 @@ impl Provider {
     }
 }
 
+/// What a `tokensFrom` must name.
+const SHARED_LOGIN: &str =
+    "an https:// URL keygate has a login of its own for (not another tokensFrom)";
+
+/// The provider of the URL a host's `tokensFrom` names, handing out its
+/// tokens under this host's own `username` and `authType` when set. One
+/// step only: the URL named must have a login of its own.
+fn resolve_shared(
+    config: &GitConfig,
+    source: &str,
+    username: Option<&str>,
+    auth_type: Option<&str>,
+) -> Result<Option<Provider>, ConfigError> {
+    let refused = || invalid(Key::TokensFrom, source, SHARED_LOGIN);
+    let url = Url::parse(source).map_err(|_| refused())?;
+    if crate::http::check_endpoint(&url).is_err() {
+        return Err(refused());
+    }
+    let Some(mut provider) = Provider::resolve_at(config, &url, false)? else {
+        return Err(refused());
+    };
+    if let Some(username) = username {
+        provider.policy.username = Some(username.to_owned());
+    }
+    match auth_type.map(str::to_ascii_lowercase).as_deref() {
+        None => {}
+        Some("basic") => provider.policy.auth_scheme = AuthScheme::Basic,
+        Some("bearer") => provider.policy.auth_scheme = AuthScheme::Bearer,
+        Some(other) => return Err(invalid(Key::AuthType, other, "basic or bearer")),
+    }
+    Ok(Some(provider))
+}
+
 fn invalid(key: Key, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
         key: key.full_name(),
@@ -735,7 +786,11 @@ pub fn configured_providers(config: &GitConfig) -> Vec<Provider> {
         if providers.iter().any(|p| p.server == origin_of(&url)) {
             continue;
         }
-        if let Ok(Some(provider)) = Provider::resolve(config, &url) {
+        // A host that shares another's login (tokensFrom) resolves to
+        // that one's provider: listed once.
+        if let Ok(Some(provider)) = Provider::resolve(config, &url)
+            && !providers.iter().any(|p| p.server == provider.server)
+        {
             providers.push(provider);
         }
     }
@@ -848,6 +903,44 @@ pub fn git_forbids_interaction(config: &GitConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_sharing_a_login_resolves_to_that_login_with_its_own_user_name() {
+        let config = GitConfig::parse_z(
+            b"keygate.https://git.example.com.clientid\nforge-app\0\
+              keygate.https://git.example.com.tokenurl\nhttps://git.example.com/token\0\
+              keygate.https://registry.example.com.tokensfrom\nhttps://git.example.com\0\
+              keygate.https://registry.example.com.username\nregistry-user\0\
+              keygate.https://loop.example.com.tokensfrom\nhttps://registry.example.com\0\
+              keygate.https://nowhere.example.com.tokensfrom\nhttps://unknown.example.com\0",
+        );
+        let resolve = |url: &str| Provider::resolve(&config, &Url::parse(url).unwrap());
+        let shared = resolve("https://registry.example.com/v2/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(shared.server.as_str(), "https://git.example.com/");
+        assert_eq!(shared.client.client_id, "forge-app");
+        assert_eq!(shared.wire_username(None), "registry-user");
+        let forge = resolve("https://git.example.com").unwrap().unwrap();
+        assert_eq!(
+            forge.wire_username(None),
+            "oauth2",
+            "the forge keeps its own"
+        );
+        // One step only, and to a URL keygate knows.
+        for refused in ["https://loop.example.com", "https://nowhere.example.com"] {
+            assert!(
+                matches!(resolve(refused), Err(ConfigError::Invalid { .. })),
+                "{refused}"
+            );
+        }
+        let listed = configured_providers(&config);
+        let forge_entries = listed
+            .iter()
+            .filter(|p| p.server.as_str() == "https://git.example.com/")
+            .count();
+        assert_eq!(forge_entries, 1, "a shared login is listed once");
+    }
 
     /// keygate-config(5) is rendered from `Key`, so it documents every key
     /// read only if every read goes through `Key`. The compiler holds

@@ -58,12 +58,17 @@ impl Operation {
         var: impl Fn(&str) -> Option<OsString>,
     ) -> Option<Self> {
         let operation = Self::from_args(args).filter(|op| *op != Operation::Erase)?;
-        let set = |name| var(name).is_some_and(|value| !value.is_empty());
-        if set("KEYGATE_LOG") || set("KEYGATE_CLIENT_SECRET") {
-            return None;
-        }
-        Some(operation)
+        front_may_answer(var).then_some(operation)
     }
+}
+
+/// Whether the front program may answer at all: not when the environment
+/// (`var`) asks for what only keygate does: logging, and a client secret,
+/// which keygate takes out of the environment before it starts any
+/// `git config`. Docker's face asks too.
+pub fn front_may_answer(var: impl Fn(&str) -> Option<OsString>) -> bool {
+    let set = |name| var(name).is_some_and(|value: OsString| !value.is_empty());
+    !(set("KEYGATE_LOG") || set("KEYGATE_CLIENT_SECRET"))
 }
 
 /// Everything a helper call needs besides the request.

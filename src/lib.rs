@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom (nothing imports upward, no cycles): `commands`
 //! → `proxy`, `helper` → `session` → `oauth`, `store`, `config`,
-//! `credential`, `cargo_credential` → `gitconfig`, `secret`, `http`, `text`, `clock` →
+//! `credential`, `cargo_credential`, `docker_credential` → `gitconfig`, `secret`, `http`, `text`, `clock` →
 //! `sys` (the platform, which imports nothing of keygate's). Within the middle layer
 //! imports run `oauth` → `store` → `config` (`oauth` and `store` read
 //! their settings from `config`), never back.
@@ -16,6 +16,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credential;
+pub mod docker_credential;
 pub mod gitconfig;
 pub mod helper;
 pub mod http;

@@ -10,6 +10,7 @@ use keygate::commands::{
     self, CommandError, Outcome, Reach, account, cargo, doctor, man, setup, status,
 };
 use keygate::config::{self, GitConfig};
+use keygate::docker_credential::Verb;
 use keygate::helper::Operation;
 
 #[derive(Parser)]
@@ -93,6 +94,9 @@ fn main() -> ExitCode {
     // First thing in main, before any thread is started.
     config::take_secret_from_env();
     commands::init_logging();
+    if let Some(face) = docker_face() {
+        return exit_code(&face);
+    }
     let command = protocol_verb().unwrap_or_else(|| Cli::parse().command);
     let result = run(command);
     if let Err(error) = &result {
@@ -109,7 +113,7 @@ fn exit_code(result: &Result<Outcome, CommandError>) -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::StepsLeft) => ExitCode::from(3),
-        Ok(Outcome::Unwell) => ExitCode::FAILURE,
+        Ok(Outcome::Unwell | Outcome::Failed) => ExitCode::FAILURE,
         Err(error) if error.is_usage() => ExitCode::from(2),
         Err(_) => ExitCode::FAILURE,
     }
@@ -148,6 +152,42 @@ fn protocol_verb() -> Option<Command> {
         Operation::Store => Command::Store,
         Operation::Erase => Command::Erase,
     })
+}
+
+/// Run as `docker-credential-keygate VERB` (a link to keygate, or the
+/// front program handing over): Docker's credential-helper protocol,
+/// which has no clap command line.
+#[allow(clippy::disallowed_methods)]
+fn docker_face() -> Option<Result<Outcome, CommandError>> {
+    let program = std::env::args_os().next()?;
+    let name = std::path::Path::new(&program).file_stem()?;
+    if name != commands::docker::PROGRAM {
+        return None;
+    }
+    let Some(verb) = Verb::from_args(std::env::args_os().skip(1)) else {
+        // The helpers' usage, on stdout, and exit status 1.
+        let usage = keygate::docker_credential::usage(commands::docker::PROGRAM);
+        let _ = writeln!(io::stdout().lock(), "{usage}");
+        return Some(Ok(Outcome::Failed));
+    };
+    let result = GitConfig::load()
+        .map_err(CommandError::from)
+        .and_then(|config| {
+            commands::docker::credential(
+                verb,
+                &config,
+                Reach::system(),
+                io::stdin().lock(),
+                io::stdout().lock(),
+                io::stderr(),
+            )
+        });
+    Some(result.or_else(|error| {
+        // The helpers answer every failure on stdout.
+        let line = keygate::text::escape_line(&format!("keygate: {error}"));
+        let _ = writeln!(io::stdout().lock(), "{line}");
+        Ok(Outcome::Failed)
+    }))
 }
 
 // Hands stdout to the commands whose output is the point.

@@ -13,11 +13,16 @@ use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 
+use keygate::commands::docker::{self, PROGRAM as DOCKER_PROGRAM};
+use keygate::docker_credential::{self, Verb};
 use keygate::helper::{self, Operation, Quick};
 
 // git reads the answer on stdout.
 #[allow(clippy::disallowed_methods)]
 fn main() -> ExitCode {
+    if run_as(DOCKER_PROGRAM) {
+        return docker_get();
+    }
     let front = Operation::for_front(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let Some(operation) = front else {
         return keygate(None);
@@ -30,6 +35,44 @@ fn main() -> ExitCode {
         Ok(Quick::Served) => ExitCode::SUCCESS,
         Ok(Quick::NeedsKeygate) => keygate(Some(&request)),
         Err(error) => {
+            eprintln!(
+                "keygate: {}",
+                keygate::text::escape_line(&error.to_string())
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether this program was started under `name` (a link or copy named
+/// `docker-credential-keygate`).
+fn run_as(name: &str) -> bool {
+    std::env::args_os().next().is_some_and(|arg0| {
+        Path::new(&arg0)
+            .file_stem()
+            .is_some_and(|stem| stem == name)
+    })
+}
+
+/// Docker's `get` for a fresh cached token, or "not found" for a registry
+/// keygate does not handle; every other verb, and whatever this cannot
+/// answer, goes to keygate under Docker's name.
+#[allow(clippy::disallowed_methods)]
+fn docker_get() -> ExitCode {
+    let get = Verb::from_args(std::env::args_os().skip(1)) == Some(Verb::Get)
+        && helper::front_may_answer(|name| std::env::var_os(name));
+    if !get {
+        return keygate(None);
+    }
+    let Ok(request) = docker_credential::read_request(io::stdin().lock()) else {
+        return keygate(Some(&[]));
+    };
+    match docker::serve_quickly(&request, io::stdout().lock()) {
+        Ok(docker::Quick::Served) => ExitCode::SUCCESS,
+        Ok(docker::Quick::NotFound) => ExitCode::FAILURE,
+        Ok(docker::Quick::NeedsKeygate) => keygate(Some(&request)),
+        Err(error) => {
+            // The answer could not be written: nobody is left to read another.
             eprintln!(
                 "keygate: {}",
                 keygate::text::escape_line(&error.to_string())
@@ -66,6 +109,11 @@ fn keygate(request: Option<&[u8]>) -> ExitCode {
     };
     let mut command = Command::new(&program);
     command.args(std::env::args_os().skip(1));
+    // keygate speaks Docker's protocol when started under its name.
+    #[cfg(unix)]
+    if run_as(DOCKER_PROGRAM) {
+        std::os::unix::process::CommandExt::arg0(&mut command, DOCKER_PROGRAM);
+    }
     match request {
         None => run_in_our_place(command, &program),
         Some(request) => hand_over(command, &program, request),

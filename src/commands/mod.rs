@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod cargo;
+pub mod docker;
 pub mod doctor;
 pub mod man;
 pub mod setup;
@@ -33,6 +34,9 @@ pub enum Outcome {
     StepsLeft,
     /// `keygate doctor` found something that fails, and printed it.
     Unwell,
+    /// The command answered its failure in its protocol's own words
+    /// (Docker's credential helpers: a line on stdout, exit status 1).
+    Failed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,10 @@ pub enum CommandError {
     Handoff(#[from] HandoffError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    DockerProtocol(crate::docker_credential::DockerProtocolError),
+    #[error(transparent)]
+    AuthFile(docker::auth_files::AuthFileError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

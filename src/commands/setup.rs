@@ -96,11 +96,12 @@ impl From<SessionError> for SetupError {
 /// its `--help`. A registration token other than `-` is refused (see
 /// [`registration_token_from`]).
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
+)]
 pub struct Args {
-    /// Set up another tool's access to a registry instead
-    #[command(subcommand)]
-    pub tool: Option<Tool>,
     #[arg(required = true)]
     pub url: Option<String>,
     /// The OAuth server's issuer URL, when it does not live at the URL's origin
@@ -115,11 +116,17 @@ pub struct Args {
     /// Read an initial access token, for a registration endpoint that wants one, from stdin (`-`)
     #[arg(long, value_name = "-")]
     pub registration_token: Option<String>,
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
 }
 
-/// The tools `keygate setup TOOL` configures.
+/// Another program's set-up, instead of a URL's.
 #[derive(clap::Subcommand)]
 pub enum Tool {
+    /// Make keygate the credential helper of Docker, podman, skopeo and
+    /// buildah for a registry (credHelpers). Exit code 3: a step is left
+    /// to you (printed)
+    Docker(super::docker::SetupArgs),
     /// Make keygate cargo's credential provider for a registry (in cargo's config.toml)
     Cargo(super::cargo::SetupArgs),
 }
@@ -133,14 +140,15 @@ pub fn setup(
     input: impl BufRead,
     mut output: impl Write,
 ) -> Result<Outcome, CommandError> {
-    let url = match (args.tool, &args.url) {
-        (Some(Tool::Cargo(args)), _) => return super::cargo::setup(config, args, output),
+    let url = match (args.tool, args.url) {
+        (Some(Tool::Docker(docker)), _) => return super::docker::setup(config, docker, output),
+        (Some(Tool::Cargo(cargo)), _) => return super::cargo::setup(config, cargo, output),
         (None, Some(url)) => url,
         // clap requires one or the other.
-        (None, None) => return Err(CommandError::Unconfigured("no URL given".into())),
+        (None, None) => return Err(CommandError::InvalidUrl(url::ParseError::EmptyHost)),
     };
     let request = Request {
-        url: parse_url(url)?,
+        url: parse_url(&url)?,
         issuer: args.issuer,
         dry_run: args.dry_run,
         registration_token: registration_token_from(args.registration_token.as_deref(), input)?,

@@ -1,5 +1,5 @@
 //! How a token is presented to a client: git's answer to `get`, cargo's
-//! answer to `get`, the proxy's `Authorization` header, Composer's auth
+//! and Docker's, the proxy's `Authorization` header, Composer's auth
 //! JSON. Whether the token goes as a bearer token or as a password, and
 //! with which user name, is decided once, in [`Scheme::for_client`].
 
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::cargo_credential;
 use crate::config::{AuthScheme, Provider};
 use crate::credential::Credential;
+use crate::docker_credential::Credentials as DockerCredentials;
 use crate::secret::Secret;
 use crate::store::{TokenRecord, unix_now};
 
@@ -90,6 +91,24 @@ pub fn cargo_answer(provider: &Provider, record: &TokenRecord) -> Option<cargo_c
         token: authorization(provider, token),
         cache,
         operation_independent: true,
+    })
+}
+
+/// The answer to Docker's `get` with `record`'s access token, for the
+/// registry the client named (`server_url`, echoed as the helpers echo
+/// it): always user name and password, since a registry's token server
+/// takes HTTP Basic; the user name the server wants (`oauth2`,
+/// `x-access-token`) or the common default. `None` without an access
+/// token.
+pub fn docker_credentials(
+    server_url: &str,
+    provider: &Provider,
+    record: &TokenRecord,
+) -> Option<DockerCredentials> {
+    Some(DockerCredentials {
+        server_url: server_url.to_owned(),
+        username: provider.wire_username(None),
+        secret: record.access_token.clone()?,
     })
 }
 

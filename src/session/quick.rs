@@ -81,6 +81,27 @@ pub fn route(config: &GitConfig, request: &Credential) -> Result<Decision, Confi
     let Some(account) = account(config, request)? else {
         return Ok(Decision::NotOurs);
     };
+    route_account(account)
+}
+
+/// [`route`] for a client that names a URL and a user name rather than
+/// sending git's request: Docker's `get`.
+///
+/// # Errors
+///
+/// As [`account`].
+pub fn route_url(
+    config: &GitConfig,
+    url: &url::Url,
+    username: Option<&str>,
+) -> Result<Decision, ConfigError> {
+    match Provider::resolve(config, url)? {
+        Some(provider) => route_account(Account::new(provider, username)),
+        None => Ok(Decision::NotOurs),
+    }
+}
+
+fn route_account(account: Account) -> Result<Decision, ConfigError> {
     if let Some(record) = super::token_from_env(&account.provider) {
         return Ok(Decision::Fresh(Box::new(Fresh {
             provider: account.provider,
@@ -99,7 +120,24 @@ pub fn route(config: &GitConfig, request: &Credential) -> Result<Decision, Confi
 ///
 /// As [`route`].
 pub fn answer(config: &GitConfig, request: &Credential) -> Result<Decision, ConfigError> {
-    let account = match route(config, request)? {
+    look_in_quick_store(config, route(config, request)?)
+}
+
+/// [`answer`] for a client that names a URL: see [`route_url`].
+///
+/// # Errors
+///
+/// As [`route`].
+pub fn answer_url(
+    config: &GitConfig,
+    url: &url::Url,
+    username: Option<&str>,
+) -> Result<Decision, ConfigError> {
+    look_in_quick_store(config, route_url(config, url, username)?)
+}
+
+fn look_in_quick_store(config: &GitConfig, decision: Decision) -> Result<Decision, ConfigError> {
+    let account = match decision {
         Decision::NeedsSession(account) => account,
         decided => return Ok(decided),
     };

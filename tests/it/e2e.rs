@@ -549,7 +549,14 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         !said.contains("installed:") && !said.contains("registered:"),
         "{said}"
     );
-    // Five programs and settings, four completions, and the manual pages.
+    // Docker's helper: a link to the front program, which answers under
+    // Docker's name.
+    let docker = prefix.join("bin/docker-credential-keygate");
+    assert_eq!(
+        std::fs::read_link(&docker).unwrap(),
+        std::path::Path::new("git-credential-keygate")
+    );
+    // Seven programs and settings, four completions, and the manual pages.
     let pages = ["man1", "man5"]
         .iter()
         .map(|s| {
@@ -559,7 +566,7 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         })
         .sum::<usize>();
     assert!(pages > 10, "{pages} pages");
-    assert_eq!(said.matches("unchanged:").count(), 9 + pages, "{said}");
+    assert_eq!(said.matches("unchanged:").count(), 11 + pages, "{said}");
 
     // Completions where bash-completion and fish find them, for the real CLI.
     let bash = prefix.join("share/bash-completion/completions/keygate");

@@ -23,6 +23,7 @@ mod proxy_support;
 
 mod browser;
 mod cargo;
+mod containers;
 mod doctor;
 mod e2e;
 mod faults;
