@@ -96,8 +96,8 @@ keys! {
         "Revocation endpoint (RFC 7009), used by keygate logout.";
     Scopes: Url "scopes", default "the preset's, else none",
         "Space-separated scopes to ask for.";
-    Redirect: Url "redirect", default "loopback; device on a terminal with no display when a device endpoint is known",
-        "How the authorization comes back: loopback, scheme or device.";
+    Redirect: Url "redirect", default "loopback; on a terminal where no browser opens, device when a device endpoint is known, else paste",
+        "How the authorization comes back: loopback, scheme, device, or paste (keygate prints the authorization URL and asks on the terminal for the address the browser ends on; the loopback listener keeps waiting, so an SSH port forward finishes the login without pasting).";
     Grant: Url "grant", default "client_credentials when there is a secret and no authorization endpoint, else code",
         "The OAuth grant: code or client_credentials.";
     AuthType: Url "authType", default "basic",
@@ -271,6 +271,9 @@ pub enum Redirect {
     Loopback,
     Scheme,
     Device,
+    /// Loopback, with the address the browser ends on also taken from the
+    /// terminal: for a browser on another machine.
+    Paste,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -590,7 +593,14 @@ impl Provider {
             Some("loopback") => Some(Redirect::Loopback),
             Some("scheme") => Some(Redirect::Scheme),
             Some("device") => Some(Redirect::Device),
-            Some(other) => return Err(invalid(Key::Redirect, other, "loopback, scheme or device")),
+            Some("paste") => Some(Redirect::Paste),
+            Some(other) => {
+                return Err(invalid(
+                    Key::Redirect,
+                    other,
+                    "loopback, scheme, device or paste",
+                ));
+            }
         };
         let env_secret = env_client_secret();
         let grant = match get(Key::Grant) {
