@@ -54,6 +54,8 @@ fn open_tty() -> Option<std::fs::File> {
 pub(super) async fn status(what: &str, deadline: Instant) -> Infallible {
     let Some(mut line) = LiveLine::open() else {
         let left = deadline.saturating_duration_since(Instant::now());
+        // The milliseconds already spent do not make 5 minutes 4:59.
+        let left = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         crate::text::notice(&format!(
             "waiting up to {} for {what}; press Ctrl-C to cancel",
             long_duration(left)

@@ -585,6 +585,7 @@ impl Session<'_> {
                 // login cleanly: the flow is dropped, which closes the
                 // listener, deletes the launch page and gives the terminal
                 // back; nothing is saved.
+                let cancelled = crate::sys::termination();
                 let outcome = tokio::select! {
                     outcome = async {
                         match (way, &runtime_dir) {
@@ -594,7 +595,7 @@ impl Session<'_> {
                             _ => oauth::authorize_device(provider, http).await,
                         }
                     } => outcome,
-                    () = crate::sys::terminated() => Err(OAuthError::Cancelled),
+                    () = cancelled => Err(OAuthError::Cancelled),
                 };
                 outcome.map_err(|cause| match cause.ended_a_login() {
                     true => SessionError::LoginFailed {
