@@ -109,7 +109,7 @@ keys! {
     RefreshMargin: Url "refreshMargin", default "300",
         "Seconds: a token counts as stale when less than the smaller of this and a quarter of its lifetime is left.";
     LoginTimeout: Url "loginTimeout", default "300",
-        "Seconds to wait for the browser redirect.";
+        "Seconds to wait for the browser's redirect (or the address pasted on the terminal).";
     Timeout: Url "timeout", default "30",
         "Seconds for each request to the OAuth server.";
     ClientAuth: Url "clientAuth", default "basic, or the preset's",
@@ -117,7 +117,7 @@ keys! {
     TokenEnv: Url "tokenEnv", default "",
         "Name of an environment variable holding a ready token (such as CI_JOB_TOKEN): served as is, never stored.";
     Qr: Url "qr", default "true",
-        "Whether the device grant also draws its verification URL as a QR code, for a phone to scan. Only on a terminal wide enough, never when CI is set.";
+        "Whether the device grant also draws its verification URL (and the paste prompt its authorization URL) as a QR code, for a phone to scan. Only on a terminal wide enough, never when CI is set.";
     Store: Global "store", default "auto",
         "Where tokens are kept: auto, keychain or file. The environment variable KEYGATE_STORE overrides it.";
     KernelCache: Global "kernelCache", default "true",

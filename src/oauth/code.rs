@@ -266,11 +266,24 @@ fn show_for_another_device(
         );
         crate::text::git_config_command(&[key.as_str().into(), redirect_uri.as_str().into()])
     });
-    let lines = paste::instructions(redirect_uri, ssh.as_deref(), fix_port.as_deref());
+    // WSL's Windows browser opened: it is on this screen, not a phone's.
+    let browser_here = matches!(
+        handover,
+        Handover::Browser {
+            paste: PasteWhen::Alongside,
+            ..
+        }
+    );
+    let lines = paste::instructions(
+        redirect_uri,
+        ssh.as_deref(),
+        fix_port.as_deref(),
+        browser_here,
+    );
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let instructions = crate::text::notice_text(&lines);
     waiting::show(&message, |terminal| {
-        let screen = qr::Screen::of_this_process(provider.policy.qr, terminal);
+        let screen = qr::Screen::of_this_process(provider.policy.qr && !browser_here, terminal);
         qr::drawing(&screen, [url.as_str()])
     });
     waiting::show(&instructions, |_| None);

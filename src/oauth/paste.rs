@@ -31,19 +31,30 @@ const TICK: Duration = Duration::from_secs(1);
 /// `redirect_uri` (port included). `ssh` is the forward to suggest, when
 /// keygate runs in an SSH session; `fix_port` the setting that keeps the
 /// port from one login to the next, when it is not fixed yet.
+/// `browser_here`: a browser was opened on this machine's behalf (WSL's
+/// Windows browser), whose redirect usually arrives by itself.
 pub(super) fn instructions(
     redirect_uri: &Url,
     ssh: Option<&str>,
     fix_port: Option<&str>,
+    browser_here: bool,
 ) -> Vec<String> {
     let mut start = redirect_uri.clone();
     start.set_query(Some("code="));
-    let mut lines = vec![
-        "after you sign in, the browser goes to an address that starts with".to_owned(),
-        format!("  {start}…"),
-        "and does not load there. Copy that address from the address bar and paste it here."
-            .to_owned(),
-    ];
+    let mut lines = if browser_here {
+        vec![
+            "if, after you sign in, the browser cannot load an address that starts with".to_owned(),
+            format!("  {start}…"),
+            "(WSL's network can keep it from keygate), copy that address from the address bar and paste it here.".to_owned(),
+        ]
+    } else {
+        vec![
+            "after you sign in, the browser goes to an address that starts with".to_owned(),
+            format!("  {start}…"),
+            "and does not load there. Copy that address from the address bar and paste it here."
+                .to_owned(),
+        ]
+    };
     if let Some(ssh) = ssh {
         lines.push(
             "Or, instead of pasting, forward the port: on the computer with the browser, run"
@@ -385,6 +396,7 @@ mod tests {
             &redirect(),
             Some("ssh -N -L 41234:127.0.0.1:41234 alice@198.51.100.7"),
             Some("git config --global keygate.https://g.example.redirectUrl http://127.0.0.1:41234/callback"),
+            false,
         )
         .join("\n");
         assert!(
@@ -393,7 +405,12 @@ mod tests {
         );
         assert!(lines.contains("ssh -N -L 41234"), "{lines}");
         assert!(lines.contains("redirectUrl"), "{lines}");
-        let without_ssh = instructions(&redirect(), None, None).join("\n");
+        let without_ssh = instructions(&redirect(), None, None, false).join("\n");
         assert!(!without_ssh.contains("ssh"), "{without_ssh}");
+        let wsl = instructions(&redirect(), None, None, true).join("\n");
+        assert!(
+            wsl.starts_with("if, after you sign in, the browser cannot load"),
+            "{wsl}"
+        );
     }
 }

@@ -113,7 +113,7 @@ impl Keys {
             loop {
                 let mut ready = self.fd.readable().await?;
                 let mut buffer = [0u8; 1024];
-                match ready.try_io(|fd| (&*fd.get_ref()).read(&mut buffer)) {
+                match ready.try_io(|fd| fd.get_ref().read(&mut buffer)) {
                     Ok(Ok(n)) => return Ok(buffer[..n].to_vec()),
                     Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
                     Ok(Err(error)) => return Err(error),

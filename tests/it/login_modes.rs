@@ -784,7 +784,13 @@ fn under_wsl_wslview_opens_the_launch_page_in_windows() {
     assert_no_url_in_argv(&world, &log);
     // The listener won; the paste prompt, shown in case WSL's network
     // kept the redirect away, went away.
+    assert!(
+        screen.contains("(WSL's network can keep it from keygate)"),
+        "{screen}"
+    );
     assert!(!screen.contains("paste the address"), "{screen}");
+    // The browser is on this screen: no QR code for a phone.
+    assert!(qr_lines(&screen).is_empty(), "{screen}");
 }
 
 #[test]
