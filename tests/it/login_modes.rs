@@ -366,7 +366,8 @@ fn a_forged_state_is_refused_and_asked_again_then_the_right_address_logs_in() {
     let screen = terminal.wait_for("paste the address");
     let address = sign_in_elsewhere(&world, &authorization_url(&screen));
     terminal.type_keys(format!("{}\r", with_state(&address, "forged-state")).as_bytes());
-    terminal.wait_for("(2 tries left)");
+    let refused = terminal.wait_for("(2 tries left)");
+    eprintln!("after a forged state, the terminal showed:\n{refused}");
     terminal.type_keys(format!("{address}\r").as_bytes());
     let (status, screen) = terminal.finish();
     eprintln!("the terminal showed:\n{screen}");
@@ -393,6 +394,7 @@ fn three_forged_states_stop_the_login_and_git_quits() {
         terminal.wait_for(left);
     }
     let (status, screen) = terminal.finish();
+    eprintln!("the terminal showed:\n{screen}");
     assert!(!status.success(), "{screen}");
     assert!(
         screen.contains("3 pasted addresses did not carry"),
@@ -442,6 +444,7 @@ fn without_a_terminal_nothing_is_asked_and_the_error_says_what_to_run() {
         .unwrap();
     assert!(!output.status.success());
     let said = text(&output.stderr);
+    eprintln!("git without a terminal said:\n{said}");
     assert!(said.contains("no browser, display or terminal"), "{said}");
     assert!(said.contains(&login), "{said}");
 
@@ -459,6 +462,7 @@ fn without_a_terminal_nothing_is_asked_and_the_error_says_what_to_run() {
         ],
     );
     let (status, screen) = terminal.finish();
+    eprintln!("the terminal showed:\n{screen}");
     assert!(!status.success(), "{screen}");
     assert!(
         screen.contains("redirect = paste needs a terminal to paste into, but GIT_TERMINAL_PROMPT=0 rules out the terminal"),
@@ -543,6 +547,16 @@ fn ctrl_c_during(world: &World, waiting: &str, env: &[(&str, &str)]) -> (String,
     );
     let mut terminal = Terminal::start(world, &helper, env);
     let shown = terminal.wait_for(waiting);
+    // The spinner and countdown move: the next frame differs.
+    let frame = terminal.raw().len();
+    let deadline = Instant::now() + PATIENCE;
+    while terminal.raw().len() == frame {
+        assert!(
+            Instant::now() < deadline,
+            "the wait line never moved:\n{shown}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let port = shown
         .find("http://127.0.0.1:")
         .map(|_| redirect_port(&shown));
@@ -645,6 +659,7 @@ fn without_a_terminal_a_wait_is_said_in_one_plain_line() {
     let _ = stderr.read_to_end(&mut rest);
     said.extend_from_slice(&rest);
     let said = text(&said);
+    eprintln!("keygate login, stderr a pipe, said:\n{said}");
     assert!(
         said.contains("keygate: waiting up to 4 minutes for the browser's redirect to 127.0.0.1:"),
         "{said}"
