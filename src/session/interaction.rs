@@ -32,7 +32,8 @@ pub struct Facts {
     /// `GIT_TERMINAL_PROMPT=0`, git's own switch for terminal prompts.
     pub terminal_prompts_forbidden: bool,
     /// Whether a terminal can be written to; asked only when no browser
-    /// will do, as opening `/dev/tty` is the one probe that costs.
+    /// will do, or when a browser login starts (the paste prompt is its
+    /// fallback), as opening `/dev/tty` is the one probe that costs.
     pub terminal: fn() -> bool,
 }
 
