@@ -96,8 +96,8 @@ keys! {
         "Revocation endpoint (RFC 7009), used by keygate logout.";
     Scopes: Url "scopes", default "the preset's, else none",
         "Space-separated scopes to ask for.";
-    Redirect: Url "redirect", default "loopback; device on a terminal with no display when a device endpoint is known",
-        "How the authorization comes back: loopback, scheme or device.";
+    Redirect: Url "redirect", default "loopback; on a terminal where no browser opens, device when a device endpoint is known, else paste",
+        "How the authorization comes back: loopback, scheme, device, or paste (keygate prints the authorization URL and asks on the terminal for the address the browser ends on; the loopback listener keeps waiting, so an SSH port forward finishes the login without pasting).";
     Grant: Url "grant", default "client_credentials when there is a secret and no authorization endpoint, else code",
         "The OAuth grant: code or client_credentials.";
     AuthType: Url "authType", default "basic",
@@ -111,7 +111,7 @@ keys! {
     RefreshMargin: Url "refreshMargin", default "300",
         "Seconds: a token counts as stale when less than the smaller of this and a quarter of its lifetime is left.";
     LoginTimeout: Url "loginTimeout", default "300",
-        "Seconds to wait for the browser redirect.";
+        "Seconds to wait for the browser's redirect (or the address pasted on the terminal).";
     Timeout: Url "timeout", default "30",
         "Seconds for each request to the OAuth server.";
     ClientAuth: Url "clientAuth", default "basic, or the preset's",
@@ -119,7 +119,7 @@ keys! {
     TokenEnv: Url "tokenEnv", default "",
         "Name of an environment variable holding a ready token (such as CI_JOB_TOKEN): served as is, never stored.";
     Qr: Url "qr", default "true",
-        "Whether the device grant also draws its verification URL as a QR code, for a phone to scan. Only on a terminal wide enough, never when CI is set.";
+        "Whether the device grant also draws its verification URL (and the paste prompt its authorization URL) as a QR code, for a phone to scan. Only on a terminal wide enough, never when CI is set.";
     Store: Global "store", default "auto",
         "Where tokens are kept: auto, keychain or file. The environment variable KEYGATE_STORE overrides it.";
     KernelCache: Global "kernelCache", default "true",
@@ -273,6 +273,9 @@ pub enum Redirect {
     Loopback,
     Scheme,
     Device,
+    /// Loopback, with the address the browser ends on also taken from the
+    /// terminal: for a browser on another machine.
+    Paste,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -608,7 +611,14 @@ impl Provider {
             Some("loopback") => Some(Redirect::Loopback),
             Some("scheme") => Some(Redirect::Scheme),
             Some("device") => Some(Redirect::Device),
-            Some(other) => return Err(invalid(Key::Redirect, other, "loopback, scheme or device")),
+            Some("paste") => Some(Redirect::Paste),
+            Some(other) => {
+                return Err(invalid(
+                    Key::Redirect,
+                    other,
+                    "loopback, scheme, device or paste",
+                ));
+            }
         };
         let env_secret = env_client_secret();
         let grant = match get(Key::Grant) {

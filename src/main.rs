@@ -108,13 +108,14 @@ fn main() -> ExitCode {
 /// The one place exit codes are chosen. git and scripts read them: 1 for
 /// a failure (or a `keygate doctor` that found one), 2 for a usage error
 /// (as clap's own), 3 for a `keygate setup` that left a step to the
-/// person.
+/// person, 130 for a login the person cancelled with Ctrl-C.
 fn exit_code(result: &Result<Outcome, CommandError>) -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::StepsLeft) => ExitCode::from(3),
         Ok(Outcome::Unwell | Outcome::Failed) => ExitCode::FAILURE,
         Err(error) if error.is_usage() => ExitCode::from(2),
+        Err(error) if error.is_cancelled() => ExitCode::from(130),
         Err(_) => ExitCode::FAILURE,
     }
 }

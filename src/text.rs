@@ -51,12 +51,29 @@ pub fn notice(message: &str) {
 /// each line escaped on its own, `keygate: ` before the first.
 pub fn notice_lines(lines: &[&str]) {
     use std::io::Write;
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(notice_text(lines).as_bytes());
+    let mut text = notice_text(lines);
+    // A live line (a spinner, the paste prompt) is redrawn on the next
+    // tick below the notice; written after it, the notice would be torn.
+    if LIVE_LINE.load(std::sync::atomic::Ordering::Relaxed) {
+        text.insert_str(0, CLEAR_LINE);
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-fn notice_text(lines: &[&str]) -> String {
+/// Back to the start of the line and erase it: a live line goes away.
+pub const CLEAR_LINE: &str = "\r\x1b[2K";
+
+static LIVE_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says whether a line redrawn in place is on the terminal stderr shows,
+/// so that [`notice`] erases it before it writes.
+pub fn set_live_line(shown: bool) {
+    LIVE_LINE.store(shown, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The text [`notice_lines`] writes, for a caller that writes it elsewhere
+/// too (the terminal, when stderr is not one).
+pub fn notice_text(lines: &[&str]) -> String {
     let mut text = String::from("keygate: ");
     for (index, line) in lines.iter().enumerate() {
         if index > 0 {

@@ -100,6 +100,17 @@ impl CommandError {
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::RegistrationTokenInArgv)
     }
+
+    /// Whether the person cancelled (Ctrl-C) a login that waited for them:
+    /// the shell's convention is exit code 130, as if SIGINT had ended it.
+    pub fn is_cancelled(&self) -> bool {
+        let session = match self {
+            Self::Session(error) | Self::Setup(setup::SetupError::Session(error)) => error,
+            Self::Helper(HelperError::Session(error)) => error,
+            _ => return false,
+        };
+        session.is_cancelled()
+    }
 }
 
 /// Logs to stderr when `KEYGATE_LOG` asks for it (an `EnvFilter`

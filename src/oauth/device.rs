@@ -6,17 +6,14 @@
 //! where GitHub's answer carries the new interval, and gives up on the
 //! first network hiccup of a wait that can last 15 minutes.
 
-mod qr;
-
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use oauth2::{DeviceAuthorizationUrl, Scope, StandardDeviceAuthorizationResponse};
 use tokio::time::Instant;
 
 use super::{
-    Answered, OAuthError, TokenSet, classify, endpoint, read_token_answer, send, token_client,
-    token_request,
+    Answered, OAuthError, TokenSet, classify, endpoint, qr, read_token_answer, send, token_client,
+    token_request, waiting,
 };
 use crate::config::Provider;
 use crate::http::HttpClient;
@@ -65,7 +62,7 @@ pub async fn authorize_device(
     let complete = details
         .verification_uri_complete()
         .map(|c| c.secret().as_str());
-    show(
+    waiting::show(
         &prompt(
             server,
             verification_uri,
@@ -83,6 +80,22 @@ pub async fn authorize_device(
         None => details.expires_in(),
     };
     let deadline = Instant::now() + lifetime;
+    let what = format!("you to enter the code at {}", escape(verification_uri));
+    tokio::select! {
+        tokens = poll(provider, http, &details, lifetime, deadline) => tokens,
+        never = waiting::status(&what, deadline) => match never {},
+    }
+}
+
+/// Polls the token endpoint until the person approves or denies, the code
+/// expires, or the server stops answering.
+async fn poll(
+    provider: &Provider,
+    http: &HttpClient,
+    details: &StandardDeviceAuthorizationResponse,
+    lifetime: Duration,
+    deadline: Instant,
+) -> Result<TokenSet, OAuthError> {
     let mut interval = details.interval().max(Duration::from_secs(1));
     let mut failed_polls = 0;
     loop {
@@ -154,34 +167,6 @@ fn stopped(error: OAuthError) -> OAuthError {
             OAuthError::DeviceStopped { code, description }
         }
         other => other,
-    }
-}
-
-/// Prints on stderr, and on the terminal too when stderr is not one (git
-/// may have redirected it), so a person at the keyboard sees the code.
-/// `qr_code` is asked, with whether there is a terminal, for a drawing
-/// that then follows the message on the terminal only, never in a log.
-fn show(message: &str, qr_code: impl FnOnce(bool) -> Option<String>) {
-    let stderr_is_terminal = std::io::stderr().is_terminal();
-    let tty = if stderr_is_terminal {
-        None
-    } else {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/tty")
-            .ok()
-    };
-    let on_terminal = match qr_code(stderr_is_terminal || tty.is_some()) {
-        Some(drawing) => format!("{message}{drawing}"),
-        None => message.to_owned(),
-    };
-    match tty {
-        Some(mut tty) => {
-            eprint!("{message}");
-            let _ = tty.write_all(on_terminal.as_bytes());
-        }
-        None if stderr_is_terminal => eprint!("{on_terminal}"),
-        None => eprint!("{message}"),
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,6 +94,11 @@ impl Loopback {
     /// then runs `redeem` on its code while the browser waits, and shows
     /// the browser how that ended.
     ///
+    /// `alongside` runs meanwhile: what the person sees while keygate
+    /// waits, or the paste prompt, whose code (checked against the same
+    /// state) counts as the redirect would; whichever comes first wins,
+    /// and the other is dropped at once.
+    ///
     /// # Security
     /// Requests with another method, path or state, and (on Linux) from
     /// another user's process, are answered with an error page and do not
@@ -102,6 +108,7 @@ impl Loopback {
         expected_state: &str,
         timeout: Duration,
         audience: &Audience<'_>,
+        alongside: Alongside<'_>,
         redeem: impl FnOnce(Secret) -> F,
     ) -> Result<T, OAuthError>
     where
@@ -116,22 +123,31 @@ impl Loopback {
             arrivals,
         });
         let mut connections = Connections::default();
-        let accept_loop = async {
-            loop {
-                match self.listener.accept().await {
-                    Ok((stream, peer)) => connections.serve(stream, peer, &gate),
-                    // Out of descriptors, say: do not spin.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        let came = {
+            let accept_loop = async {
+                loop {
+                    match self.listener.accept().await {
+                        Ok((stream, peer)) => connections.serve(stream, peer, &gate),
+                        // Out of descriptors, say: do not spin.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
                 }
+            };
+            tokio::select! {
+                arrival = arrived.recv() => arrival.map(Came::Redirect),
+                pasted = alongside => Some(Came::Alongside(pasted)),
+                () = accept_loop => None,
+                () = tokio::time::sleep(timeout) => None,
             }
         };
-        let arrival = tokio::select! {
-            arrival = arrived.recv() => arrival,
-            () = accept_loop => None,
-            () = tokio::time::sleep(timeout) => None,
-        };
-        let Some(Arrival { redirect, reply }) = arrival else {
-            return Err(OAuthError::Timeout(timeout));
+        let Arrival { redirect, reply } = match came {
+            None => return Err(OAuthError::Timeout(timeout)),
+            Some(Came::Redirect(arrival)) => arrival,
+            // No browser waits on this listener for a page.
+            Some(Came::Alongside(pasted)) => {
+                drop(connections);
+                return redeem(pasted?).await;
+            }
         };
         let outcome = match redirect {
             Ok(code) => redeem(code).await,
@@ -150,6 +166,15 @@ impl Loopback {
         drop(connections);
         outcome
     }
+}
+
+/// What runs beside the listener: see [`Loopback::wait`].
+pub type Alongside<'a> = Pin<Box<dyn Future<Output = Result<Secret, OAuthError>> + Send + 'a>>;
+
+/// What ended the wait first.
+enum Came {
+    Redirect(Arrival),
+    Alongside(Result<Secret, OAuthError>),
 }
 
 /// The live connections, with the cap and the eviction rule.
@@ -588,10 +613,16 @@ mod tests {
                 retry: "keygate login https://alice@git.example.com",
             };
             loopback
-                .wait("s1", Duration::from_secs(60), &audience, async |code| {
-                    let _ = released.await;
-                    Ok::<_, OAuthError>(code.expose().to_owned())
-                })
+                .wait(
+                    "s1",
+                    Duration::from_secs(60),
+                    &audience,
+                    Box::pin(std::future::pending()),
+                    async |code| {
+                        let _ = released.await;
+                        Ok::<_, OAuthError>(code.expose().to_owned())
+                    },
+                )
                 .await
         });
         let request = |method: &str, target: &str| {

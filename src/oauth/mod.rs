@@ -15,7 +15,10 @@ pub mod discovery;
 pub mod handoff;
 mod loopback;
 pub mod metadata;
+mod paste;
+mod qr;
 pub mod register;
+mod waiting;
 
 use std::time::Duration;
 
@@ -37,7 +40,7 @@ use crate::secret::Secret;
 use crate::store::TokenStore;
 use crate::text::escape;
 
-pub use code::{Browser, authorize, login_command};
+pub use code::{Browser, Handover, PasteWhen, authorize, login_command};
 pub use device::authorize_device;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +103,15 @@ pub enum OAuthError {
         "a redirect with the wrong state arrived, so this login may be under attack and was stopped"
     )]
     StateMismatch,
-    #[error("no authorization arrived within {0:?}")]
+    #[error(
+        "{0} pasted addresses did not carry this login's state, so this login may be under attack and was stopped"
+    )]
+    PastedWrongState(usize),
+    #[error("no authorization arrived within {}", waiting::long_duration(*.0))]
     Timeout(Duration),
+    /// Ctrl-C (SIGINT) or SIGTERM while the login waited for a person.
+    #[error("the login was cancelled; nothing was stored")]
+    Cancelled,
     #[error("the redirect from the authorization server carried no authorization code")]
     MissingCode,
     /// The person authorized, but redeeming the code failed.
@@ -198,7 +208,9 @@ impl OAuthError {
             self,
             OAuthError::Denied { .. }
                 | OAuthError::StateMismatch
+                | OAuthError::PastedWrongState(_)
                 | OAuthError::Timeout(_)
+                | OAuthError::Cancelled
                 | OAuthError::MissingCode
                 | OAuthError::Exchange(_)
                 | OAuthError::DeviceStopped { .. }

@@ -17,8 +17,12 @@ pub struct Facts {
     pub interactive_never: bool,
     /// `CI` is set (to anything but the empty string).
     pub ci: bool,
-    /// `$BROWSER` is set: the person named a way to open URLs here.
+    /// `$BROWSER` names a program that opens a browser: the person named
+    /// a way to open URLs here. `echo`, `true` and the like, set to keep
+    /// tools from opening one, do not count ([`names_a_browser`]).
     pub browser_set: bool,
+    /// Under WSL: the Windows default browser can be opened from here.
+    pub wsl: bool,
     /// A display to open a browser on. Only X11 and Wayland systems can
     /// lack one; macOS and Windows always have one.
     pub display: bool,
@@ -28,7 +32,8 @@ pub struct Facts {
     /// `GIT_TERMINAL_PROMPT=0`, git's own switch for terminal prompts.
     pub terminal_prompts_forbidden: bool,
     /// Whether a terminal can be written to; asked only when no browser
-    /// will do, as opening `/dev/tty` is the one probe that costs.
+    /// will do, or when a browser login starts (the paste prompt is its
+    /// fallback), as opening `/dev/tty` is the one probe that costs.
     pub terminal: fn() -> bool,
 }
 
@@ -39,7 +44,8 @@ impl Facts {
         Self {
             interactive_never: says_never(std::env::var("KEYGATE_INTERACTIVE").ok().as_deref()),
             ci: is_set("CI"),
-            browser_set: is_set("BROWSER"),
+            browser_set: names_a_browser(std::env::var("BROWSER").ok().as_deref()),
+            wsl: crate::sys::wsl::is_wsl(),
             display: has_display,
             over_ssh: is_set("SSH_CONNECTION") || is_set("SSH_TTY"),
             terminal_prompts_forbidden: says_0(std::env::var_os("GIT_TERMINAL_PROMPT").as_deref()),
@@ -57,6 +63,19 @@ fn says_never(keygate_interactive: Option<&str>) -> bool {
 /// git reads `GIT_TERMINAL_PROMPT` as forbidding only when it is `0`.
 fn says_0(git_terminal_prompt: Option<&OsStr>) -> bool {
     git_terminal_prompt.is_some_and(|v| v == "0")
+}
+
+/// Whether a `$BROWSER` value names something that opens a browser: set,
+/// and its first command (`:` separates alternatives) not one of those
+/// people set to print or swallow the URL instead (`BROWSER=echo`).
+fn names_a_browser(browser: Option<&str>) -> bool {
+    const OPENS_NONE: &[&str] = &["echo", "true", "false", ":", "none", "printf", "cat"];
+    let Some(first) = browser.and_then(|b| b.split(':').find(|c| !c.trim().is_empty())) else {
+        return false;
+    };
+    let program = first.split_whitespace().next().unwrap_or("");
+    let name = program.rsplit('/').next().unwrap_or(program);
+    !OPENS_NONE.contains(&name)
 }
 
 fn is_set(name: &str) -> bool {
@@ -91,7 +110,11 @@ pub fn for_git<'a>(facts: &Facts, config: &GitConfig, browser: &'a dyn Browser) 
 pub fn for_person<'a>(facts: &Facts, browser: &'a dyn Browser) -> Interaction<'a> {
     match environment_forbids(facts) {
         Some(reason) => Interaction::Forbidden(reason.into()),
-        None => reach_a_person(facts, browser).unwrap_or(Interaction::Browser(browser)),
+        None => reach_a_person(facts, browser).unwrap_or(Interaction::Browser {
+            browser,
+            terminal: TerminalRule::of(facts),
+            redirect_uncertain: false,
+        }),
     }
 }
 
@@ -115,33 +138,85 @@ fn no_person_reason(facts: &Facts) -> &'static str {
     }
 }
 
-/// A browser when one can be opened here; else the terminal (device grant);
-/// else nothing. IDEs set `GIT_TERMINAL_PROMPT=0` and still expect the
-/// browser login, so it rules out only the terminal.
+/// A browser when one can be opened here (on the display, or Windows'
+/// under WSL); else the terminal (device grant, or the paste prompt); else
+/// nothing. IDEs set `GIT_TERMINAL_PROMPT=0` and still expect the browser
+/// login, so it rules out only the terminal.
 fn reach_a_person<'a>(facts: &Facts, browser: &'a dyn Browser) -> Option<Interaction<'a>> {
-    if facts.browser_set || (facts.display && !facts.over_ssh) {
-        Some(Interaction::Browser(browser))
-    } else if !facts.terminal_prompts_forbidden && (facts.terminal)() {
+    let terminal = TerminalRule::of(facts);
+    if facts.browser_set || ((facts.display || facts.wsl) && !facts.over_ssh) {
+        Some(Interaction::Browser {
+            browser,
+            terminal,
+            // Windows' browser reaches WSL 2's loopback only through its
+            // localhost forwarding, which a NAT setup may have turned off.
+            redirect_uncertain: facts.wsl && !facts.browser_set,
+        })
+    } else if terminal.allows().is_ok() {
         Some(Interaction::Terminal(browser))
     } else {
         None
     }
 }
 
+/// Whether the terminal may be asked (the paste prompt), probed only when
+/// first needed: a browser login that goes well never asks.
+#[derive(Debug, Clone, Copy)]
+pub struct TerminalRule {
+    prompts_forbidden: bool,
+    probe: fn() -> bool,
+}
+
+impl TerminalRule {
+    fn of(facts: &Facts) -> Self {
+        Self {
+            prompts_forbidden: facts.terminal_prompts_forbidden,
+            probe: facts.terminal,
+        }
+    }
+
+    /// Nobody is asked on the terminal.
+    pub fn never() -> Self {
+        Self {
+            prompts_forbidden: true,
+            probe: || false,
+        }
+    }
+
+    /// `Ok` when the terminal may be asked; else why not, in words that
+    /// follow "but": `GIT_TERMINAL_PROMPT=0 rules out the terminal`.
+    pub fn allows(&self) -> Result<(), &'static str> {
+        if self.prompts_forbidden {
+            Err("GIT_TERMINAL_PROMPT=0 rules out the terminal")
+        } else if (self.probe)() {
+            Ok(())
+        } else {
+            Err("there is no terminal")
+        }
+    }
+}
+
 /// Opens URLs with `$BROWSER` or the OS default, through the webbrowser
-/// crate; the URL is printed on stderr either way. The login hands it the
-/// `file://` URL of a private page, never the authorization URL: the
-/// launcher's argv is readable by every local user. `$BROWSER`, xdg-open,
-/// macOS `open` and Windows' file associations all take a file URL.
+/// crate; under WSL without `$BROWSER`, the Windows default browser
+/// ([`crate::sys::wsl::open_on_windows`]). The URL is printed on stderr
+/// either way. The login hands it the `file://` URL of a private page,
+/// never the authorization URL: the launcher's argv is readable by every
+/// local user. `$BROWSER`, xdg-open, macOS `open` and Windows' file
+/// associations all take a file URL; WSL's launchers take the page's
+/// Windows path.
 pub struct SystemBrowser;
 
 impl Browser for SystemBrowser {
-    fn open(&self, url: &url::Url) {
-        if let Err(error) = webbrowser::open(url.as_str()) {
-            crate::text::notice(&format!(
-                "could not open a browser ({error}); open the URL above yourself"
-            ));
+    fn open(&self, url: &url::Url) -> Result<(), String> {
+        if !is_set("BROWSER") && crate::sys::wsl::is_wsl() {
+            let path = url
+                .to_file_path()
+                .map_err(|()| "only a local page is opened in Windows' browser".to_owned())?;
+            return crate::sys::wsl::open_on_windows(&path)
+                .map(|launcher| tracing::debug!(launcher, "opened the launch page in Windows"))
+                .map_err(|error| format!("Windows' browser: {error}"));
         }
+        webbrowser::open(url.as_str()).map_err(|error| error.to_string())
     }
 }
 
@@ -152,7 +227,9 @@ mod tests {
     struct NoBrowser;
 
     impl Browser for NoBrowser {
-        fn open(&self, _: &url::Url) {}
+        fn open(&self, _: &url::Url) -> Result<(), String> {
+            Ok(())
+        }
     }
 
     /// A desktop session: a display, no SSH, nothing forbidding.
@@ -161,6 +238,7 @@ mod tests {
             interactive_never: false,
             ci: false,
             browser_set: false,
+            wsl: false,
             display: true,
             over_ssh: false,
             terminal_prompts_forbidden: false,
@@ -187,7 +265,11 @@ mod tests {
     /// The interaction's kind and, when forbidden, why.
     fn described(interaction: Interaction<'_>) -> String {
         match interaction {
-            Interaction::Browser(_) => "browser".to_owned(),
+            Interaction::Browser {
+                redirect_uncertain: true,
+                ..
+            } => "browser, paste alongside".to_owned(),
+            Interaction::Browser { .. } => "browser".to_owned(),
             Interaction::Terminal(_) => "terminal".to_owned(),
             Interaction::Forbidden(reason) => format!("forbidden: {reason}"),
         }
@@ -334,6 +416,69 @@ mod tests {
             ..desktop()
         };
         assert_eq!(for_git_with(named), "browser");
+    }
+
+    #[test]
+    fn a_browser_variable_that_prints_or_swallows_the_url_opens_none() {
+        for opens in [
+            "firefox",
+            "/usr/bin/chromium --incognito",
+            "/opt/vscode/bin/helpers/browser.sh",
+            ":xdg-open",
+        ] {
+            assert!(names_a_browser(Some(opens)), "{opens}");
+        }
+        for opens_none in [
+            None,
+            Some(""),
+            Some("echo"),
+            Some("/bin/true"),
+            Some("false"),
+            Some("printf %s\\n"),
+            Some("none"),
+        ] {
+            assert!(!names_a_browser(opens_none), "{opens_none:?}");
+        }
+    }
+
+    #[test]
+    fn under_wsl_windows_opens_the_browser_and_the_terminal_is_asked_alongside() {
+        let wsl = Facts {
+            wsl: true,
+            display: false,
+            ..desktop()
+        };
+        assert_eq!(for_git_with(wsl), "browser, paste alongside");
+        // Named by the person: their browser, trusted like anywhere else.
+        let named = Facts {
+            browser_set: true,
+            ..wsl
+        };
+        assert_eq!(for_git_with(named), "browser");
+        // Windows' browser is not in front of someone who came over SSH.
+        let ssh = Facts {
+            over_ssh: true,
+            ..wsl
+        };
+        assert_eq!(for_git_with(ssh), "terminal");
+    }
+
+    #[test]
+    fn the_terminal_rule_says_why_not() {
+        let rule = TerminalRule::of(&Facts {
+            terminal_prompts_forbidden: true,
+            ..desktop()
+        });
+        assert_eq!(
+            rule.allows(),
+            Err("GIT_TERMINAL_PROMPT=0 rules out the terminal")
+        );
+        let rule = TerminalRule::of(&Facts {
+            terminal: || false,
+            ..desktop()
+        });
+        assert_eq!(rule.allows(), Err("there is no terminal"));
+        assert_eq!(TerminalRule::of(&desktop()).allows(), Ok(()));
     }
 
     #[test]

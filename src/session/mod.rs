@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
-use crate::oauth::{self, Browser, OAuthError, TokenSet};
+use crate::oauth::{self, Browser, Handover, OAuthError, PasteWhen, TokenSet};
 use crate::secret::Secret;
 use crate::store::{self, AccountKey, Issuer, StoreError, TokenRecord, TokenStore, unix_now};
 
@@ -81,6 +81,17 @@ impl SessionError {
     pub fn asked_a_person(&self) -> bool {
         matches!(self, SessionError::LoginFailed { .. })
     }
+
+    /// Whether the person cancelled the login (Ctrl-C).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            SessionError::LoginFailed {
+                cause: OAuthError::Cancelled,
+                ..
+            }
+        )
+    }
 }
 
 /// A server's `expires_in` beyond ten years is not believed.
@@ -89,6 +100,12 @@ const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 const NOTICE_WINDOW_SECS: u64 = 7 * 24 * 3600;
 /// And how often it says it.
 const NOTICE_EVERY_SECS: u64 = 24 * 3600;
+
+/// How a code-grant login reaches its person.
+enum Way<'a> {
+    Device,
+    Code(Handover<'a>),
+}
 
 /// What `obtain` got from the server.
 enum Obtained {
@@ -102,9 +119,18 @@ enum Obtained {
 /// Whether and how keygate may ask a person to authorize.
 pub enum Interaction<'a> {
     /// A browser can be opened (or the URL is shown to open by hand).
-    Browser(&'a dyn Browser),
+    Browser {
+        browser: &'a dyn Browser,
+        /// Whether the terminal may be asked too: the paste prompt, should
+        /// the browser not open (or `redirect = paste`).
+        terminal: interaction::TerminalRule,
+        /// The browser opens elsewhere (WSL's Windows browser) and its
+        /// redirect may not reach this machine: ask on the terminal from
+        /// the start, if it may be asked.
+        redirect_uncertain: bool,
+    },
     /// A person is at a terminal but no browser can be opened here: the
-    /// device grant, when the provider has one.
+    /// device grant, when the provider has one, else the paste prompt.
     Terminal(&'a dyn Browser),
     /// Why not, in words that finish "and ...": `CI is set`.
     Forbidden(String),
@@ -550,28 +576,26 @@ impl Session<'_> {
         match provider.policy.grant {
             Grant::ClientCredentials => Ok(oauth::client_credentials(provider, http).await?),
             Grant::Code => {
-                let browser = match &*self.interaction {
-                    Interaction::Forbidden(reason) => {
-                        return Err(SessionError::LoginRequired {
-                            server: self.key.server.clone(),
-                            reason: reason.clone(),
-                        });
-                    }
-                    Interaction::Browser(browser) | Interaction::Terminal(browser) => *browser,
+                let way = self.way_to_authorize(provider)?;
+                let runtime_dir = match way {
+                    Way::Device => None,
+                    Way::Code(_) => Some(store::runtime_dir()?),
                 };
-                let device = match provider.client.redirect {
-                    Some(Redirect::Device) => true,
-                    Some(_) => false,
-                    None => {
-                        matches!(*self.interaction, Interaction::Terminal(_))
-                            && provider.endpoints.device_url.is_some()
-                    }
-                };
-                let outcome = if device {
-                    oauth::authorize_device(provider, http).await
-                } else {
-                    let runtime_dir = store::runtime_dir()?;
-                    oauth::authorize(provider, http, browser, &self.key, &runtime_dir).await
+                // Ctrl-C (or SIGTERM) while a person is waited for ends the
+                // login cleanly: the flow is dropped, which closes the
+                // listener, deletes the launch page and gives the terminal
+                // back; nothing is saved.
+                let cancelled = crate::sys::termination();
+                let outcome = tokio::select! {
+                    outcome = async {
+                        match (way, &runtime_dir) {
+                            (Way::Code(handover), Some(dir)) => {
+                                oauth::authorize(provider, http, handover, &self.key, dir).await
+                            }
+                            _ => oauth::authorize_device(provider, http).await,
+                        }
+                    } => outcome,
+                    () = cancelled => Err(OAuthError::Cancelled),
                 };
                 outcome.map_err(|cause| match cause.ended_a_login() {
                     true => SessionError::LoginFailed {
@@ -580,6 +604,54 @@ impl Session<'_> {
                     },
                     false => cause.into(),
                 })
+            }
+        }
+    }
+
+    /// How the code grant reaches the person: the device grant, or the
+    /// code flow with a browser opened here or the address pasted on the
+    /// terminal. An error when nobody may be asked, or `redirect = paste`
+    /// finds no terminal to ask on.
+    fn way_to_authorize(&self, provider: &Provider) -> Result<Way<'_>, SessionError> {
+        let login_required = |reason: String| SessionError::LoginRequired {
+            server: self.key.server.clone(),
+            reason,
+        };
+        let redirect = provider.client.redirect;
+        match &*self.interaction {
+            Interaction::Forbidden(reason) => Err(login_required(reason.clone())),
+            _ if redirect == Some(Redirect::Device) => Ok(Way::Device),
+            Interaction::Terminal(browser) => Ok(match redirect {
+                None if provider.endpoints.device_url.is_some() => Way::Device,
+                // The OS on this machine takes a scheme redirect.
+                Some(Redirect::Scheme) => Way::Code(Handover::Browser {
+                    browser: *browser,
+                    paste: PasteWhen::Never,
+                }),
+                _ => Way::Code(Handover::Paste),
+            }),
+            Interaction::Browser {
+                browser,
+                terminal,
+                redirect_uncertain,
+            } => {
+                if redirect == Some(Redirect::Paste) {
+                    return match terminal.allows() {
+                        Ok(()) => Ok(Way::Code(Handover::Paste)),
+                        Err(why) => Err(login_required(format!(
+                            "redirect = paste needs a terminal to paste into, but {why}"
+                        ))),
+                    };
+                }
+                let paste = match (terminal.allows(), redirect_uncertain) {
+                    (Err(_), _) => PasteWhen::Never,
+                    (Ok(()), true) => PasteWhen::Alongside,
+                    (Ok(()), false) => PasteWhen::IfNotOpened,
+                };
+                Ok(Way::Code(Handover::Browser {
+                    browser: *browser,
+                    paste,
+                }))
             }
         }
     }

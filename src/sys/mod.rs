@@ -2,8 +2,9 @@
 //! user is and what they own, who is at the other end of a loopback
 //! connection ([`peer`]), the scheme hand-off's local channel
 //! (`channel`), where the platform's git keeps its configuration
-//! (`git`), what a long-running process asks of the OS, how wide the
-//! terminal is, and Windows' security API.
+//! (`git`), what a long-running process asks of the OS, the terminal
+//! (its width; its keys, one by one, for the paste prompt), WSL (`wsl`:
+//! detecting it, opening the Windows browser), and Windows' security API.
 //!
 //! Platform `cfg`s and `unsafe` live here (and in the keychain backends),
 //! so the rest of keygate reads the same on every platform: each function
@@ -18,6 +19,7 @@ mod process;
 mod terminal;
 #[cfg(windows)]
 pub(crate) mod windows;
+pub mod wsl;
 
 use std::path::{Path, PathBuf};
 
@@ -26,8 +28,8 @@ pub(crate) use private::{
     check_private_dir, create_new_private, create_private_dir, open_private, publish_once,
     read_own, read_private, write_private_atomically,
 };
-pub use process::{raise_open_file_limit, take_env_var, terminated};
-pub use terminal::terminal_columns;
+pub use process::{raise_open_file_limit, take_env_var, terminated, termination};
+pub use terminal::{Keys, terminal_columns};
 
 /// Whether install.sh installs `git-credential-keygate` as a program of
 /// its own (Linux, where the kernel cache in front of the keychain makes

@@ -47,6 +47,46 @@ pub async fn terminated() {
     }
 }
 
+/// Listens for SIGINT and SIGTERM (Ctrl-C elsewhere) from this call on,
+/// not from the first poll: a wait that prints "press Ctrl-C to cancel"
+/// must already catch it. The future returns at the first of them. Call
+/// it inside a tokio runtime.
+pub fn termination() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let recv = async |signal: std::io::Result<tokio::signal::unix::Signal>| match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                // Not listening: the signal's default action stands.
+                Err(_) => std::future::pending().await,
+            };
+            tokio::select! {
+                () = recv(interrupt) => {}
+                () = recv(terminate) => {}
+            }
+        }
+    }
+    #[cfg(windows)]
+    {
+        let ctrl_c = tokio::signal::windows::ctrl_c();
+        async move {
+            match ctrl_c {
+                Ok(mut ctrl_c) => {
+                    ctrl_c.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
+    std::future::pending::<()>()
+}
+
 /// Takes `name` out of this process's environment, so that no process
 /// keygate starts (git, a browser) inherits it, and returns its value.
 ///

@@ -285,7 +285,7 @@ fn device_login_on_a_terminal(world: &World, columns: &str) -> String {
 }
 
 /// The lines of a half-block drawing in what a terminal showed.
-fn qr_lines(shown: &str) -> Vec<&str> {
+pub(crate) fn qr_lines(shown: &str) -> Vec<&str> {
     shown
         .lines()
         .filter(|l| l.contains(['█', '▀', '▄']) && l.chars().all(|c| "█▀▄ ".contains(c)))
@@ -293,7 +293,7 @@ fn qr_lines(shown: &str) -> Vec<&str> {
 }
 
 /// What zbar reads in a half-block drawing shown on a dark terminal.
-fn decode_qr(drawing: &[&str]) -> String {
+pub(crate) fn decode_qr(drawing: &[&str]) -> String {
     use std::io::Write;
     // Debian's python3-zbar is a module of Debian's Python, which a
     // python3 earlier on PATH (pyenv, a venv) would not see.

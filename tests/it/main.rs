@@ -33,6 +33,7 @@ mod forges;
 // Linux only: gnome-keyring on a private D-Bus, and the kernel's keyring.
 #[cfg(target_os = "linux")]
 mod keyring;
+mod login_modes;
 // Linux only: man-db renders the pages.
 #[cfg(target_os = "linux")]
 mod man;

@@ -21,7 +21,9 @@ Env:
   KEYGATE_TEST_BROWSER_LOG   append one JSON line per invocation
                              {"argv":[...],"url":..,"env":{...},"pid":..,"mode":..}
                              (url: the authorization URL, after the launch page)
-  KEYGATE_TEST_BROWSER_MODE  approve (default) | deny | forge-state | hang
+  KEYGATE_TEST_BROWSER_MODE  approve (default) | deny | forge-state | hang |
+                             report (a browser on another device: the
+                             redirect is printed on stdout, never delivered)
   KEYGATE_TEST_SCHEME_HANDLER command for non-http redirects
   KEYGATE_TEST_BROWSER_USER  login name (default alice)
   KEYGATE_TEST_BROWSER_TRACE if set, file to which a trace of the steps is
@@ -181,6 +183,11 @@ def deliver(url, mode, auth_origin):
         if not any(k == "state" for k, _ in q):
             q.append(("state", "forged-state-value"))
         url = urllib.parse.urlunsplit((p.scheme, p.netloc, p.path, urllib.parse.urlencode(q), p.fragment))
+    if mode == "report":
+        # What the person copies from the address bar of a browser whose
+        # redirect to 127.0.0.1 loads nothing.
+        print(url)
+        return 0
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
         trace("delivering redirect GET %s" % redact(url))
@@ -296,7 +303,7 @@ def main():
     log_invocation(mode, url)
     if mode == "hang":
         return 0
-    if mode not in ("approve", "deny", "forge-state"):
+    if mode not in ("approve", "deny", "forge-state", "report"):
         print("unknown KEYGATE_TEST_BROWSER_MODE %r" % mode, file=sys.stderr)
         return 2
     try:

@@ -1,5 +1,6 @@
-//! The device grant's URL as a QR code drawn in the terminal, so a person
-//! can scan it with a phone instead of typing it there.
+//! A URL to open on another device (the device grant's verification URL,
+//! the paste mode's authorization URL) as a QR code drawn in the terminal,
+//! so a person can scan it with a phone instead of typing it there.
 //!
 //! Two module rows go in one line of text, with Unicode half blocks. The
 //! terminal's colours are unknown, so the code assumes the common dark
@@ -32,24 +33,15 @@ pub(super) struct Screen {
     pub ci: bool,
 }
 
-/// Assumed when neither the terminal nor `COLUMNS` says.
-const DEFAULT_COLUMNS: usize = 80;
-
 impl Screen {
     /// This process's screen: the prompt goes to a terminal when
     /// `terminal`; its width from `COLUMNS` (someone exported it on
     /// purpose: shells keep it unexported), else the terminal, else 80.
     pub fn of_this_process(wanted: bool, terminal: bool) -> Self {
-        let columns = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.trim().parse::<usize>().ok())
-            .filter(|&c| c > 0)
-            .or_else(|| crate::sys::terminal_columns().map(usize::from))
-            .unwrap_or(DEFAULT_COLUMNS);
         Self {
             wanted,
             terminal,
-            columns,
+            columns: super::waiting::columns(),
             ci: std::env::var_os("CI").is_some_and(|v| !v.is_empty()),
         }
     }
