@@ -47,16 +47,19 @@ pub async fn terminated() {
     }
 }
 
-/// Listens for SIGINT and SIGTERM (Ctrl-C elsewhere) from this call on,
-/// not from the first poll: a wait that prints "press Ctrl-C to cancel"
-/// must already catch it. The future returns at the first of them. Call
-/// it inside a tokio runtime.
+/// Listens for SIGINT, SIGTERM and SIGHUP (Ctrl-C elsewhere) from this
+/// call on, not from the first poll: a wait that prints "press Ctrl-C to
+/// cancel" must already catch it. The future returns at the first of
+/// them. SIGHUP counts because a Ctrl-C at git's terminal stops git at
+/// once, and the terminal that closes behind it hangs up on keygate while
+/// it is still cleaning up. Call it inside a tokio runtime.
 pub fn termination() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let interrupt = signal(SignalKind::interrupt());
         let terminate = signal(SignalKind::terminate());
+        let hang_up = signal(SignalKind::hangup());
         async move {
             let recv = async |signal: std::io::Result<tokio::signal::unix::Signal>| match signal {
                 Ok(mut signal) => {
@@ -68,6 +71,7 @@ pub fn termination() -> impl Future<Output = ()> {
             tokio::select! {
                 () = recv(interrupt) => {}
                 () = recv(terminate) => {}
+                () = recv(hang_up) => {}
             }
         }
     }
