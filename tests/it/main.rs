@@ -22,6 +22,7 @@ mod common;
 mod proxy_support;
 
 mod browser;
+mod docs;
 mod doctor;
 mod e2e;
 mod faults;
