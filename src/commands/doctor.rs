@@ -453,7 +453,20 @@ fn configuration(config: &GitConfig, url: &Url) -> (Check, Option<Provider>) {
             };
             let grant = format!("{:?}", provider.policy.grant).to_ascii_lowercase();
             detail.push_str(&format!(", grant {grant}"));
-            if provider.client.client_id.is_empty() && provider.policy.token_env.is_none() {
+            if !provider.client.client_id.is_empty() {
+                detail.push_str(&format!(
+                    ", client id from {}",
+                    provider.client.client_id_source.describe()
+                ));
+            } else if provider.endpoints.issuer.is_some() {
+                detail.push_str(
+                    ", no client id configured: keygate registers one at the issuer (RFC 7591) and keeps it in the token store",
+                );
+            }
+            if provider.client.client_id.is_empty()
+                && provider.policy.token_env.is_none()
+                && provider.endpoints.issuer.is_none()
+            {
                 let server = origin_text(url);
                 return (
                     Check::fail(

@@ -216,6 +216,12 @@ impl World {
 
     /// A world whose OAuth server gets `oidc_env` (e.g. `REGISTRATION=open`).
     pub fn start_with_oidc_env(options: Options, oidc_env: &[(&str, &str)]) -> World {
+        Self::start_on(options, oidc_env, 0)
+    }
+
+    /// A world whose git server listens on `git_port` (0: a free one), for
+    /// a URL fixed before the test starts (a client baked into a build).
+    pub fn start_on(options: Options, oidc_env: &[(&str, &str)], git_port: u16) -> World {
         let (dir, home, certs, bin) = layout();
         let mut oidc_cmd = Command::new("node");
         oidc_cmd
@@ -243,7 +249,9 @@ impl World {
             .arg("--dir")
             .arg(&certs)
             .arg("--introspect")
-            .arg(oidc["introspection_endpoint"].as_str().unwrap());
+            .arg(oidc["introspection_endpoint"].as_str().unwrap())
+            .arg("--port")
+            .arg(git_port.to_string());
         let (git_guard, git) =
             start_server(git_cmd, "git server", &dir.path().join("git-server.log"));
         let git_url = git["url"].as_str().unwrap().to_owned();

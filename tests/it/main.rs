@@ -35,6 +35,9 @@ mod keyring;
 // Linux only: man-db renders the pages.
 #[cfg(target_os = "linux")]
 mod man;
+// Run by .ci/package only, against the installed Debian package.
+#[cfg(target_os = "linux")]
+mod package;
 mod proxy;
 mod proxy_attacks;
 mod quick;
