@@ -543,6 +543,16 @@ fn token_store(config: &GitConfig, url: Option<&Url>, provider: Option<&Provider
     let key = AccountKey::new(&provider.server, username.as_deref());
     let login = format!("keygate login {}", key.login_url());
     match store.load(&key) {
+        Err(store::StoreError::KeychainLocked(reason)) => Check::fail(
+            NAME,
+            format!(
+                "{} store: locked ({reason}): git gets no token for {} until it is unlocked",
+                store.kind(),
+                key.label()
+            ),
+            "unlock the keyring (log in to the desktop session, or unlock \"Login\" in your \
+             keyring manager), or set `git config --global keygate.store file`",
+        ),
         Err(error) => Check::fail(
             NAME,
             format!(

@@ -543,6 +543,35 @@ impl World {
         self.wait_for_secret_service();
     }
 
+    /// Locks gnome-keyring's default collection through the Secret
+    /// Service's own `Lock` call, as the desktop does on screen lock.
+    pub fn lock_keychain(&self) {
+        let dbus = |args: &[&str]| {
+            let output = self
+                .command("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.secrets",
+                ])
+                .args(["/org/freedesktop/secrets"])
+                .args(args)
+                .output()
+                .expect("dbus-send");
+            ok(&output);
+            text(&output.stdout)
+        };
+        let alias = dbus(&["org.freedesktop.Secret.Service.ReadAlias", "string:default"]);
+        let collection = alias
+            .split('"')
+            .nth(1)
+            .expect("the default collection's path");
+        dbus(&[
+            "org.freedesktop.Secret.Service.Lock",
+            &format!("array:objpath:{collection}"),
+        ]);
+    }
+
     fn wait_for_secret_service(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
