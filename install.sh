@@ -6,7 +6,7 @@
 # with git. Safe to run again: it says what
 # it changed and leaves alone what is already in place.
 #
-#   ./install.sh [--prefix DIR] [--no-register] [--scheme NAME]
+#   ./install.sh [--prefix DIR] [--no-register] [--scheme NAME] [--clients FILE]
 #
 # DIR defaults to ~/.local (binaries go to DIR/bin). KEYGATE_BIN=path
 # installs that binary instead of building one, and the
@@ -14,12 +14,18 @@
 # build is a static PIE (KEYGATE_STATIC=0 builds the usual dynamic one).
 # --scheme NAME registers keygate with the desktop (xdg-mime) as the
 # handler of NAME: redirects, the private-use scheme your OAuth client
-# uses (default io.github.keygate).
+# uses (default io.github.keygate). --clients FILE bakes the OAuth
+# clients FILE names into the build (git config syntax: a [keygate "URL"]
+# section with clientId, and clientSecret where the forge wants one), so
+# those servers need no keygate.<url>.clientId; git config still wins
+# (docs/packaging.md). It sets KEYGATE_CLIENTS_FILE, which a plain cargo
+# build reads too.
 set -euo pipefail
 
 prefix="${HOME}/.local"
 register=1
 scheme=io.github.keygate
+clients=
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
@@ -27,10 +33,20 @@ while [ $# -gt 0 ]; do
     --no-register) register=0; shift ;;
     --scheme) scheme="${2:?--scheme needs a name}"; shift 2 ;;
     --scheme=*) scheme="${1#--scheme=}"; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --clients) clients="${2:?--clients needs a file}"; shift 2 ;;
+    --clients=*) clients="${1#--clients=}"; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+
+if [ -n "$clients" ]; then
+  [ -z "${KEYGATE_BIN:-}" ] || { echo "install.sh: --clients bakes clients into a build; KEYGATE_BIN names one already made" >&2; exit 2; }
+  [ -f "$clients" ] || { echo "install.sh: --clients $clients: no such file" >&2; exit 2; }
+  # Absolute: cargo runs the build script elsewhere.
+  KEYGATE_CLIENTS_FILE="$(cd "$(dirname "$clients")" && pwd)/$(basename "$clients")"
+  export KEYGATE_CLIENTS_FILE
+fi
 
 cd "$(dirname "$0")"
 [ -n "${KEYGATE_BIN:-}" ] || command -v cargo >/dev/null || { echo "install.sh: cargo is needed; install Rust from your distribution or rustup" >&2; exit 1; }

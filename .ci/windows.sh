@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Windows built and tested, macOS type-checked, on this Debian machine with
-# nothing but Debian's archive and crates.io (README "Platforms").
+# nothing but Debian's archive and crates.io (docs/platforms.md).
 #
 # - Windows (x86_64-pc-windows-gnu): no Debian release ships a current
 #   Windows std, so std is compiled from Debian's rust-src of exactly this

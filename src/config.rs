@@ -11,6 +11,8 @@ use url::Url;
 use crate::gitconfig::split_key;
 use crate::secret::Secret;
 
+mod baked;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(transparent)]
@@ -82,9 +84,9 @@ enum KeyScope {
 keys! {
     Issuer: Url "issuer", default "",
         "Issuer URL (https; http only on loopback). Endpoints not set by their own keys come from its RFC 8414 or OpenID Connect metadata, whose issuer must match exactly; the metadata is cached a day.";
-    ClientId: Url "clientId", default "env KEYGATE_CLIENT_ID",
+    ClientId: Url "clientId", default "env KEYGATE_CLIENT_ID, else one baked into the build by its packager",
         "OAuth client id. Unset with an issuer whose metadata has a registration endpoint: keygate registers a client (RFC 7591) and keeps it in the token store.";
-    ClientSecret: Url "clientSecret", default "env KEYGATE_CLIENT_SECRET (client-credentials grant only)",
+    ClientSecret: Url "clientSecret", default "env KEYGATE_CLIENT_SECRET (client-credentials grant only), else the one baked in with the client id",
         "Client secret, for confidential and CI clients.";
     AuthUrl: Url "authUrl", default "the preset's, else the issuer's metadata",
         "Authorization endpoint.";
@@ -343,6 +345,8 @@ pub struct Endpoints {
 pub struct Client {
     /// Empty when only `tokenEnv` is configured.
     pub client_id: String,
+    /// Where `client_id` came from, for `keygate status` and `doctor`.
+    pub client_id_source: ClientIdSource,
     pub client_secret: Option<Secret>,
     /// How a confidential client authenticates at the token endpoint.
     pub client_auth: ClientAuth,
@@ -373,6 +377,44 @@ pub struct Policy {
     pub token_env: Option<String>,
     /// `qr`: whether the device grant may draw its URL as a QR code.
     pub qr: bool,
+}
+
+/// Where a client id came from: the person's git config wins over the
+/// environment, which wins over what the packager baked in; a client
+/// keygate registered at an issuer (RFC 7591) is kept in the token store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIdSource {
+    Config,
+    Environment,
+    BakedIn,
+    Registered,
+    /// None yet: only `tokenEnv`, or an issuer keygate will register at.
+    Unset,
+}
+
+impl ClientIdSource {
+    /// In words, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ClientIdSource::Config => "git config",
+            ClientIdSource::Environment => "KEYGATE_CLIENT_ID",
+            ClientIdSource::BakedIn => "baked into this build by its packager",
+            ClientIdSource::Registered => "registered at the issuer, kept in the token store",
+            ClientIdSource::Unset => "none",
+        }
+    }
+
+    /// In one word, as `--json` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientIdSource::Config => "config",
+            ClientIdSource::Environment => "environment",
+            ClientIdSource::BakedIn => "baked-in",
+            ClientIdSource::Registered => "registered",
+            ClientIdSource::Unset => "unset",
+        }
+    }
 }
 
 /// RFC 6749 §2.3.1: HTTP Basic is the one servers must support; some
@@ -539,15 +581,17 @@ impl Provider {
     /// The provider for `url`, or `None` when keygate has neither config
     /// nor a usable preset for it: git should then try its next helper.
     pub fn resolve(config: &GitConfig, url: &Url) -> Result<Option<Self>, ConfigError> {
-        Self::resolve_at(config, url, true)
+        Self::resolve_at(config, url, true, baked::for_url(url))
     }
 
-    /// [`Provider::resolve`]; `follow` says whether a `tokensFrom` may be
-    /// followed (once: the URL it names must have a login of its own).
+    /// [`Provider::resolve`] with `baked` as the client the build carries
+    /// for `url`; `follow` says whether a `tokensFrom` may be followed
+    /// (once: the URL it names must have a login of its own).
     fn resolve_at(
         config: &GitConfig,
         url: &Url,
         follow: bool,
+        baked: Option<&baked::Baked>,
     ) -> Result<Option<Self>, ConfigError> {
         if !matches!(url.scheme(), "https" | "http") {
             return Ok(None);
@@ -575,11 +619,23 @@ impl Provider {
             }
             return resolve_shared(config, source, get(Key::Username), get(Key::AuthType));
         }
-        let client_id = get(Key::ClientId).map(str::to_owned).or_else(|| {
-            std::env::var("KEYGATE_CLIENT_ID")
+        let (client_id, client_id_source) = match get(Key::ClientId) {
+            Some(id) => (Some(id.to_owned()), ClientIdSource::Config),
+            None => match std::env::var("KEYGATE_CLIENT_ID")
                 .ok()
                 .filter(|v| !v.is_empty())
-        });
+            {
+                Some(id) => (Some(id), ClientIdSource::Environment),
+                None => (
+                    baked.map(|b| b.client_id.to_owned()),
+                    ClientIdSource::BakedIn,
+                ),
+            },
+        };
+        let client_id_source = match client_id {
+            Some(_) => client_id_source,
+            None => ClientIdSource::Unset,
+        };
         let token_env = get(Key::TokenEnv).map(str::to_owned);
         let issuer = get(Key::Issuer).map(parse_issuer).transpose()?;
         // An issuer without a client id: keygate registers one (RFC 7591).
@@ -633,8 +689,14 @@ impl Provider {
         // The environment's secret is for CI's confidential clients: a
         // developer who exports it must not send it to every code-grant
         // host, presets included.
-        let client_secret =
-            configured_secret.or_else(|| env_secret.filter(|_| grant == Grant::ClientCredentials));
+        // A baked secret goes only with its own baked client id.
+        let baked_secret = baked
+            .filter(|_| client_id_source == ClientIdSource::BakedIn)
+            .and_then(|b| b.client_secret)
+            .map(Secret::new);
+        let client_secret = configured_secret
+            .or_else(|| env_secret.filter(|_| grant == Grant::ClientCredentials))
+            .or(baked_secret);
         let auth_scheme = match get(Key::AuthType).map(str::to_ascii_lowercase).as_deref() {
             None | Some("basic") => AuthScheme::Basic,
             Some("bearer") => AuthScheme::Bearer,
@@ -687,6 +749,7 @@ impl Provider {
             },
             client: Client {
                 client_id,
+                client_id_source,
                 client_secret,
                 client_auth,
                 redirect,
@@ -726,7 +789,8 @@ fn resolve_shared(
     if crate::http::check_endpoint(&url).is_err() {
         return Err(refused());
     }
-    let Some(mut provider) = Provider::resolve_at(config, &url, false)? else {
+    let Some(mut provider) = Provider::resolve_at(config, &url, false, baked::for_url(&url))?
+    else {
         return Err(refused());
     };
     if let Some(username) = username {
@@ -1121,6 +1185,85 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    const BAKED_GITHUB: baked::Baked = baked::Baked {
+        url: "https://github.com",
+        client_id: "Ov23-baked",
+        client_secret: Some("baked-public-secret"),
+    };
+
+    #[test]
+    fn a_baked_client_serves_a_preset_host_with_no_config() {
+        let github = url("https://github.com/org/repo.git");
+        assert!(
+            Provider::resolve_at(&config(&[]), &github, true, None)
+                .unwrap()
+                .is_none()
+        );
+        let p = Provider::resolve_at(&config(&[]), &github, true, Some(&BAKED_GITHUB))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.client.client_id, "Ov23-baked");
+        assert_eq!(p.client.client_id_source, ClientIdSource::BakedIn);
+        assert_eq!(
+            p.client.client_secret.as_ref().map(Secret::expose),
+            Some("baked-public-secret")
+        );
+        assert_eq!(p.client.client_auth, ClientAuth::Post);
+        assert_eq!(p.policy.grant, Grant::Code);
+    }
+
+    #[test]
+    fn config_overrides_a_baked_client_and_never_pairs_with_its_secret() {
+        let github = url("https://github.com/org/repo.git");
+        let c = config(&[("keygate.https://github.com.clientid", "mine")]);
+        let p = Provider::resolve_at(&c, &github, true, Some(&BAKED_GITHUB))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.client.client_id, "mine");
+        assert_eq!(p.client.client_id_source, ClientIdSource::Config);
+        // The baked secret belongs to the baked app, not to this one.
+        assert!(p.client.client_secret.is_none());
+        let c = config(&[
+            ("keygate.https://github.com.clientid", "mine"),
+            ("keygate.https://github.com.clientsecret", "my-secret"),
+        ]);
+        let p = Provider::resolve_at(&c, &github, true, Some(&BAKED_GITHUB))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.client.client_secret.as_ref().map(Secret::expose),
+            Some("my-secret")
+        );
+    }
+
+    #[test]
+    fn a_baked_client_alone_does_not_make_keygate_handle_a_host() {
+        let baked = baked::Baked {
+            url: "https://git.example.com",
+            client_id: "company-app",
+            client_secret: Some("s"),
+        };
+        let repo = url("https://git.example.com/team/repo.git");
+        // No preset, no section: no endpoints to use the client with.
+        assert!(
+            Provider::resolve_at(&config(&[]), &repo, true, Some(&baked))
+                .unwrap()
+                .is_none()
+        );
+        // With an issuer only, the baked id is used and its secret does not
+        // turn the code grant into client credentials.
+        let c = config(&[(
+            "keygate.https://git.example.com.issuer",
+            "https://sso.example.com",
+        )]);
+        let p = Provider::resolve_at(&c, &repo, true, Some(&baked))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.client.client_id, "company-app");
+        assert_eq!(p.client.client_id_source, ClientIdSource::BakedIn);
+        assert_eq!(p.policy.grant, Grant::Code);
     }
 
     #[test]

@@ -17,7 +17,11 @@ use keygate::helper::Operation;
 #[command(
     name = "keygate",
     version,
-    about = "OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain"
+    about = "OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain",
+    after_help = "Documentation: `man keygate-<command>`, `man 5 keygate-config` (every config key),\n\
+                  README.md and the pages in docs/ (the source tree; /usr/share/doc/keygate\n\
+                  in the Debian package): configuration, forges, ci, proxy, troubleshooting.\n\
+                  Git still asks for a password? `keygate doctor <url>`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +53,7 @@ enum Command {
     /// Say why git would still ask for a password: helper chain, config,
     /// store, server, clock. Changes nothing, prints no secret. Exit code
     /// 1: a check failed
+    #[command(after_help = "Each check and what its verdict means: docs/troubleshooting.md")]
     Doctor {
         url: Option<String>,
         #[arg(long)]
@@ -60,6 +65,10 @@ enum Command {
     /// (preset, RFC 8414/OIDC discovery, RFC 7591 registration), write them
     /// to the global git config, make keygate git's helper, log in.
     /// Exit code 3: a step is left to you (printed)
+    #[command(
+        after_help = "Every key: `man 5 keygate-config` and docs/configuration.md; \
+                      what to create on GitHub, GitLab and Bitbucket: docs/forges.md"
+    )]
     Setup(setup::Args),
     /// Print environment settings for a tool, e.g. `keygate env composer <url>`
     Env {
@@ -75,6 +84,10 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Run a local HTTPS proxy that adds fresh tokens for configured hosts
+    #[command(
+        after_help = "Pointing Composer, curl, npm, pip and git at it, and running it \
+                      in the background: docs/proxy.md"
+    )]
     Proxy(keygate::proxy::Options),
     /// Write the manual pages into a directory (install.sh runs it)
     #[command(hide = true)]

@@ -4,10 +4,10 @@
 //! chosen, no token refreshed, no config written), prints no secret (only
 //! whether a token or password is there), and bounds every network call.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use url::Url;
@@ -16,6 +16,7 @@ use super::{CommandError, Outcome};
 use crate::config::{self, GitConfig, Provider, StoreKind};
 use crate::gitconfig::split_key;
 use crate::http::{self, HttpClient};
+use crate::oauth::discovery;
 use crate::store::{self, AccountKey, unix_now};
 use crate::text;
 
@@ -25,6 +26,9 @@ const NETWORK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clock skew past which fresh tokens look expired or not yet valid; a
 /// minute is well inside any refresh margin yet above network jitter.
 const MAX_SKEW_SECONDS: i64 = 60;
+/// What a program doctor runs (`git --exec-path`, the helper's
+/// `--version`) gets before doctor stops waiting and kills it.
+const PROGRAM_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -403,7 +407,11 @@ fn helper_program(config: &GitConfig, url: Option<&Url>) -> Check {
         ),
         None => Check::fail(
             NAME,
-            format!("{} does not run", program.display()),
+            format!(
+                "{} does not run, or did not answer --version within {}s",
+                program.display(),
+                PROGRAM_TIMEOUT.as_secs()
+            ),
             "reinstall keygate",
         ),
     }
@@ -412,13 +420,8 @@ fn helper_program(config: &GitConfig, url: Option<&Url>) -> Check {
 /// Where git finds `git-<name>`: its exec path first, then PATH.
 fn find_git_helper(name: &str) -> Option<PathBuf> {
     let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
-    let exec_path = Command::new("git")
-        .arg("--exec-path")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let exec_path = stdout_within(Command::new("git").arg("--exec-path"), PROGRAM_TIMEOUT)
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out).trim()));
     let path = std::env::var_os("PATH").unwrap_or_default();
     exec_path
         .into_iter()
@@ -428,14 +431,46 @@ fn find_git_helper(name: &str) -> Option<PathBuf> {
 }
 
 fn program_version(program: &Path) -> Option<String> {
-    let output = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let line = String::from_utf8_lossy(&output.stdout);
+    let output = stdout_within(Command::new(program).arg("--version"), PROGRAM_TIMEOUT)?;
+    let line = String::from_utf8_lossy(&output);
     line.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// `command`'s stdout once it has exited, or `None` when it cannot start
+/// or is still running after `limit` (then it is killed): a helper that
+/// hangs must not hang doctor.
+fn stdout_within(command: &mut Command, limit: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + limit;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdout = child.stdout.take()?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    // A thread of its own: a program that fills the pipe would otherwise
+    // wait for us while we wait for it.
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        let _ = sender.send(bytes);
+    });
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    // A process it left behind may still hold the pipe open.
+    receiver
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .ok()
 }
 
 /// Which `keygate.<url>` section (or preset) applies to `url`.
@@ -453,7 +488,20 @@ fn configuration(config: &GitConfig, url: &Url) -> (Check, Option<Provider>) {
             };
             let grant = format!("{:?}", provider.policy.grant).to_ascii_lowercase();
             detail.push_str(&format!(", grant {grant}"));
-            if provider.client.client_id.is_empty() && provider.policy.token_env.is_none() {
+            if !provider.client.client_id.is_empty() {
+                detail.push_str(&format!(
+                    ", client id from {}",
+                    provider.client.client_id_source.describe()
+                ));
+            } else if provider.endpoints.issuer.is_some() {
+                detail.push_str(
+                    ", no client id configured: keygate registers one at the issuer (RFC 7591) and keeps it in the token store",
+                );
+            }
+            if provider.client.client_id.is_empty()
+                && provider.policy.token_env.is_none()
+                && provider.endpoints.issuer.is_none()
+            {
                 let server = origin_text(url);
                 return (
                     Check::fail(
@@ -530,6 +578,16 @@ fn token_store(config: &GitConfig, url: Option<&Url>, provider: Option<&Provider
     let key = AccountKey::new(&provider.server, username.as_deref());
     let login = format!("keygate login {}", key.login_url());
     match store.load(&key) {
+        Err(store::StoreError::KeychainLocked(reason)) => Check::fail(
+            NAME,
+            format!(
+                "{} store: locked ({reason}): git gets no token for {} until it is unlocked",
+                store.kind(),
+                key.label()
+            ),
+            "unlock the keyring (log in to the desktop session, or unlock \"Login\" in your \
+             keyring manager), or set `git config --global keygate.store file`",
+        ),
         Err(error) => Check::fail(
             NAME,
             format!(
@@ -604,10 +662,99 @@ fn servers(config: &GitConfig, url: &Url, provider: Option<&Provider>) -> Vec<Ch
             )];
         }
     };
-    targets
+    let mut checks: Vec<Check> = targets
         .into_iter()
         .map(|(name, target)| runtime.block_on(server(config, name, &target)))
-        .collect()
+        .collect();
+    if let Some(provider) = provider
+        && let Some(issuer) = provider.endpoints.issuer.as_deref()
+    {
+        checks.push(runtime.block_on(issuer_metadata(config, provider, issuer)));
+    }
+    checks
+}
+
+/// The issuer's metadata, fetched as a login would (RFC 8414, then OpenID
+/// Connect) and checked the same way, but never written to the metadata
+/// cache: doctor changes nothing. Whether it names what this
+/// configuration leaves to it: the token endpoint, and a registration
+/// endpoint when no client id is configured.
+async fn issuer_metadata(config: &GitConfig, provider: &Provider, issuer: &str) -> Check {
+    const NAME: &str = "issuer metadata";
+    let ca_files = Url::parse(issuer)
+        .map(|url| config::ca_files_for(config, &url))
+        .unwrap_or_default();
+    let client = match HttpClient::new(&ca_files, NETWORK_TIMEOUT) {
+        Ok(client) => client,
+        Err(error) => return Check::fail(NAME, error.to_string(), "fix http.sslCAInfo"),
+    };
+    // Two locations may be tried: the whole check gets one timeout.
+    let fetched = tokio::time::timeout(NETWORK_TIMEOUT, discovery::fetch(&client, issuer)).await;
+    let metadata = match fetched {
+        Ok(Ok(metadata)) => metadata,
+        Ok(Err(error)) => {
+            return Check::fail(
+                NAME,
+                error.to_string(),
+                "check keygate.<url>.issuer: the https:// URL the server names as its issuer",
+            );
+        }
+        Err(_) => {
+            return Check::fail(
+                NAME,
+                format!(
+                    "{issuer} did not answer within {}s",
+                    NETWORK_TIMEOUT.as_secs()
+                ),
+                "check the network, the proxy and keygate.<url>.issuer",
+            );
+        }
+    };
+    if provider.endpoints.token_url.is_none() && metadata.token_endpoint.is_none() {
+        return Check::fail(
+            NAME,
+            format!("{issuer} names no token endpoint, and none is configured"),
+            config::set_key_command(
+                &origin_text(&provider.server),
+                config::Key::TokenUrl,
+                "<url>",
+            ),
+        );
+    }
+    if provider.client.client_id.is_empty()
+        && provider.policy.token_env.is_none()
+        && metadata.registration_endpoint.is_none()
+    {
+        return Check::fail(
+            NAME,
+            format!("{issuer} offers no client registration, and no client id is configured"),
+            config::set_key_command(
+                &origin_text(&provider.server),
+                config::Key::ClientId,
+                "<id>",
+            ),
+        );
+    }
+    let mut named = Vec::new();
+    if metadata.token_endpoint.is_some() {
+        named.push("token");
+    }
+    if metadata.authorization_endpoint.is_some() {
+        named.push("authorization");
+    }
+    if metadata.device_authorization_endpoint.is_some() {
+        named.push("device");
+    }
+    if metadata.registration_endpoint.is_some() {
+        named.push("registration");
+    }
+    Check::ok(
+        NAME,
+        format!(
+            "{issuer} publishes its metadata, issuer matching; endpoints: {}",
+            named.join(", ")
+        ),
+    )
 }
 
 async fn server(config: &GitConfig, name: &'static str, target: &Url) -> Check {

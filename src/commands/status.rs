@@ -6,9 +6,10 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::CommandError;
-use crate::config::GitConfig;
+use crate::config::{ClientIdSource, GitConfig, Provider};
+use crate::oauth::register;
 use crate::session;
-use crate::store::{self, TokenRecord, unix_now};
+use crate::store::{self, AccountKey, TokenRecord, TokenStore, unix_now};
 use crate::text;
 
 #[derive(Serialize)]
@@ -27,6 +28,10 @@ struct AccountStatus<'a> {
     /// The server's error code when it refused the refresh token.
     refresh_token_rejected: Option<&'a str>,
     scopes: &'a [String],
+    /// Where the client id keygate uses for this server comes from now:
+    /// `config`, `environment`, `baked-in`, `registered`; `null` when
+    /// nothing configures the server any more.
+    client_id_from: Option<ClientIdSource>,
 }
 
 /// Lists the accounts in `config`'s store on `output`.
@@ -50,6 +55,7 @@ pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<
             refresh_token_expires_at: r.refresh_token_expires_at,
             refresh_token_rejected: r.refresh_token_rejected.as_deref(),
             scopes: &r.scopes,
+            client_id_from: client_id_source(config, store.as_ref(), r),
         })
         .collect();
     if json {
@@ -68,16 +74,43 @@ pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<
         };
         writeln!(
             output,
-            "{}  {}  store={}  grant={}  {}  refresh token: {}",
+            "{}  {}  store={}  grant={}  {}  refresh token: {}  client id: {}",
             account.server,
             who,
             account.store,
             account.grant,
             describe_expiry(record),
             describe_refresh_token(record),
+            account
+                .client_id_from
+                .map_or("not configured", ClientIdSource::name),
         )?;
     }
     Ok(())
+}
+
+/// Where the client id for `record`'s server and account comes from, as
+/// the configuration resolves it today; a client registered at an issuer
+/// is looked up in the store, never at the server.
+fn client_id_source(
+    config: &GitConfig,
+    store: &dyn TokenStore,
+    record: &TokenRecord,
+) -> Option<ClientIdSource> {
+    let key = AccountKey {
+        server: record.server.clone(),
+        account: record.account.clone(),
+    };
+    let url = url::Url::parse(&key.login_url()).ok()?;
+    let provider = Provider::resolve(config, &url).ok().flatten()?;
+    let source = provider.client.client_id_source;
+    if source == ClientIdSource::Unset
+        && provider.endpoints.issuer.is_some()
+        && register::load(&provider, store).ok().flatten().is_some()
+    {
+        return Some(ClientIdSource::Registered);
+    }
+    Some(source)
 }
 
 fn describe_refresh_token(record: &TokenRecord) -> String {

@@ -8,7 +8,7 @@ use url::Url;
 
 use super::loopback::DEFAULT_REDIRECT;
 use super::metadata::Metadata;
-use crate::config::{ClientAuth, Provider};
+use crate::config::{ClientAuth, ClientIdSource, Provider};
 use crate::http::{HttpClient, HttpError, check_endpoint};
 use crate::secret::Secret;
 use crate::store::{StoreError, TokenStore};
@@ -148,6 +148,7 @@ fn save(
 /// `provider` using `client`.
 pub fn apply(provider: &mut Provider, client: &RegisteredClient) {
     provider.client.client_id = client.client_id.clone();
+    provider.client.client_id_source = ClientIdSource::Registered;
     if let Some(secret) = &client.client_secret {
         provider.client.client_secret = Some(secret.clone());
         provider.client.client_auth = match client.token_endpoint_auth_method.as_deref() {

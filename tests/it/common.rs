@@ -216,6 +216,12 @@ impl World {
 
     /// A world whose OAuth server gets `oidc_env` (e.g. `REGISTRATION=open`).
     pub fn start_with_oidc_env(options: Options, oidc_env: &[(&str, &str)]) -> World {
+        Self::start_on(options, oidc_env, 0)
+    }
+
+    /// A world whose git server listens on `git_port` (0: a free one), for
+    /// a URL fixed before the test starts (a client baked into a build).
+    pub fn start_on(options: Options, oidc_env: &[(&str, &str)], git_port: u16) -> World {
         let (dir, home, certs, bin) = layout();
         let mut oidc_cmd = Command::new("node");
         oidc_cmd
@@ -243,7 +249,9 @@ impl World {
             .arg("--dir")
             .arg(&certs)
             .arg("--introspect")
-            .arg(oidc["introspection_endpoint"].as_str().unwrap());
+            .arg(oidc["introspection_endpoint"].as_str().unwrap())
+            .arg("--port")
+            .arg(git_port.to_string());
         let (git_guard, git) =
             start_server(git_cmd, "git server", &dir.path().join("git-server.log"));
         let git_url = git["url"].as_str().unwrap().to_owned();
@@ -533,6 +541,35 @@ impl World {
             let _ = reader.read_to_end(&mut sink);
         });
         self.wait_for_secret_service();
+    }
+
+    /// Locks gnome-keyring's default collection through the Secret
+    /// Service's own `Lock` call, as the desktop does on screen lock.
+    pub fn lock_keychain(&self) {
+        let dbus = |args: &[&str]| {
+            let output = self
+                .command("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.secrets",
+                ])
+                .args(["/org/freedesktop/secrets"])
+                .args(args)
+                .output()
+                .expect("dbus-send");
+            ok(&output);
+            text(&output.stdout)
+        };
+        let alias = dbus(&["org.freedesktop.Secret.Service.ReadAlias", "string:default"]);
+        let collection = alias
+            .split('"')
+            .nth(1)
+            .expect("the default collection's path");
+        dbus(&[
+            "org.freedesktop.Secret.Service.Lock",
+            &format!("array:objpath:{collection}"),
+        ]);
     }
 
     fn wait_for_secret_service(&self) {

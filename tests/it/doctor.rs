@@ -3,6 +3,7 @@
 //! failed.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -218,4 +219,117 @@ fn a_running_proxy_is_checked_against_https_proxy() {
     assert!(proxy_line.contains(&proxy.addr), "{out}");
     assert!(proxy_line.contains("ca-bundle.pem"), "{out}");
     assert_no_secret(&output, &[&proxy.password]);
+}
+
+/// The global config with keygate configured for the git server by
+/// `issuer` alone (and the test client).
+fn issuer_config(world: &World, issuer: &str) {
+    std::fs::write(
+        world.gitconfig_path(),
+        format!(
+            "[credential]\n\thelper = keygate\n\
+             [keygate \"{git}\"]\n\tissuer = {issuer}\n\tclientId = keygate-test\n\
+             [http]\n\tsslCAInfo = {ca}\n",
+            git = world.git_url,
+            ca = world.ca().display(),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_issuers_metadata_is_fetched_and_checked_but_not_cached() {
+    let world = World::start(Options::default());
+    issuer_config(&world, world.issuer());
+    let output = doctor(&world, &[&world.repo_url()]);
+    let out = text(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    let metadata = line(&out, "issuer metadata");
+    assert!(metadata.starts_with("ok  "), "{out}");
+    assert!(metadata.contains("token, authorization"), "{out}");
+    // A login would have cached it; doctor changes nothing.
+    assert!(
+        !world.home.join(".local/share/keygate/metadata").exists(),
+        "doctor wrote the metadata cache"
+    );
+
+    // The git server publishes no OAuth metadata.
+    issuer_config(&world, &world.git_url);
+    let output = doctor(&world, &[&world.repo_url()]);
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let metadata = line(&out, "issuer metadata");
+    assert!(metadata.starts_with("FAIL"), "{out}");
+    assert!(
+        metadata.contains("publishes no OAuth server metadata"),
+        "{out}"
+    );
+    assert!(out.contains("fix: check keygate.<url>.issuer"), "{out}");
+}
+
+#[test]
+fn a_helper_program_that_hangs_is_given_up_on() {
+    let world = World::offline();
+    let bin = world.dir.path().join("hanging");
+    std::fs::create_dir(&bin).unwrap();
+    // `exec`, so the kill reaches the sleep itself and nothing outlives
+    // the test.
+    for name in ["git-credential-keygate", "keygate"] {
+        let program = bin.join(name);
+        std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(
+        world.gitconfig_path(),
+        format!(
+            "[credential]\n\thelper = {}\n",
+            bin.join("git-credential-keygate").display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let output = doctor(&world, &[]);
+    let elapsed = started.elapsed();
+    let out = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let program = line(&out, "helper program");
+    assert!(program.starts_with("FAIL"), "{out}");
+    assert!(
+        program.contains("did not answer --version within 5s"),
+        "{out}"
+    );
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+
+    // A git whose `--exec-path` hangs: doctor gives up on it and finds
+    // the helper on PATH.
+    let hanging_git = world.dir.path().join("hanging-git");
+    std::fs::create_dir(&hanging_git).unwrap();
+    let git = hanging_git.join("git");
+    std::fs::write(
+        &git,
+        "#!/bin/sh\n[ \"$1\" = --exec-path ] && exec sleep 60\nexec /usr/bin/git \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(world.gitconfig_path(), "[credential]\n\thelper = keygate\n").unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        hanging_git.display(),
+        world.bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let started = Instant::now();
+    let output = world
+        .command(crate::common::KEYGATE)
+        .arg("doctor")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let out = text(&output.stdout);
+    let program = line(&out, "helper program");
+    assert!(program.starts_with("ok  "), "{out}");
+    let found = world.bin.join("git-credential-keygate");
+    assert!(program.contains(&found.display().to_string()), "{out}");
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 }

@@ -348,8 +348,14 @@ fn status_lists_accounts_without_secrets_and_token_prints_a_fresh_one() {
     assert_eq!(status[0]["store"], "file");
     assert_eq!(status[0]["refresh_token_present"], true);
     assert!(status[0]["expires_in_seconds"].as_i64().unwrap() > 0);
+    assert_eq!(status[0]["client_id_from"], "config");
     let human = world.keygate(&["status"]);
     ok(&human);
+    assert!(
+        text(&human.stdout).contains("client id: config"),
+        "{}",
+        text(&human.stdout)
+    );
     for out in [&output, &human] {
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(!all.contains(&access) && !all.contains(&refresh));

@@ -502,30 +502,7 @@ fn a_locked_keychain_drops_the_cache_when_keygate_finds_it_locked() {
     let (_, token) = fill(&world);
     the_cached_key(&world);
 
-    let dbus = |args: &[&str]| {
-        let output = world
-            .command("dbus-send")
-            .args([
-                "--session",
-                "--print-reply",
-                "--dest=org.freedesktop.secrets",
-            ])
-            .args(["/org/freedesktop/secrets"])
-            .args(args)
-            .output()
-            .expect("dbus-send");
-        ok(&output);
-        text(&output.stdout)
-    };
-    let alias = dbus(&["org.freedesktop.Secret.Service.ReadAlias", "string:default"]);
-    let collection = alias
-        .split('"')
-        .nth(1)
-        .expect("the default collection's path");
-    dbus(&[
-        "org.freedesktop.Secret.Service.Lock",
-        &format!("array:objpath:{collection}"),
-    ]);
+    world.lock_keychain();
     let status = world.keygate(&["status"]);
     assert!(
         text(&status.stderr).contains("locked") || text(&status.stdout).contains("locked"),
@@ -541,4 +518,38 @@ fn a_locked_keychain_drops_the_cache_when_keygate_finds_it_locked() {
         "a token the locked keychain withholds was served"
     );
     assert!(cached_for(&world).is_empty(), "filled while locked");
+}
+
+/// `keygate doctor` on a locked keychain: the token store check fails and
+/// says to unlock it. Finding it locked drops the kernel cache, as any
+/// keygate's read does: apart from the tests that look for their key.
+#[test]
+fn doctor_says_the_keychain_is_locked() {
+    let _alone = CACHE_SWEEPS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let world = keyring_world(true);
+    let (_, token) = fill(&world);
+    let healthy = world.keygate(&["doctor", &world.repo_url()]);
+    let out = text(&healthy.stdout);
+    assert!(healthy.status.success(), "{out}");
+    let store_line = out.lines().find(|l| l.contains("token store:")).unwrap();
+    assert!(
+        store_line.starts_with("ok  ") && store_line.contains("keychain store, kernel cache on"),
+        "{out}"
+    );
+
+    world.lock_keychain();
+    let locked = world.keygate(&["doctor", &world.repo_url()]);
+    let out = text(&locked.stdout);
+    assert_eq!(locked.status.code(), Some(1), "{out}");
+    let store_line = out.lines().find(|l| l.contains("token store:")).unwrap();
+    assert!(
+        store_line.starts_with("FAIL") && store_line.contains("locked"),
+        "{out}"
+    );
+    assert!(out.contains("fix: unlock the keyring"), "{out}");
+    let all = format!("{out}{}", text(&locked.stderr));
+    assert!(!all.contains(&token), "{all}");
+    assert!(cached_for(&world).is_empty(), "the cache outlived the lock");
 }

@@ -24,6 +24,7 @@ mod proxy_support;
 mod browser;
 mod cargo;
 mod containers;
+mod docs;
 mod doctor;
 mod e2e;
 mod faults;
@@ -37,6 +38,9 @@ mod login_modes;
 // Linux only: man-db renders the pages.
 #[cfg(target_os = "linux")]
 mod man;
+// Run by .ci/package only, against the installed Debian package.
+#[cfg(target_os = "linux")]
+mod package;
 mod proxy;
 mod proxy_attacks;
 mod quick;

@@ -416,6 +416,19 @@ fn the_client_setup_registers_is_recorded_with_its_tokens() {
         "client_id": client_id,
     });
     assert_eq!(world.stored_account()["issuer"], recorded);
+    // status says where the client id came from, and doctor that one
+    // is registered, not missing.
+    let status = world.keygate(&["status", "--json"]);
+    let accounts: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(accounts[0]["client_id_from"], "registered", "{accounts}");
+    let doctor = world.keygate(&["doctor", &world.repo_url()]);
+    let out = text(&doctor.stdout);
+    let configuration = out.lines().find(|l| l.contains("configuration:")).unwrap();
+    assert!(configuration.starts_with("ok  "), "{out}");
+    assert!(
+        configuration.contains("registers one at the issuer"),
+        "{out}"
+    );
 
     world.expire_stored_token();
     ok(&world.keygate(&["token", &world.repo_url()]));

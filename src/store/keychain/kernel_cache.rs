@@ -24,7 +24,7 @@
 //!   this user's session bus while the collection is unlocked; the cache
 //!   answers any process of this UID (a sandbox without the bus, files or
 //!   keygate's directories still finds the key), and until some keygate
-//!   process finds the collection locked. README says so and how to turn
+//!   process finds the collection locked. docs/tokens.md says so and how to turn
 //!   it off.
 //! - **Never out of date**: the keychain store replaces or drops the key
 //!   on every save and delete (every key in `@u` that holds the account,

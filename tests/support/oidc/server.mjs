@@ -184,6 +184,17 @@ const configuration = {
       response_types: ['code'],
     },
     {
+      // The client a test package bakes in (tests/support/package/clients),
+      // confidential as GitHub's and Bitbucket's apps are.
+      client_id: 'keygate-packaged',
+      client_secret: 'packaged-public-secret',
+      application_type: 'native',
+      token_endpoint_auth_method: 'client_secret_basic',
+      redirect_uris: NATIVE_REDIRECTS,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+    },
+    {
       client_id: 'keygate-ci',
       client_secret: 'ci-secret-do-not-leak',
       token_endpoint_auth_method: 'client_secret_basic',
