@@ -451,9 +451,12 @@ fn configuration(config: &GitConfig, url: &Url) -> (Check, Option<Provider>) {
                 (Some(section), false) => format!("keygate.{section}"),
                 (None, _) => format!("the preset for {}", host(url)),
             };
-            let grant = format!("{:?}", provider.policy.grant).to_ascii_lowercase();
-            detail.push_str(&format!(", grant {grant}"));
-            if provider.client.client_id.is_empty() && provider.policy.token_env.is_none() {
+            detail.push_str(&format!(", grant {}", provider.policy.grant.name()));
+            // A token exchange needs no client (RFC 8693 §2.1).
+            if provider.client.client_id.is_empty()
+                && provider.policy.token_env.is_none()
+                && !provider.policy.grant.presents_id_token()
+            {
                 let server = origin_text(url);
                 return (
                     Check::fail(

@@ -540,7 +540,9 @@ impl Session<'_> {
     fn refresh_is_dead(&self, cause: &OAuthError) -> bool {
         match self.provider.policy.grant {
             Grant::Code => cause.is_grant_rejected(),
-            Grant::ClientCredentials => matches!(cause, OAuthError::Rejected { .. }),
+            Grant::ClientCredentials | Grant::TokenExchange | Grant::JwtBearer => {
+                matches!(cause, OAuthError::Rejected { .. })
+            }
         }
     }
 
@@ -548,7 +550,10 @@ impl Session<'_> {
     async fn first_grant(&self, http: &HttpClient) -> Result<TokenSet, SessionError> {
         let provider = self.endpoints(http).await?;
         match provider.policy.grant {
-            Grant::ClientCredentials => Ok(oauth::client_credentials(provider, http).await?),
+            // With a CI identity: a fresh id token, traded (never stored).
+            Grant::ClientCredentials | Grant::TokenExchange | Grant::JwtBearer => {
+                Ok(oauth::federation::obtain(provider, http).await?)
+            }
             Grant::Code => {
                 let browser = match &*self.interaction {
                     Interaction::Forbidden(reason) => {
@@ -616,11 +621,7 @@ impl Session<'_> {
             scopes: tokens
                 .scopes
                 .unwrap_or_else(|| self.provider.client.scopes.clone()),
-            grant: match self.provider.policy.grant {
-                Grant::Code => "code",
-                Grant::ClientCredentials => "client_credentials",
-            }
-            .to_owned(),
+            grant: self.provider.policy.grant.name().to_owned(),
             issuer: self.issuer(),
         };
         self.store.save(&record)?;
