@@ -6,7 +6,8 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::CommandError;
-use crate::config::GitConfig;
+use crate::config::{self, GitConfig, Provider};
+use crate::oauth::federation;
 use crate::session;
 use crate::store::{self, TokenRecord, unix_now};
 use crate::text;
@@ -27,6 +28,19 @@ struct AccountStatus<'a> {
     /// The server's error code when it refused the refresh token.
     refresh_token_rejected: Option<&'a str>,
     scopes: &'a [String],
+    /// Where the CI id token its grant presents comes from, found now
+    /// (or why none is), for an account whose grant presents one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token_source: Option<String>,
+}
+
+/// `Some` for a server whose grant presents the CI job's id token: where
+/// that token comes from here and now, or why there is none.
+fn id_token_source(provider: &Provider) -> Option<String> {
+    federation::source_here(provider).map(|found| match found {
+        Ok(source) => source,
+        Err(why) => format!("none ({why})"),
+    })
 }
 
 /// Lists the accounts in `config`'s store on `output`.
@@ -35,9 +49,17 @@ pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<
     let mut records = store.list()?;
     records.sort_by(|a, b| (&a.server, &a.account).cmp(&(&b.server, &b.account)));
     let now = unix_now();
+    let providers = config::configured_providers(config);
+    let source_for = |server: &str| {
+        providers
+            .iter()
+            .find(|p| p.server.as_str().trim_end_matches('/') == server)
+            .and_then(id_token_source)
+    };
     let accounts: Vec<AccountStatus<'_>> = records
         .iter()
         .map(|r| AccountStatus {
+            id_token_source: source_for(&r.server),
             server: &r.server,
             account: &r.account,
             store: store.kind(),
@@ -60,15 +82,36 @@ pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<
     if accounts.is_empty() {
         writeln!(output, "no accounts ({} store)", store.kind())?;
     }
+    // Before its first exchange a CI server has no account yet: say
+    // where its id token would come from all the same.
+    for provider in &providers {
+        let server = provider.server.as_str().trim_end_matches('/');
+        if records.iter().any(|r| r.server == server) {
+            continue;
+        }
+        if let Some(source) = id_token_source(provider) {
+            writeln!(
+                output,
+                "{server}  grant={}  no token yet  id token: {}",
+                provider.policy.grant.name(),
+                text::escape(&source)
+            )?;
+        }
+    }
     for (account, record) in accounts.iter().zip(&records) {
         let who = if account.account.is_empty() {
             "(default)"
         } else {
             account.account
         };
+        let id_token = account
+            .id_token_source
+            .as_deref()
+            .map(|source| format!("  id token: {}", text::escape(source)))
+            .unwrap_or_default();
         writeln!(
             output,
-            "{}  {}  store={}  grant={}  {}  refresh token: {}",
+            "{}  {}  store={}  grant={}  {}  refresh token: {}{id_token}",
             account.server,
             who,
             account.store,

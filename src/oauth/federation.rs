@@ -67,6 +67,16 @@ fn grant_words(provider: &Provider, identity: &CiIdentity) -> &'static str {
     }
 }
 
+/// The `grant_type` a grant sends.
+pub fn grant_type(grant: Grant) -> &'static str {
+    match grant {
+        Grant::TokenExchange => super::token_exchange::GRANT_TYPE,
+        Grant::JwtBearer => super::jwt_bearer::GRANT_TYPE,
+        Grant::ClientCredentials => super::client_assertion::GRANT_TYPE,
+        Grant::Code => "authorization_code",
+    }
+}
+
 /// Which id-token source `provider` would use here and now, in words, or
 /// why there is none: for `keygate status` and `doctor`.
 pub fn source_here(provider: &Provider) -> Option<Result<String, String>> {
