@@ -22,6 +22,7 @@ mod common;
 mod proxy_support;
 
 mod browser;
+mod ci_identity;
 mod doctor;
 mod e2e;
 mod faults;
