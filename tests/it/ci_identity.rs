@@ -219,6 +219,18 @@ fn token_exchange_from_github_actions_clones_and_pushes_and_keeps_no_id_token() 
     );
     outputs.extend([token, env]);
     assert_no_id_token_anywhere(&world, &outputs.iter().collect::<Vec<_>>());
+    // Nor the request token that asks GitHub for one.
+    let request_token = info(&world, "ci_request_token");
+    for (path, bytes) in world.files_under_home() {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(request_token),
+            "{}",
+            path.display()
+        );
+    }
+    for output in &outputs {
+        assert!(!text(&output.stderr).contains(request_token));
+    }
 }
 
 #[test]
