@@ -625,3 +625,57 @@ fn setup_in_ci_writes_the_exchange_grant_the_server_lists() {
     assert_eq!(world.authorization_requests(), 0);
     assert_no_id_token_anywhere(&world, &[&output]);
 }
+
+#[test]
+fn parallel_fetches_that_wait_on_a_failing_exchange_do_not_try_again() {
+    let mut world = ci_world(600);
+    let hang_url = info(&world, "ci_hang_url").to_owned();
+    in_github_actions(&mut world, &hang_url);
+    configure(
+        &world,
+        "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n\ttimeout = 2\n",
+    );
+    // The first holds the lock for the two seconds the CI takes not to
+    // answer; the others start meanwhile and wait for it.
+    let input = format!("url={}\n\n", world.repo_url());
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut child = world
+                .command("git")
+                .args(["credential", "fill"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+            drop(stdin);
+            child
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    assert!(outputs.iter().all(|o| !o.status.success()));
+    assert_eq!(events(&world, "ci_hang").len(), 1, "asked the CI once");
+    let said: Vec<String> = outputs.iter().flat_map(keygate_lines).collect();
+    assert_eq!(said.len(), 8, "{said:#?}");
+    assert!(
+        said.iter().all(|line| line.contains("timed out")),
+        "{said:#?}"
+    );
+    assert_eq!(
+        said.iter()
+            .filter(|line| line.contains("met by another keygate process"))
+            .count(),
+        7,
+        "{said:#?}"
+    );
+    // A later command tries again: the CI may have recovered.
+    let output = world.keygate(&["token", &world.repo_url()]);
+    assert!(!output.status.success());
+    assert_eq!(events(&world, "ci_hang").len(), 2);
+}
