@@ -452,6 +452,24 @@ fn configuration(config: &GitConfig, url: &Url) -> (Check, Option<Provider>) {
                 (None, _) => format!("the preset for {}", host(url)),
             };
             detail.push_str(&format!(", grant {}", provider.policy.grant.name()));
+            match crate::oauth::federation::source_here(&provider) {
+                Some(Ok(source)) => detail.push_str(&format!(", CI id token from {source}")),
+                Some(Err(why)) => {
+                    return (
+                        Check::fail(
+                            NAME,
+                            format!("{detail}: {why}"),
+                            config::set_key_command(
+                                &origin_text(url),
+                                config::Key::IdToken,
+                                "env:<NAME>",
+                            ),
+                        ),
+                        Some(provider),
+                    );
+                }
+                None => {}
+            }
             // A token exchange needs no client (RFC 8693 §2.1).
             if provider.client.client_id.is_empty()
                 && provider.policy.token_env.is_none()

@@ -255,8 +255,24 @@ fn jwt_bearer_with_a_gitlab_id_tokens_variable_clones_and_pushes() {
         "{}",
         text(&status.stdout)
     );
+    let doctor = world.keygate(&["doctor", &world.repo_url()]);
+    assert!(
+        text(&doctor.stdout)
+            .contains("grant jwt_bearer, CI id token from GitLab CI ($KEYGATE_ID_TOKEN)"),
+        "{}",
+        text(&doctor.stdout)
+    );
     // The variable is the CI's; keygate keeps no copy of its own.
-    assert_no_id_token_anywhere(&world, &outputs.iter().collect::<Vec<_>>());
+    assert_no_id_token_anywhere(&world, &[&outputs[0], &outputs[1], &doctor]);
+    // Without it, doctor says what is missing.
+    world.set_env("KEYGATE_ID_TOKEN", "");
+    let doctor = world.keygate(&["doctor", &world.repo_url()]);
+    assert!(!doctor.status.success());
+    assert!(
+        text(&doctor.stdout).contains("this is GitLab CI: add `id_tokens:"),
+        "{}",
+        text(&doctor.stdout)
+    );
 }
 
 #[test]
