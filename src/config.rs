@@ -100,8 +100,8 @@ keys! {
         "Space-separated scopes to ask for.";
     Redirect: Url "redirect", default "loopback; on a terminal where no browser opens, device when a device endpoint is known, else paste",
         "How the authorization comes back: loopback, scheme, device, or paste (keygate prints the authorization URL and asks on the terminal for the address the browser ends on; the loopback listener keeps waiting, so an SSH port forward finishes the login without pasting).";
-    Grant: Url "grant", default "client_credentials when there is a secret and no authorization endpoint, else code",
-        "The OAuth grant: code or client_credentials.";
+    Grant: Url "grant", default "client_credentials when there is a secret (or a client assertion) and no authorization endpoint, else code",
+        "The OAuth grant: code, client_credentials, token_exchange (RFC 8693) or jwt_bearer (RFC 7523), the last two presenting the CI job's id token (see idToken).";
     AuthType: Url "authType", default "basic",
         "How git sends the token: basic (user name and the token as password) or bearer (an Authorization: Bearer header, git 2.46 or later).";
     RedirectUrl: Url "redirectUrl", default "http://127.0.0.1/callback",
@@ -118,6 +118,18 @@ keys! {
         "Seconds for each request to the OAuth server.";
     ClientAuth: Url "clientAuth", default "basic, or the preset's",
         "How a client secret is sent: basic (HTTP Basic) or post (in the form body).";
+    ClientAssertion: Url "clientAssertion", default "",
+        "id_token: the client authenticates with the CI job's id token (RFC 7523 client assertion, as an Entra federated credential takes it) instead of a client secret.";
+    IdToken: Url "idToken", default "auto",
+        "Where the CI job's OpenID Connect id token comes from, for grant = token_exchange or jwt_bearer and clientAssertion = id_token: auto (detect GitHub or Forgejo Actions, Bitbucket Pipelines, CircleCI, Buildkite, or KEYGATE_ID_TOKEN), github, buildkite, env:NAME or file:PATH (read afresh each time). Fetched anew for each exchange, never stored.";
+    IdTokenAudience: Url "idTokenAudience", default "the origin of the issuer, else of the token endpoint",
+        "The audience asked of a CI that lets the job choose it (GitHub and Forgejo Actions, Buildkite): what the server's trust policy expects in the id token's aud.";
+    Audience: Url "audience", default "",
+        "The audience parameter of a token exchange (RFC 8693): the service the new token is for.";
+    Resource: Url "resource", default "",
+        "The resource parameter (RFC 8707) sent with a token exchange, jwt_bearer or client-assertion request.";
+    SubjectTokenType: Url "subjectTokenType", default "urn:ietf:params:oauth:token-type:id_token",
+        "The subject_token_type of a token exchange; some servers want urn:ietf:params:oauth:token-type:jwt.";
     TokenEnv: Url "tokenEnv", default "",
         "Name of an environment variable holding a ready token (such as CI_JOB_TOKEN): served as is, never stored.";
     Qr: Url "qr", default "true",
@@ -284,6 +296,66 @@ pub enum Redirect {
 pub enum Grant {
     Code,
     ClientCredentials,
+    /// RFC 8693: the CI job's id token is the subject token.
+    TokenExchange,
+    /// RFC 7523 §2.1: the CI job's id token is the authorization grant.
+    JwtBearer,
+}
+
+impl Grant {
+    /// As `keygate.<url>.grant` spells it, and records and reports name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Grant::Code => "code",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::TokenExchange => "token_exchange",
+            Grant::JwtBearer => "jwt_bearer",
+        }
+    }
+
+    /// Whether the grant itself presents the CI job's id token.
+    pub const fn presents_id_token(self) -> bool {
+        matches!(self, Grant::TokenExchange | Grant::JwtBearer)
+    }
+}
+
+/// RFC 8693's token type for an OpenID Connect id token, the default
+/// `subject_token_type`.
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// Where the CI job's id token comes from (`keygate.<url>.idToken`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdTokenSource {
+    /// Whichever CI the environment shows.
+    Auto,
+    /// GitHub Actions (and Forgejo Actions, which copies its interface).
+    Github,
+    /// `buildkite-agent oidc request-token`.
+    Buildkite,
+    /// A variable the CI fills.
+    Env(String),
+    /// A file, read afresh on each use (a projected service-account token).
+    File(PathBuf),
+}
+
+/// The CI identity a grant or the client's authentication presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiIdentity {
+    pub source: IdTokenSource,
+    /// `idTokenAudience`, for CIs that let the job choose it.
+    pub audience: Option<String>,
+    /// `clientAssertion = id_token`: the id token authenticates the
+    /// client (RFC 7523 §2.2) rather than being the grant.
+    pub client_assertion: bool,
+}
+
+/// What a token exchange (RFC 8693) asks for besides the subject token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exchange {
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    /// `None`: [`ID_TOKEN_TYPE`].
+    pub subject_token_type: Option<String>,
 }
 
 /// How the token goes to the server: `Authorization: Basic user:token`
@@ -355,6 +427,10 @@ pub struct Client {
     pub redirect: Option<Redirect>,
     pub redirect_url: Option<String>,
     pub scopes: Vec<String>,
+    /// The CI job's id token, when the grant or the client's
+    /// authentication presents one; `None` otherwise.
+    pub ci_identity: Option<CiIdentity>,
+    pub exchange: Exchange,
 }
 
 /// How keygate gets a token, when it renews it, how long it waits, and
@@ -638,8 +714,11 @@ impl Provider {
         };
         let token_env = get(Key::TokenEnv).map(str::to_owned);
         let issuer = get(Key::Issuer).map(parse_issuer).transpose()?;
+        // A token exchange needs no client at all (RFC 8693 §2.1).
+        let id_token_grant =
+            get(Key::Grant).is_some_and(|g| g == "token_exchange" || g == "jwt_bearer");
         // An issuer without a client id: keygate registers one (RFC 7591).
-        if client_id.is_none() && token_env.is_none() && issuer.is_none() {
+        if client_id.is_none() && token_env.is_none() && issuer.is_none() && !id_token_grant {
             tracing::debug!(%url, "no clientId, issuer or tokenEnv configured; not handling this host");
             return Ok(None);
         }
@@ -677,26 +756,75 @@ impl Provider {
             }
         };
         let env_secret = env_client_secret();
+        let client_assertion = match get(Key::ClientAssertion) {
+            None => false,
+            Some("id_token") => true,
+            Some(other) => return Err(invalid(Key::ClientAssertion, other, "id_token")),
+        };
         let grant = match get(Key::Grant) {
             Some("code") => Grant::Code,
             Some("client_credentials") => Grant::ClientCredentials,
-            None if (configured_secret.is_some() || env_secret.is_some()) && auth_url.is_none() => {
+            Some("token_exchange") => Grant::TokenExchange,
+            Some("jwt_bearer") => Grant::JwtBearer,
+            None if client_assertion
+                || ((configured_secret.is_some() || env_secret.is_some())
+                    && auth_url.is_none()) =>
+            {
                 Grant::ClientCredentials
             }
             None => Grant::Code,
-            Some(other) => return Err(invalid(Key::Grant, other, "code or client_credentials")),
+            Some(other) => {
+                return Err(invalid(
+                    Key::Grant,
+                    other,
+                    "code, client_credentials, token_exchange or jwt_bearer",
+                ));
+            }
         };
+        if client_assertion && grant == Grant::Code {
+            return Err(invalid(
+                Key::ClientAssertion,
+                "id_token",
+                "unset with grant = code: a CI id token authenticates client_credentials, token_exchange or jwt_bearer",
+            ));
+        }
+        if client_assertion && configured_secret.is_some() {
+            return Err(invalid(
+                Key::ClientAssertion,
+                "id_token",
+                "unset while clientSecret is set: the client authenticates with one or the other",
+            ));
+        }
         // The environment's secret is for CI's confidential clients: a
         // developer who exports it must not send it to every code-grant
-        // host, presets included.
-        // A baked secret goes only with its own baked client id.
+        // host, presets included; a client asserting its CI identity
+        // sends no secret at all. A baked secret goes only with its own
+        // baked client id.
         let baked_secret = baked
-            .filter(|_| client_id_source == ClientIdSource::BakedIn)
+            .filter(|_| client_id_source == ClientIdSource::BakedIn && !client_assertion)
             .and_then(|b| b.client_secret)
             .map(Secret::new);
         let client_secret = configured_secret
-            .or_else(|| env_secret.filter(|_| grant == Grant::ClientCredentials))
+            .or_else(|| env_secret.filter(|_| grant != Grant::Code && !client_assertion))
             .or(baked_secret);
+        let ci_identity = if grant.presents_id_token() || client_assertion {
+            let source = match get(Key::IdToken) {
+                None => IdTokenSource::Auto,
+                Some(raw) => parse_id_token_source(raw)?,
+            };
+            Some(CiIdentity {
+                source,
+                audience: get(Key::IdTokenAudience).map(str::to_owned),
+                client_assertion,
+            })
+        } else {
+            None
+        };
+        let exchange = Exchange {
+            audience: get(Key::Audience).map(str::to_owned),
+            resource: get(Key::Resource).map(str::to_owned),
+            subject_token_type: get(Key::SubjectTokenType).map(str::to_owned),
+        };
         let auth_scheme = match get(Key::AuthType).map(str::to_ascii_lowercase).as_deref() {
             None | Some("basic") => AuthScheme::Basic,
             Some("bearer") => AuthScheme::Bearer,
@@ -755,6 +883,8 @@ impl Provider {
                 redirect,
                 redirect_url,
                 scopes,
+                ci_identity,
+                exchange,
             },
             policy: Policy {
                 grant,
@@ -815,6 +945,27 @@ fn invalid(key: Key, value: &str, expected: &'static str) -> ConfigError {
 
 fn parse_endpoint(key: Key, raw: &str) -> Result<Url, ConfigError> {
     Url::parse(raw).map_err(|_| invalid(key, raw, "an absolute https:// URL"))
+}
+
+/// `auto`, `github`, `buildkite`, `env:NAME` or `file:PATH`.
+fn parse_id_token_source(raw: &str) -> Result<IdTokenSource, ConfigError> {
+    let expected = "auto, github, buildkite, env:NAME or file:PATH";
+    let source = match raw {
+        "auto" => IdTokenSource::Auto,
+        "github" => IdTokenSource::Github,
+        "buildkite" => IdTokenSource::Buildkite,
+        _ => match raw.split_once(':') {
+            Some(("env", name))
+                if !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                IdTokenSource::Env(name.to_owned())
+            }
+            Some(("file", path)) if !path.is_empty() => IdTokenSource::File(PathBuf::from(path)),
+            _ => return Err(invalid(Key::IdToken, raw, expected)),
+        },
+    };
+    Ok(source)
 }
 
 fn parse_issuer(raw: &str) -> Result<String, ConfigError> {
@@ -1367,6 +1518,95 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(p.policy.grant, Grant::ClientCredentials);
+    }
+
+    #[test]
+    fn ci_identity_keys_are_read_for_the_grants_that_present_an_id_token() {
+        let resolve = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("keygate.https://ci.example.tokenurl", "https://a.example/t")];
+            all.extend_from_slice(pairs);
+            Provider::resolve(&config(&all), &url("https://ci.example/"))
+        };
+        // No client id needed for a token exchange.
+        let p = resolve(&[("keygate.https://ci.example.grant", "token_exchange")])
+            .unwrap()
+            .unwrap();
+        let identity = p.client.ci_identity.unwrap();
+        assert_eq!(identity.source, IdTokenSource::Auto);
+        assert!(!identity.client_assertion);
+        for (raw, source) in [
+            ("github", IdTokenSource::Github),
+            ("buildkite", IdTokenSource::Buildkite),
+            ("env:GITLAB_OIDC", IdTokenSource::Env("GITLAB_OIDC".into())),
+            (
+                "file:/var/run/secrets/tokens/ci",
+                IdTokenSource::File("/var/run/secrets/tokens/ci".into()),
+            ),
+        ] {
+            let p = resolve(&[
+                ("keygate.https://ci.example.grant", "jwt_bearer"),
+                ("keygate.https://ci.example.idtoken", raw),
+                ("keygate.https://ci.example.idtokenaudience", "aud-1"),
+            ])
+            .unwrap()
+            .unwrap();
+            let identity = p.client.ci_identity.unwrap();
+            assert_eq!(identity.source, source, "{raw}");
+            assert_eq!(identity.audience.as_deref(), Some("aud-1"));
+        }
+        for bad in ["env:", "env:A-B", "file:", "gitlab", "env"] {
+            let error = resolve(&[
+                ("keygate.https://ci.example.grant", "token_exchange"),
+                ("keygate.https://ci.example.idtoken", bad),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("idToken") && error.contains("env:NAME"),
+                "{error}"
+            );
+        }
+        // The code grant reads none of them.
+        let p = resolve(&[
+            ("keygate.https://ci.example.clientid", "x"),
+            ("keygate.https://ci.example.idtoken", "github"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(p.client.ci_identity.is_none());
+    }
+
+    #[test]
+    fn a_client_assertion_means_client_credentials_without_a_secret() {
+        let resolve = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                ("keygate.https://ci.example.clientid", "app"),
+                ("keygate.https://ci.example.clientassertion", "id_token"),
+            ];
+            all.extend_from_slice(pairs);
+            Provider::resolve(&config(&all), &url("https://ci.example/"))
+        };
+        let p = resolve(&[]).unwrap().unwrap();
+        assert_eq!(p.policy.grant, Grant::ClientCredentials);
+        assert!(p.client.ci_identity.unwrap().client_assertion);
+        assert!(p.client.client_secret.is_none());
+        let with_secret = resolve(&[("keygate.https://ci.example.clientsecret", "s")]);
+        assert!(
+            with_secret
+                .unwrap_err()
+                .to_string()
+                .contains("clientSecret")
+        );
+        let with_code = resolve(&[("keygate.https://ci.example.grant", "code")]);
+        assert!(with_code.unwrap_err().to_string().contains("grant = code"));
+        let odd = Provider::resolve(
+            &config(&[
+                ("keygate.https://ci.example.clientid", "app"),
+                ("keygate.https://ci.example.clientassertion", "secret"),
+            ]),
+            &url("https://ci.example/"),
+        );
+        assert!(odd.unwrap_err().to_string().contains("id_token"));
     }
 
     #[test]

@@ -486,8 +486,7 @@ fn configuration(config: &GitConfig, url: &Url) -> (Check, Option<Provider>) {
                 (Some(section), false) => format!("keygate.{section}"),
                 (None, _) => format!("the preset for {}", host(url)),
             };
-            let grant = format!("{:?}", provider.policy.grant).to_ascii_lowercase();
-            detail.push_str(&format!(", grant {grant}"));
+            detail.push_str(&format!(", grant {}", provider.policy.grant.name()));
             if !provider.client.client_id.is_empty() {
                 detail.push_str(&format!(
                     ", client id from {}",
@@ -498,9 +497,29 @@ fn configuration(config: &GitConfig, url: &Url) -> (Check, Option<Provider>) {
                     ", no client id configured: keygate registers one at the issuer (RFC 7591) and keeps it in the token store",
                 );
             }
+            match crate::oauth::federation::source_here(&provider) {
+                Some(Ok(source)) => detail.push_str(&format!(", CI id token from {source}")),
+                Some(Err(why)) => {
+                    return (
+                        Check::fail(
+                            NAME,
+                            format!("{detail}: {why}"),
+                            config::set_key_command(
+                                &origin_text(url),
+                                config::Key::IdToken,
+                                "env:<NAME>",
+                            ),
+                        ),
+                        Some(provider),
+                    );
+                }
+                None => {}
+            }
+            // A token exchange needs no client (RFC 8693 §2.1).
             if provider.client.client_id.is_empty()
                 && provider.policy.token_env.is_none()
                 && provider.endpoints.issuer.is_none()
+                && !provider.policy.grant.presents_id_token()
             {
                 let server = origin_text(url);
                 return (

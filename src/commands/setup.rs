@@ -18,13 +18,14 @@ use serde::Serialize;
 use url::Url;
 
 use super::{CommandError, Outcome, Reach, parse_url, url_username};
-use crate::config::{self, ConfigError, GitConfig, Key, Provider};
+use crate::config::{self, ConfigError, GitConfig, Grant, IdTokenSource, Key, Provider};
 use crate::gitconfig::split_key;
 use crate::http::{HttpClient, HttpError};
 use crate::oauth::OAuthError;
 use crate::oauth::discovery::{self, DiscoveryError};
 use crate::oauth::metadata::Metadata;
 use crate::oauth::register::{self, Forgotten, RegisterError};
+use crate::oauth::{ci_identity, federation};
 use crate::secret::Secret;
 use crate::session::{Interaction, Lookup, Session, SessionError};
 use crate::store::{self, StoreError, TokenStore};
@@ -244,6 +245,8 @@ pub enum Client {
     Stored,
     Registered,
     WouldRegister,
+    /// A token exchange in CI: the job's id token is the credential.
+    NotNeeded,
     Missing,
 }
 
@@ -294,6 +297,7 @@ impl Report {
             Client::Stored => "registered earlier, kept in the token store",
             Client::Registered => "registered at the server just now, kept in the token store",
             Client::WouldRegister => "would be registered at the server",
+            Client::NotNeeded => "none needed: the CI job's id token is exchanged",
             Client::Missing => "none yet",
         };
         out += &format!("  client: {client}\n");
@@ -471,7 +475,15 @@ pub fn run<'a>(
             })?,
         };
         provider.endpoints.issuer = Some(issuer.clone());
-        match obtain_client(config, request, &provider, &metadata)? {
+        let ci_grant = ci_grant(existing.as_ref(), &metadata);
+        let needs_no_client = ci_grant.is_some_and(|g| g == Grant::TokenExchange)
+            && provider.client.client_id.is_empty();
+        let obtained = if needs_no_client {
+            Ok(Client::NotNeeded)
+        } else {
+            obtain_client(config, request, &provider, &metadata)?
+        };
+        match obtained {
             Ok(client) => report.client = client,
             Err(reason) => {
                 let steps = [
@@ -488,7 +500,11 @@ pub fn run<'a>(
                 return Ok(report.incomplete(steps));
             }
         }
-        vec![(Key::Issuer, issuer)]
+        let mut wanted = vec![(Key::Issuer, issuer)];
+        if let Some(grant) = ci_grant {
+            wanted.push((Key::Grant, grant.name().to_owned()));
+        }
+        wanted
     };
 
     write_settings(config, request, &mut report, wanted)?;
@@ -561,6 +577,26 @@ fn obtain_client(
         ) => Ok(Err(format!("registration failed: {error}"))),
         Err(error) => Err(error.into()),
     }
+}
+
+/// In a CI job that can get an id token, the grant that trades it, when
+/// the server lists one (RFC 8693's before RFC 7523's) and none is
+/// configured yet. A server that lists no grants is not guessed at: an
+/// exchange it refuses would fail every job.
+fn ci_grant(existing: Option<&Provider>, metadata: &Metadata) -> Option<Grant> {
+    if existing.is_some_and(|p| p.policy.grant != Grant::Code) {
+        return None;
+    }
+    let found = ci_identity::find(&IdTokenSource::Auto, &ci_identity::process_env).ok()?;
+    let listed = metadata
+        .grant_types_supported
+        .as_deref()
+        .unwrap_or_default();
+    let grant = [Grant::TokenExchange, Grant::JwtBearer]
+        .into_iter()
+        .find(|g| listed.iter().any(|l| l == federation::grant_type(*g)))?;
+    tracing::info!(source = %found.describe(), grant = grant.name(), "a CI id token is at hand and the server takes it");
+    Some(grant)
 }
 
 /// Writes the `keygate.<server>.*` settings not already in place, and

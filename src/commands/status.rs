@@ -6,8 +6,8 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::CommandError;
-use crate::config::{ClientIdSource, GitConfig, Provider};
-use crate::oauth::register;
+use crate::config::{self, ClientIdSource, GitConfig, Provider};
+use crate::oauth::{federation, register};
 use crate::session;
 use crate::store::{self, AccountKey, TokenRecord, TokenStore, unix_now};
 use crate::text;
@@ -32,6 +32,19 @@ struct AccountStatus<'a> {
     /// `config`, `environment`, `baked-in`, `registered`; `null` when
     /// nothing configures the server any more.
     client_id_from: Option<ClientIdSource>,
+    /// Where the CI id token its grant presents comes from, found now
+    /// (or why none is), for an account whose grant presents one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token_source: Option<String>,
+}
+
+/// `Some` for a server whose grant presents the CI job's id token: where
+/// that token comes from here and now, or why there is none.
+fn id_token_source(provider: &Provider) -> Option<String> {
+    federation::source_here(provider).map(|found| match found {
+        Ok(source) => source,
+        Err(why) => format!("none ({why})"),
+    })
 }
 
 /// Lists the accounts in `config`'s store on `output`.
@@ -40,9 +53,17 @@ pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<
     let mut records = store.list()?;
     records.sort_by(|a, b| (&a.server, &a.account).cmp(&(&b.server, &b.account)));
     let now = unix_now();
+    let providers = config::configured_providers(config);
+    let source_for = |server: &str| {
+        providers
+            .iter()
+            .find(|p| p.server.as_str().trim_end_matches('/') == server)
+            .and_then(id_token_source)
+    };
     let accounts: Vec<AccountStatus<'_>> = records
         .iter()
         .map(|r| AccountStatus {
+            id_token_source: source_for(&r.server),
             server: &r.server,
             account: &r.account,
             store: store.kind(),
@@ -66,15 +87,36 @@ pub fn status(config: &GitConfig, json: bool, mut output: impl Write) -> Result<
     if accounts.is_empty() {
         writeln!(output, "no accounts ({} store)", store.kind())?;
     }
+    // Before its first exchange a CI server has no account yet: say
+    // where its id token would come from all the same.
+    for provider in &providers {
+        let server = provider.server.as_str().trim_end_matches('/');
+        if records.iter().any(|r| r.server == server) {
+            continue;
+        }
+        if let Some(source) = id_token_source(provider) {
+            writeln!(
+                output,
+                "{server}  grant={}  no token yet  id token: {}",
+                provider.policy.grant.name(),
+                text::escape(&source)
+            )?;
+        }
+    }
     for (account, record) in accounts.iter().zip(&records) {
         let who = if account.account.is_empty() {
             "(default)"
         } else {
             account.account
         };
+        let id_token = account
+            .id_token_source
+            .as_deref()
+            .map(|source| format!("  id token: {}", text::escape(source)))
+            .unwrap_or_default();
         writeln!(
             output,
-            "{}  {}  store={}  grant={}  {}  refresh token: {}  client id: {}",
+            "{}  {}  store={}  grant={}  {}  refresh token: {}  client id: {}{id_token}",
             account.server,
             who,
             account.store,

@@ -9,15 +9,20 @@
 //! <https://docs.github.com/en/apps/oauth-apps/maintaining-oauth-apps/troubleshooting-oauth-app-access-token-request-errors>),
 //! which oauth2 5.0 would read as a token (oauth2-rs issue 218).
 
+pub mod ci_identity;
+mod client_assertion;
 mod code;
 mod device;
 pub mod discovery;
+pub mod federation;
 pub mod handoff;
+mod jwt_bearer;
 mod loopback;
 pub mod metadata;
 mod paste;
 mod qr;
 pub mod register;
+mod token_exchange;
 mod waiting;
 
 use std::time::Duration;
@@ -79,6 +84,9 @@ pub enum OAuthError {
     Discovery(Box<discovery::DiscoveryError>),
     #[error(transparent)]
     Registration(Box<register::RegisterError>),
+    /// A grant that presents the CI job's id token failed.
+    #[error(transparent)]
+    Federation(Box<federation::FederationError>),
     #[error(
         "authorization was denied in the browser: {}{}",
         escape(code),
@@ -175,7 +183,13 @@ impl OAuthError {
     /// their own words for it (GitHub's `bad_refresh_token`), and an
     /// error the server names is never fixed by asking again.
     pub fn is_grant_rejected(&self) -> bool {
-        matches!(self, OAuthError::Rejected { code, .. } if !PASSING_ERRORS.contains(&code.as_str()))
+        match self {
+            OAuthError::Rejected { code, .. } => !PASSING_ERRORS.contains(&code.as_str()),
+            OAuthError::Federation(error) => error
+                .code()
+                .is_some_and(|code| !PASSING_ERRORS.contains(&code)),
+            _ => false,
+        }
     }
 
     /// The server's error code, when the server gave one.
@@ -184,6 +198,7 @@ impl OAuthError {
             OAuthError::Rejected { code, .. }
             | OAuthError::Denied { code, .. }
             | OAuthError::DeviceStopped { code, .. } => Some(code),
+            OAuthError::Federation(error) => error.code(),
             _ => None,
         }
     }
@@ -404,8 +419,22 @@ fn token_request(
     provider: &Provider,
     params: &[(&str, &str)],
 ) -> Result<oauth2::HttpRequest, OAuthError> {
-    use base64::Engine;
     check_client_id(provider)?;
+    form_request(provider, params, None)
+}
+
+/// RFC 7523 §2.2's `client_assertion_type` for a JWT.
+const JWT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// [`token_request`] for a client that may be none at all (a token
+/// exchange needs none, RFC 8693 §2.1), or that authenticates with
+/// `assertion` (RFC 7523 §2.2) instead of a secret.
+fn form_request(
+    provider: &Provider,
+    params: &[(&str, &str)],
+    assertion: Option<&Secret>,
+) -> Result<oauth2::HttpRequest, OAuthError> {
+    use base64::Engine;
     let token_url = token_endpoint(provider)?;
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.extend_pairs(params);
@@ -415,8 +444,19 @@ fn token_request(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         );
-    match (&provider.client.client_secret, provider.client.client_auth) {
-        (Some(secret), ClientAuth::Basic) => {
+    let client_id = provider.client.client_id.as_str();
+    match (
+        assertion,
+        &provider.client.client_secret,
+        provider.client.client_auth,
+    ) {
+        (Some(assertion), _, _) => {
+            check_client_id(provider)?;
+            form.append_pair("client_id", client_id);
+            form.append_pair("client_assertion_type", JWT_ASSERTION_TYPE);
+            form.append_pair("client_assertion", assertion.expose());
+        }
+        (None, Some(secret), ClientAuth::Basic) => {
             let encode =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!(
@@ -427,12 +467,13 @@ fn token_request(
             let basic = base64::engine::general_purpose::STANDARD.encode(pair);
             builder = builder.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
         }
-        (Some(secret), ClientAuth::Post) => {
-            form.append_pair("client_id", &provider.client.client_id);
+        (None, Some(secret), ClientAuth::Post) => {
+            form.append_pair("client_id", client_id);
             form.append_pair("client_secret", secret.expose());
         }
-        (None, _) => {
-            form.append_pair("client_id", &provider.client.client_id);
+        (None, None, _) if client_id.is_empty() => {}
+        (None, None, _) => {
+            form.append_pair("client_id", client_id);
         }
     }
     builder

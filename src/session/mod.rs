@@ -70,6 +70,9 @@ pub enum SessionError {
     Busy { server: String, waited: Duration },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// What another process's CI exchange met while this one waited.
+    #[error("{said} (met by another keygate process a moment ago, so not tried again)")]
+    FailedMeanwhile { said: String },
     /// A person was asked to authorize, and the login failed.
     #[error("{cause}; to try again, run `{command}`")]
     LoginFailed { command: String, cause: OAuthError },
@@ -397,6 +400,7 @@ impl Session<'_> {
         {
             return Ok(record);
         }
+        let waiting_since = std::time::SystemTime::now();
         let _lock = self.lock()?;
         // Another process may have refreshed while we waited for the lock.
         // The whole record, always: a cached one lacks the refresh token.
@@ -407,7 +411,14 @@ impl Session<'_> {
             tracing::debug!(account = %self.key.label(), "another process refreshed the token");
             return Ok(record.clone());
         }
-        let record = self.obtain(current)?;
+        // A CI exchange that failed while we waited would fail again: the
+        // same id token source, the same server, the same trust policy.
+        if let Some(said) = self.exchange_failed_since(waiting_since) {
+            return Err(SessionError::FailedMeanwhile { said });
+        }
+        let record = self
+            .obtain(current)
+            .inspect_err(|e| self.note_exchange_failure(e))?;
         warn_if_login_ends_soon(&self.key, &record, self.clock.now());
         Ok(record)
     }
@@ -566,7 +577,9 @@ impl Session<'_> {
     fn refresh_is_dead(&self, cause: &OAuthError) -> bool {
         match self.provider.policy.grant {
             Grant::Code => cause.is_grant_rejected(),
-            Grant::ClientCredentials => matches!(cause, OAuthError::Rejected { .. }),
+            Grant::ClientCredentials | Grant::TokenExchange | Grant::JwtBearer => {
+                matches!(cause, OAuthError::Rejected { .. })
+            }
         }
     }
 
@@ -574,7 +587,10 @@ impl Session<'_> {
     async fn first_grant(&self, http: &HttpClient) -> Result<TokenSet, SessionError> {
         let provider = self.endpoints(http).await?;
         match provider.policy.grant {
-            Grant::ClientCredentials => Ok(oauth::client_credentials(provider, http).await?),
+            // With a CI identity: a fresh id token, traded (never stored).
+            Grant::ClientCredentials | Grant::TokenExchange | Grant::JwtBearer => {
+                Ok(oauth::federation::obtain(provider, http).await?)
+            }
             Grant::Code => {
                 let way = self.way_to_authorize(provider)?;
                 let runtime_dir = match way {
@@ -688,11 +704,7 @@ impl Session<'_> {
             scopes: tokens
                 .scopes
                 .unwrap_or_else(|| self.provider.client.scopes.clone()),
-            grant: match self.provider.policy.grant {
-                Grant::Code => "code",
-                Grant::ClientCredentials => "client_credentials",
-            }
-            .to_owned(),
+            grant: self.provider.policy.grant.name().to_owned(),
             issuer: self.issuer(),
         };
         self.store.save(&record)?;
@@ -794,11 +806,7 @@ impl Session<'_> {
     /// process that may not ask one waits only as long as a refresh by
     /// another process can take.
     fn lock(&self) -> Result<File, SessionError> {
-        let dir = match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => store::data_dir()?,
-        }
-        .join("locks");
+        let dir = self.locks_dir()?;
         let path = dir.join(format!("{}.lock", lock_name(&self.key)));
         let lock_error = |source| SessionError::Lock {
             path: path.clone(),
@@ -828,6 +836,50 @@ impl Session<'_> {
                 Err(TryLockError::Error(source)) => return Err(lock_error(source)),
             }
         }
+    }
+}
+
+impl Session<'_> {
+    fn locks_dir(&self) -> Result<PathBuf, SessionError> {
+        Ok(match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => store::data_dir()?,
+        }
+        .join("locks"))
+    }
+
+    /// Where a failed CI exchange is noted, beside the account's lock.
+    fn exchange_failure_note(&self) -> Option<PathBuf> {
+        self.provider.client.ci_identity.as_ref()?;
+        let dir = self.locks_dir().ok()?;
+        Some(dir.join(format!("{}.failed", lock_name(&self.key))))
+    }
+
+    /// Notes, with the lock held, that this process's CI exchange failed
+    /// and how: the processes waiting for the lock say so rather than
+    /// present the id token again. The words name the server and the
+    /// token's claims, never the token.
+    fn note_exchange_failure(&self, error: &SessionError) {
+        let Some(path) = self.exchange_failure_note() else {
+            return;
+        };
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let note = format!("{at}\n{error}");
+        if let Err(error) = crate::sys::write_private_atomically(&path, note.as_bytes()) {
+            tracing::debug!(%error, "cannot note the failed exchange");
+        }
+    }
+
+    /// What a CI exchange met after `since`, if one failed.
+    fn exchange_failed_since(&self, since: std::time::SystemTime) -> Option<String> {
+        let path = self.exchange_failure_note()?;
+        let note = std::fs::read_to_string(path).ok()?;
+        let (at, said) = note.split_once('\n')?;
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(at.parse().ok()?);
+        (at >= since).then(|| said.to_owned())
     }
 }
 

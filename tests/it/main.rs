@@ -23,6 +23,7 @@ mod proxy_support;
 
 mod browser;
 mod cargo;
+mod ci_identity;
 mod containers;
 mod docs;
 mod doctor;

@@ -66,6 +66,9 @@ const DEVICE_INTERVAL = Number(process.env.DEVICE_INTERVAL || 1);
 // REGISTRATION_TOKEN=T also requires T as the initial access token.
 const REGISTRATION = process.env.REGISTRATION === 'open';
 const REGISTRATION_TOKEN = process.env.REGISTRATION_TOKEN || false;
+// The CI identity issuer, its exchange grants and the Entra-like endpoint
+// (ci.mjs), off unless asked for: they change the discovery document.
+const ci = process.env.CI_IDENTITY === 'on' ? await import('./ci.mjs') : null;
 
 function logEvent(obj) {
   fs.appendFileSync(EVENTS, `${JSON.stringify({ ts: new Date().toISOString(), ...obj })}\n`);
@@ -218,6 +221,7 @@ const configuration = {
       response_types: [],
       redirect_uris: [],
     },
+    ...(ci ? ci.clients : []),
   ],
   // Any account id is accepted (login = any username).
   async findAccount(ctx, id) {
@@ -266,6 +270,9 @@ const configuration = {
 const provider = new Provider(issuer, configuration);
 provider.on('server_error', (ctx, err) => process.stderr.write(`server_error: ${err?.stack || err}\n`));
 provider.on('grant.error', (ctx, err) => process.stderr.write(`grant.error: ${err?.name}: ${err?.message} ${err?.error_detail || ''}\n`));
+const ciRoutes = ci
+  ? await ci.install({ provider, errors: oidcErrors, issuer, dir: args.dir, logEvent, readBody })
+  : null;
 provider.on('authorization.error', (ctx, err) => process.stderr.write(`authorization.error: ${err?.message} ${err?.error_detail || ''}\n`));
 
 // Event log middleware: one synchronous JSON line per request to the token,
@@ -300,6 +307,8 @@ provider.use(async (ctx, next) => {
     if (clientId) ev.client_id = clientId;
     if (ev.endpoint === 'token') {
       try { ev.grant_type = params?.grant_type ?? ctx.oidc?.body?.grant_type; } catch { /* ignore */ }
+      // Which CI id token an exchange presented: its jti, never the token.
+      if (ctx.state?.idTokenJti) ev.id_token_jti = ctx.state.idTokenJti;
     }
     if (ev.endpoint === 'revocation') {
       try { if (params?.token_type_hint) ev.token_type_hint = params.token_type_hint; } catch { /* ignore */ }
@@ -402,6 +411,14 @@ async function testEndpoint(req, res, url) {
 
 server.on('request', (req, res) => {
   const url = new URL(req.url, issuer);
+  if (ciRoutes && /^\/(ci|entra)\//.test(url.pathname)) {
+    ciRoutes.handle(req, res, url).catch((e) => {
+      process.stderr.write(`ci route error: ${e?.stack || e}\n`);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+    return;
+  }
   if (url.pathname.startsWith('/__test/')) {
     testEndpoint(req, res, url).catch((e) => {
       process.stderr.write(`test endpoint error: ${e?.stack || e}\n`);
@@ -444,6 +461,7 @@ process.stdout.write(`${JSON.stringify({
   verification_uri: `${issuer}/device`,
   test_revoke_all: `${issuer}/__test/revoke-all`,
   test_approve_device: `${issuer}/__test/approve-device`,
+  ...(ciRoutes ? ciRoutes.info : {}),
 })}\n`);
 process.stderr.write(`oidc test server listening on ${issuer} (ACCESS_TOKEN_TTL=${ACCESS_TOKEN_TTL}s)\n`);
 
