@@ -155,26 +155,12 @@ pub fn registry_host(url: &url::Url) -> String {
     }
 }
 
-/// The answer to `get`.
+/// The answer to `get`. Its `Debug` shows no secret (see [`Secret`]).
+#[derive(Debug)]
 pub struct Credentials {
     pub server_url: String,
     pub username: String,
     pub secret: Secret,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self {
-            server_url,
-            username,
-            secret,
-        } = self;
-        f.debug_struct("Credentials")
-            .field("server_url", server_url)
-            .field("username", username)
-            .field("secret", secret)
-            .finish()
-    }
 }
 
 #[derive(Serialize)]
@@ -206,7 +192,7 @@ impl Credentials {
 }
 
 /// What `store` is handed (by `docker login`, `podman login`).
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct StoreRequest {
     #[serde(rename = "ServerURL", default)]
     pub server_url: String,
@@ -214,21 +200,6 @@ pub struct StoreRequest {
     pub username: String,
     #[serde(rename = "Secret", default)]
     pub secret: Secret,
-}
-
-impl std::fmt::Debug for StoreRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self {
-            server_url,
-            username,
-            secret,
-        } = self;
-        f.debug_struct("StoreRequest")
-            .field("server_url", server_url)
-            .field("username", username)
-            .field("secret", secret)
-            .finish()
-    }
 }
 
 impl StoreRequest {

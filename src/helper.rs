@@ -103,12 +103,9 @@ pub fn serve(
         },
     };
     let store = store::open_for(context.config)?;
-    let session = Session::for_account(
-        &account,
-        store.as_ref(),
-        config::oauth_ca_files(context.config, &account.provider),
-        move || (context.interaction)(),
-    );
+    let session = Session::for_account(context.config, &account, store.as_ref(), move || {
+        (context.interaction)()
+    });
     match operation {
         Operation::Get => match session.fresh_token(Lookup::Cached) {
             Ok(record) => {

@@ -111,12 +111,8 @@ fn login(
 ) -> Result<(), CommandError> {
     let account = Account::new(provider, url_username(url).as_deref());
     let store = store::open_for(config)?;
-    let session = Session::for_account(
-        &account,
-        store.as_ref(),
-        config::oauth_ca_files(config, &account.provider),
-        move || reach.for_person(),
-    );
+    let session =
+        Session::for_account(config, &account, store.as_ref(), move || reach.for_person());
     let record = session.fresh_token(Lookup::Whole)?;
     let mut notices = io::stderr();
     writeln!(
@@ -167,12 +163,9 @@ fn fresh_record(
     }
     let account = Account::new(provider, url_username(url).as_deref());
     let store = store::open_for(config)?;
-    let session = Session::for_account(
-        &account,
-        store.as_ref(),
-        config::oauth_ca_files(config, &account.provider),
-        move || reach.for_git(config),
-    );
+    let session = Session::for_account(config, &account, store.as_ref(), move || {
+        reach.for_git(config)
+    });
     Ok(session.fresh_token(Lookup::Cached)?)
 }
 

@@ -92,12 +92,9 @@ fn get(
         Decision::NeedsSession(account) => *account,
     };
     let store = store::open_for(config)?;
-    let session = Session::for_account(
-        &account,
-        store.as_ref(),
-        config::oauth_ca_files(config, &account.provider),
-        move || reach.for_git(config),
-    );
+    let session = Session::for_account(config, &account, store.as_ref(), move || {
+        reach.for_git(config)
+    });
     let record = session.fresh_token(Lookup::Cached)?;
     answer(&server_url, &account.provider, &record, output)
 }

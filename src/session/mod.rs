@@ -216,14 +216,16 @@ impl<'a> Session<'a> {
     }
 
     /// The session for an account [`quick::route`] found, so `get` does
-    /// not derive it again.
+    /// not derive it again; trusting the CA files `config` names for its
+    /// OAuth server.
     pub fn for_account(
+        config: &crate::config::GitConfig,
         account: &'a quick::Account,
         store: &'a dyn TokenStore,
-        ca_files: Vec<PathBuf>,
         interaction: impl FnOnce() -> Interaction<'a> + 'a,
     ) -> Self {
         let key = account.key.clone();
+        let ca_files = crate::config::oauth_ca_files(config, &account.provider);
         Self::for_key(key, &account.provider, store, ca_files, interaction)
     }
 }

@@ -536,30 +536,12 @@ fn thirty_two_parallel_fetches_at_expiry_cause_one_exchange() {
     ok(&world.keygate(&["token", &world.repo_url()]));
     world.expire_stored_token();
 
-    let input = format!("url={}\n\n", world.repo_url());
-    let children: Vec<_> = (0..32)
-        .map(|_| {
-            let mut child = world
-                .command("git")
-                .args(["credential", "fill"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(input.as_bytes()).unwrap();
-            drop(stdin);
-            child
-        })
-        .collect();
-    let passwords: Vec<String> = children
-        .into_iter()
-        .map(|child| {
-            let output = child.wait_with_output().unwrap();
-            ok(&output);
-            credential_field(&output, "password").expect("a password")
+    let passwords: Vec<String> = world
+        .parallel_fills(32)
+        .iter()
+        .map(|output| {
+            ok(output);
+            credential_field(output, "password").expect("a password")
         })
         .collect();
     assert_eq!(
@@ -653,28 +635,7 @@ fn parallel_fetches_that_wait_on_a_failing_exchange_do_not_try_again() {
     );
     // The first holds the lock for the two seconds the CI takes not to
     // answer; the others start meanwhile and wait for it.
-    let input = format!("url={}\n\n", world.repo_url());
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            let mut child = world
-                .command("git")
-                .args(["credential", "fill"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(input.as_bytes()).unwrap();
-            drop(stdin);
-            child
-        })
-        .collect();
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|child| child.wait_with_output().unwrap())
-        .collect();
+    let outputs = world.parallel_fills(8);
     assert!(outputs.iter().all(|o| !o.status.success()));
     assert_eq!(events(&world, "ci_hang").len(), 1, "asked the CI once");
     let said: Vec<String> = outputs.iter().flat_map(keygate_lines).collect();

@@ -172,7 +172,15 @@ impl QuickPathAlone {
 }
 
 /// Runs `command` with `input` on its stdin and collects its output.
-pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
+pub fn run_with_input(command: Command, input: &[u8]) -> Output {
+    spawn_with_input(command, input)
+        .wait_with_output()
+        .expect("wait")
+}
+
+/// Starts `command` with `input` as all of its stdin (closed after it),
+/// stdout and stderr piped: for callers that must all be running at once.
+pub fn spawn_with_input(mut command: Command, input: &[u8]) -> std::process::Child {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -185,7 +193,7 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
         .expect("piped stdin")
         .write_all(input)
         .expect("write stdin");
-    child.wait_with_output().expect("wait")
+    child
 }
 
 /// Starts `command` and waits for the one JSON line it prints when ready.
@@ -424,6 +432,23 @@ impl World {
     /// Runs `git credential fill` for the test repo and returns its stdout.
     pub fn credential_fill(&self) -> Output {
         self.credential("fill", &format!("url={}\n\n", self.repo_url()))
+    }
+
+    /// `count` `git credential fill`s for the test repo, all started
+    /// before the first is waited for; their outputs in order.
+    pub fn parallel_fills(&self, count: usize) -> Vec<Output> {
+        let input = format!("url={}\n\n", self.repo_url());
+        let children: Vec<_> = (0..count)
+            .map(|_| {
+                let mut command = self.command("git");
+                command.args(["credential", "fill"]);
+                spawn_with_input(command, input.as_bytes())
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("wait"))
+            .collect()
     }
 
     pub fn credential(&self, action: &str, input: &str) -> Output {

@@ -2,7 +2,6 @@
 //! oidc-provider OAuth server and a git smart-HTTP server that accepts only
 //! valid tokens.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Options, World, credential_field, ok, text};
@@ -102,33 +101,12 @@ fn sixty_four_concurrent_fills_at_expiry_cause_one_refresh() {
     ok(&world.keygate(&["login", &world.repo_url()]));
     world.expire_stored_token();
 
-    let input = format!("url={}\n\n", world.repo_url());
-    let children: Vec<_> = (0..64)
-        .map(|_| {
-            let mut child = world
-                .command("git")
-                .args(["credential", "fill"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            child
-        })
-        .collect();
-    let passwords: Vec<String> = children
-        .into_iter()
-        .map(|child| {
-            let output = child.wait_with_output().unwrap();
-            ok(&output);
-            credential_field(&output, "password").expect("a password")
+    let passwords: Vec<String> = world
+        .parallel_fills(64)
+        .iter()
+        .map(|output| {
+            ok(output);
+            credential_field(output, "password").expect("a password")
         })
         .collect();
     assert_eq!(
