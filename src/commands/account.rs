@@ -97,10 +97,12 @@ pub fn forget_client(
     raw_url: &str,
     mut notices: impl Write,
 ) -> Result<(), CommandError> {
-    let (provider, _) = provider_for(config, raw_url)?;
+    let (provider, url) = provider_for(config, raw_url)?;
     let store = store::open_for(config)?;
     let server = provider.server.as_str().trim_end_matches('/');
-    match super::setup::forget_client(config, &provider, store.as_ref())? {
+    let forbidden = Interaction::Forbidden("forgetting a client".into());
+    let session = session(config, &provider, &url, store.as_ref(), forbidden);
+    match session.forget_client()? {
         Forgotten::NothingStored => writeln!(
             notices,
             "keygate: no registered client was kept for {server}"

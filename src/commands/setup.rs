@@ -1,7 +1,8 @@
 //! Bringing a server into keygate's care: `keygate setup <url>` finds
 //! what it can (a built-in preset, the server's metadata, a dynamically
 //! registered client), writes the `keygate.<url>.*` settings and logs in;
-//! `keygate logout --forget-client` undoes the registration.
+//! `keygate logout --forget-client` undoes the registration
+//! ([`crate::session::Session::forget_client`]).
 //!
 //! Nothing is written until setup knows it can finish; where it cannot,
 //! the report says what a person must create where, and which `git config`
@@ -9,7 +10,8 @@
 //! secret from registration stays in the token store.
 //!
 //! The flow is this command's alone, so it lives with the command rather
-//! than below `commands`; [`forget_client`] serves `logout` beside it.
+//! than below `commands`. `keygate setup docker` and `setup cargo` are
+//! their tools' own (`docker.rs`, `cargo.rs`), dispatched from here.
 
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -24,11 +26,11 @@ use crate::http::{HttpClient, HttpError};
 use crate::oauth::OAuthError;
 use crate::oauth::discovery::{self, DiscoveryError};
 use crate::oauth::metadata::Metadata;
-use crate::oauth::register::{self, Forgotten, RegisterError};
+use crate::oauth::register::{self, RegisterError};
 use crate::oauth::{ci_identity, federation};
 use crate::secret::Secret;
 use crate::session::{Interaction, Lookup, Session, SessionError};
-use crate::store::{self, StoreError, TokenStore};
+use crate::store::{self, StoreError};
 use crate::text::{Word, escape_line, git_config_command, shell_command};
 
 #[derive(Debug, thiserror::Error)]
@@ -791,34 +793,6 @@ fn git_config_global(args: &[&str]) -> Result<(), SetupError> {
         });
     }
     Ok(())
-}
-
-/// Deletes the client keygate registered for `provider`: at the server
-/// (RFC 7592) where it offers that, and in `store`.
-pub fn forget_client(
-    config: &GitConfig,
-    provider: &Provider,
-    store: &dyn TokenStore,
-) -> Result<Forgotten, SetupError> {
-    if register::load(provider, store)?.is_none() {
-        return Ok(Forgotten::NothingStored);
-    }
-    block_on(async {
-        let http = http_for(config, provider)?;
-        // The client's management URI is checked against where the issuer
-        // registers clients; without the metadata nothing is sent there.
-        let endpoint = match provider.endpoints.issuer.as_deref() {
-            Some(issuer) => match discovery::metadata(&http, issuer).await {
-                Ok(metadata) => metadata.registration_url(),
-                Err(error) => {
-                    tracing::debug!(%error, "no metadata to check the client URI against");
-                    None
-                }
-            },
-            None => None,
-        };
-        Ok(register::forget(provider, store, &http, endpoint.as_ref()).await?)
-    })?
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
+use crate::oauth::register::{self, Forgotten};
 use crate::oauth::{self, Browser, Handover, OAuthError, PasteWhen, TokenSet};
 use crate::secret::Secret;
 use crate::store::{self, AccountKey, Issuer, StoreError, TokenRecord, TokenStore, unix_now};
@@ -389,6 +390,37 @@ impl Session<'_> {
         };
         let deleted = self.store.delete(&self.key)?;
         Ok((revocation, deleted))
+    }
+
+    /// Deletes the client keygate registered for this server: at the
+    /// server (RFC 7592) where it offers that, and in the store. The
+    /// client's management URI is checked against where the issuer
+    /// registers clients now; without its metadata nothing is sent there.
+    pub fn forget_client(&self) -> Result<Forgotten, SessionError> {
+        let provider = self.provider;
+        if register::load(provider, self.store)
+            .map_err(OAuthError::from)?
+            .is_none()
+        {
+            return Ok(Forgotten::NothingStored);
+        }
+        let forgotten = self.block_on(async {
+            let http = self.http().map_err(OAuthError::from)?;
+            let endpoint = match provider.endpoints.issuer.as_deref() {
+                Some(issuer) => match oauth::discovery::metadata(&http, issuer).await {
+                    Ok(metadata) => metadata.registration_url(),
+                    Err(error) => {
+                        tracing::debug!(%error, "no metadata to check the client URI against");
+                        None
+                    }
+                },
+                None => None,
+            };
+            register::forget(provider, self.store, &http, endpoint.as_ref())
+                .await
+                .map_err(OAuthError::from)
+        })??;
+        Ok(forgotten)
     }
 
     /// A record holding an access token that is fresh now, refreshing or
