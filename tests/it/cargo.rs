@@ -388,7 +388,9 @@ fn an_index_a_manifest_names_on_the_forges_origin_gets_no_token() {
         ),
         "",
     );
-    config += &format!("\n[registry]\nglobal-credential-providers = [\"cargo:token\", \"{KEYGATE} cargo\"]\n");
+    config += &format!(
+        "\n[registry]\nglobal-credential-providers = [\"cargo:token\", \"{KEYGATE} cargo\"]\n"
+    );
     std::fs::write(cargo.home.join("config.toml"), config).unwrap();
 
     let dir = world.dir.path().join("victim");
@@ -411,7 +413,9 @@ fn an_index_a_manifest_names_on_the_forges_origin_gets_no_token() {
         .filter(|r| r["registry"] == "uploads")
         .collect();
     assert!(
-        uploads.iter().any(|r| r["path"] == "/uploads/index/config.json"),
+        uploads
+            .iter()
+            .any(|r| r["path"] == "/uploads/index/config.json"),
         "cargo read the index: {requests:?}\n{}",
         text(&metadata.stderr)
     );
