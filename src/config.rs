@@ -2,7 +2,7 @@
 //! way git matches `http.<url>.*`, with built-in presets underneath.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -121,7 +121,7 @@ keys! {
     ClientAssertion: Url "clientAssertion", default "",
         "id_token: the client authenticates with the CI job's id token (RFC 7523 client assertion, as an Entra federated credential takes it) instead of a client secret.";
     IdToken: Url "idToken", default "auto",
-        "Where the CI job's OpenID Connect id token comes from, for grant = token_exchange or jwt_bearer and clientAssertion = id_token: auto (detect GitHub or Forgejo Actions, Bitbucket Pipelines, CircleCI, Buildkite, or KEYGATE_ID_TOKEN), github, buildkite, env:NAME or file:PATH (read afresh each time). Fetched anew for each exchange, never stored.";
+        "Where the CI job's OpenID Connect id token comes from, for grant = token_exchange or jwt_bearer and clientAssertion = id_token: auto (detect GitHub or Forgejo Actions, Bitbucket Pipelines, CircleCI, Buildkite, or KEYGATE_ID_TOKEN), github, buildkite, env:NAME or file:PATH (an absolute path, read afresh each time). Fetched anew for each exchange, never stored.";
     IdTokenAudience: Url "idTokenAudience", default "the origin of the issuer, else of the token endpoint",
         "The audience asked of a CI that lets the job choose it (GitHub and Forgejo Actions, Buildkite): what the server's trust policy expects in the id token's aud.";
     Audience: Url "audience", default "",
@@ -949,7 +949,7 @@ fn parse_endpoint(key: Key, raw: &str) -> Result<Url, ConfigError> {
 
 /// `auto`, `github`, `buildkite`, `env:NAME` or `file:PATH`.
 fn parse_id_token_source(raw: &str) -> Result<IdTokenSource, ConfigError> {
-    let expected = "auto, github, buildkite, env:NAME or file:PATH";
+    let expected = "auto, github, buildkite, env:NAME or file:PATH (an absolute path)";
     let source = match raw {
         "auto" => IdTokenSource::Auto,
         "github" => IdTokenSource::Github,
@@ -961,7 +961,11 @@ fn parse_id_token_source(raw: &str) -> Result<IdTokenSource, ConfigError> {
             {
                 IdTokenSource::Env(name.to_owned())
             }
-            Some(("file", path)) if !path.is_empty() => IdTokenSource::File(PathBuf::from(path)),
+            // Absolute only: a relative one would be read from wherever
+            // the caller runs (for git, the repository's working tree).
+            Some(("file", path)) if Path::new(path).is_absolute() => {
+                IdTokenSource::File(PathBuf::from(path))
+            }
             _ => return Err(invalid(Key::IdToken, raw, expected)),
         },
     };
@@ -1554,7 +1558,17 @@ mod tests {
             assert_eq!(identity.source, source, "{raw}");
             assert_eq!(identity.audience.as_deref(), Some("aud-1"));
         }
-        for bad in ["env:", "env:A-B", "file:", "gitlab", "env"] {
+        // A relative path would be read from wherever the caller runs:
+        // for git, the repository's working tree, which is not the job's.
+        for bad in [
+            "env:",
+            "env:A-B",
+            "file:",
+            "file:token",
+            "file:./ci/token",
+            "gitlab",
+            "env",
+        ] {
             let error = resolve(&[
                 ("keygate.https://ci.example.grant", "token_exchange"),
                 ("keygate.https://ci.example.idtoken", bad),

@@ -58,6 +58,15 @@ pub fn provider(
 
 /// The answer to one request.
 fn answer(config: &GitConfig, reach: Reach<'_>, request: &Request) -> Result<Answer, Refusal> {
+    // cargo names every registry of its configuration; an index a
+    // manifest names by URL (`registry-index`, in anyone's git or path
+    // dependency) comes without a name. Its config.json, which may be
+    // anybody's file on the forge's origin, tells cargo where else to
+    // send the token (`dl`, `api`): only the person's own registries get
+    // one.
+    if request.registry.name.is_none() {
+        return Err(Refusal::UrlNotSupported);
+    }
     let Some(url) = registry_url(&request.registry.index_url) else {
         return Err(Refusal::UrlNotSupported);
     };

@@ -366,6 +366,71 @@ fn a_registry_keygate_does_not_serve_goes_to_cargos_next_provider() {
     assert_eq!(world.browser_launches().len(), 1, "only the login");
 }
 
+/// A manifest cargo reads (the project's, or a git or path dependency's)
+/// can name an index by URL (`registry-index`): one put on the forge's
+/// own origin by anybody (GitLab serves a repository's files under
+/// `/-/raw/`), whose config.json says `auth-required` and sends downloads
+/// to its author's host. cargo asks the global providers for it, naming
+/// no registry, and sends what it gets to those downloads too: keygate
+/// must not hand it the forge's token for the origin's sake. `cargo
+/// metadata` is enough, no build script runs.
+#[test]
+fn an_index_a_manifest_names_on_the_forges_origin_gets_no_token() {
+    let world = World::start(Options::default());
+    let cargo = Cargo::new(&world);
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let secrets = stored_tokens(&world);
+    let mut config = cargo.config();
+    config = config.replace(
+        &format!(
+            "credential-provider = [\"{}\", \"cargo\"]\n",
+            std::fs::canonicalize(KEYGATE).unwrap().display()
+        ),
+        "",
+    );
+    config += &format!(
+        "\n[registry]\nglobal-credential-providers = [\"cargo:token\", \"{KEYGATE} cargo\"]\n"
+    );
+    std::fs::write(cargo.home.join("config.toml"), config).unwrap();
+
+    let dir = world.dir.path().join("victim");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"victim\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nuploads-hello = {{ version = \"0.1\", registry-index = \"sparse+{}/uploads/index/\" }}\n",
+            world.git_url
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let metadata = cargo.run(&world, &dir, &["metadata", "--format-version", "1"]);
+
+    let requests = registry_requests(&world);
+    let uploads: Vec<_> = requests
+        .iter()
+        .filter(|r| r["registry"] == "uploads")
+        .collect();
+    assert!(
+        uploads
+            .iter()
+            .any(|r| r["path"] == "/uploads/index/config.json"),
+        "cargo read the index: {requests:?}\n{}",
+        text(&metadata.stderr)
+    );
+    let fingerprints: Vec<String> = secrets.iter().map(|s| fingerprint(s)).collect();
+    for request in &uploads {
+        assert!(
+            !request["token_sha256"]
+                .as_str()
+                .is_some_and(|t| fingerprints.iter().any(|f| f == t)),
+            "keygate's token went to somebody's index: {request}"
+        );
+    }
+    assert_no_secret(&metadata, &secrets, "cargo metadata");
+}
+
 /// cargo keeps a token in memory only while more than a minute is left,
 /// so with a 40-second token it starts keygate for every request: the
 /// one after the stored token went stale gets a refreshed one.

@@ -14,6 +14,14 @@ without a valid token:
                     registry keygate is not configured for (tests name it
                     through `localhost` rather than 127.0.0.1)
 
+And files a user of the forge put on it (as GitLab's `/-/raw/` serves a
+repository's files), open to anyone, under the origin keygate serves:
+
+    /uploads/index/ an index someone else wrote, whose config.json says
+                    `auth-required` and sends downloads to another host
+                    (`localhost`, standing for the uploader's); each
+                    request is logged with the token it carried, if any
+
 A test holds one request to make time pass in the middle of a cargo run:
 it writes a path prefix (after the registry's, e.g. `index/ke/`) to
 DIR/cargo-hold; the first request under it is logged as `held` and waits
@@ -40,6 +48,7 @@ STATIC_TOKEN = "static-registry-token"
 LIB_RS = {
     "keygate-hello": 'pub fn greet() -> &\'static str {\n    "hello from the keygate registry"\n}\n',
     "static-hello": 'pub fn greet() -> &\'static str {\n    "hello from the static registry"\n}\n',
+    "uploads-hello": 'pub fn greet() -> &\'static str {\n    "hello from somebody\'s uploads"\n}\n',
 }
 
 
@@ -77,8 +86,10 @@ def index_path(name):
 class Registry:
     """One registry: its crates (name -> {version: bytes}) and index lines."""
 
-    def __init__(self, prefix, crates):
+    def __init__(self, prefix, crates, dl_host=None):
         self.prefix = prefix
+        # Where config.json sends downloads, when not the request's Host.
+        self.dl_host = dl_host
         self.lock = threading.Lock()
         self.files = {}
         self.lines = {}
@@ -98,9 +109,10 @@ class Registry:
             self.files[(name, version)] = data
             self.lines.setdefault(name.lower(), []).append(json.dumps(entry))
 
-    def config(self, base):
+    def config(self, base, port):
+        dl_base = "https://%s:%d" % (self.dl_host, port) if self.dl_host else base
         return {
-            "dl": "%s/%s/dl/{crate}/{version}/download" % (base, self.prefix),
+            "dl": "%s/%s/dl/{crate}/{version}/download" % (dl_base, self.prefix),
             "api": "%s/%s" % (base, self.prefix),
             "auth-required": True,
         }
@@ -148,6 +160,7 @@ class Registry:
 REGISTRIES = {
     "cargo": Registry("cargo", [("keygate-hello", "0.1.0")]),
     "static": Registry("static", [("static-hello", "0.1.0")]),
+    "uploads": Registry("uploads", [("uploads-hello", "0.1.0")], dl_host="localhost"),
 }
 
 
@@ -185,7 +198,7 @@ def handle(handler, registry, rest, body, kind, extra):
     base = "https://" + host
     extra["registry"] = registry.prefix
     if handler.command == "GET" and rest == "index/config.json":
-        handler.send_json(200, registry.config(base), kind, extra)
+        handler.send_json(200, registry.config(base, handler.server.server_address[1]), kind, extra)
     elif handler.command == "GET" and rest.startswith("index/"):
         data = registry.index_file(rest[len("index/") :])
         if data is None:

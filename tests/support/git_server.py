@@ -18,6 +18,7 @@ otherwise 401 with
 
 Extra token-protected routes (same check; GET only but for cargo's publish):
     /cargo/..., /static/...            cargo sparse registries (cargo_registry.py)
+    /uploads/...                       an index anyone may read (no token needed)
     /composer/packages.json            Composer repository (acme/private-lib)
     /composer/dist/acme-private-lib-V.zip
     /big/N[?rate=BYTES_PER_SECOND]     exactly N bytes, streamed
@@ -214,7 +215,12 @@ class Handler(BaseHTTPRequestHandler):
             self._body_consumed = False
             self.deny("none", "not found", status=404)
             return
-        if registry.prefix == "static":
+        if registry.prefix == "uploads":
+            # Anyone's files: served to all, and whatever token came is noted.
+            self._body_consumed = False
+            kind, _, token = self.credentials()
+            extra = {"token_sha256": self.token_fingerprint()} if token else {}
+        elif registry.prefix == "static":
             # cargo's own token provider sends the token as the whole header.
             self._body_consumed = False
             if self.headers.get("Authorization") != cargo_registry.STATIC_TOKEN:
