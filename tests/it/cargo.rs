@@ -177,7 +177,7 @@ pub(crate) fn project(world: &World, name: &str, deps: &[(&str, &str)]) -> PathB
 }
 
 /// The git server's request log, cargo's registries only.
-fn registry_requests(world: &World) -> Vec<Value> {
+pub(crate) fn registry_requests(world: &World) -> Vec<Value> {
     read_jsonl(&world.certs.join("git-requests.jsonl"))
         .into_iter()
         .filter(|r| r["registry"].is_string() || r["path"].as_str().is_some_and(is_registry_path))
@@ -188,7 +188,7 @@ fn is_registry_path(path: &str) -> bool {
     path.starts_with("/cargo/") || path.starts_with("/static/")
 }
 
-fn fingerprint(token: &str) -> String {
+pub(crate) fn fingerprint(token: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(token.as_bytes());
     digest

@@ -36,6 +36,7 @@ mod keyring;
 // Linux only: man-db renders the pages.
 #[cfg(target_os = "linux")]
 mod man;
+mod packages;
 mod proxy;
 mod proxy_attacks;
 mod quick;
