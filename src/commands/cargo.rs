@@ -437,6 +437,87 @@ fn provider_program(exe: &Path) -> PathBuf {
     }
 }
 
+/// Whether cargo running `program` runs keygate: keygate, its front
+/// program, or cargo's conventional name for it.
+pub(crate) fn names_keygate(program: &str) -> bool {
+    Path::new(program)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .is_some_and(|stem| {
+            ["keygate", CONVENTIONAL_PROGRAM, "git-credential-keygate"].contains(&stem)
+        })
+}
+
+/// cargo's user configuration as `keygate doctor` reads it.
+pub(crate) struct CargoConfig {
+    pub file: PathBuf,
+    pub registries: Vec<ConfiguredRegistry>,
+    /// `[registry] global-credential-providers` lists keygate.
+    pub global_names_keygate: bool,
+}
+
+/// A `[registries.NAME]` table.
+pub(crate) struct ConfiguredRegistry {
+    pub name: String,
+    pub index: String,
+    /// The index URL keygate's configuration is matched against.
+    pub url: Option<Url>,
+    /// The program of its `credential-provider`, when it has one.
+    pub program: Option<String>,
+}
+
+/// The registries in cargo's own configuration file (`$CARGO_HOME`'s; a
+/// project's `.cargo/config.toml` may add more), or `None` when there is
+/// none cargo could read.
+pub(crate) fn configured_registries() -> Option<CargoConfig> {
+    use toml_edit::{DocumentMut, Item, Value};
+
+    let file = config_path(&cargo_home().ok()?);
+    let document: DocumentMut = read_config(&file).ok()?.parse().ok()?;
+    // `"path args"` or `["path", "args"]`: the program is the first word.
+    let program = |item: &Item| match item.as_value()? {
+        Value::String(line) => line.value().split(' ').next().map(str::to_owned),
+        Value::Array(words) => words.get(0)?.as_str().map(str::to_owned),
+        _ => None,
+    };
+    let registries = document
+        .get("registries")
+        .and_then(Item::as_table_like)
+        .map(|table| {
+            table
+                .iter()
+                .filter_map(|(name, entry)| {
+                    let entry = entry.as_table_like()?;
+                    let index = entry.get("index")?.as_str()?.to_owned();
+                    Some(ConfiguredRegistry {
+                        name: name.to_owned(),
+                        url: registry_url(&index),
+                        index,
+                        program: entry.get("credential-provider").and_then(program),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let global_names_keygate = document
+        .get("registry")
+        .and_then(|registry| registry.get("global-credential-providers"))
+        .and_then(Item::as_array)
+        .is_some_and(|providers| {
+            providers.iter().any(|provider| {
+                provider
+                    .as_str()
+                    .and_then(|line| line.split(' ').next())
+                    .is_some_and(names_keygate)
+            })
+        });
+    Some(CargoConfig {
+        file,
+        registries,
+        global_names_keygate,
+    })
+}
+
 /// `git.example.com` → `git-example-com`: cargo names registries with
 /// letters, digits, `-` and `_`.
 fn default_name(url: &Url) -> String {
@@ -708,6 +789,16 @@ mod tests {
         ));
         std::fs::write(&conventional, "").unwrap();
         assert_eq!(provider_program(&exe), conventional);
+    }
+
+    #[test]
+    fn keygate_is_recognised_under_each_of_its_names() {
+        assert!(names_keygate("/home/you/.local/bin/keygate"));
+        assert!(names_keygate("cargo-credential-keygate"));
+        assert!(names_keygate("/opt/bin/git-credential-keygate"));
+        assert!(names_keygate("C:/keygate/keygate.exe"));
+        assert!(!names_keygate("cargo:token"));
+        assert!(!names_keygate("/usr/bin/cargo-credential-libsecret"));
     }
 
     #[test]
