@@ -113,13 +113,17 @@ else
   helper="$bin/keygate"
 fi
 
-# cargo's conventional name for a provider found on PATH: cargo runs it
-# with --cargo-plugin, which keygate recognises under any name.
-if [ "$(readlink "$bin/cargo-credential-keygate" 2>/dev/null)" = "keygate" ]; then
-  echo "unchanged: $bin/cargo-credential-keygate -> keygate"
+# cargo's conventional name for a provider found on PATH, and what
+# `keygate setup cargo` names: cargo runs it with --cargo-plugin for nearly
+# every registry request when tokens are short-lived, so it is the quick
+# program where there is one (which hands keygate what it cannot answer).
+cargo_target=keygate
+[ "$helper" = "$bin/git-credential-keygate" ] && cargo_target=git-credential-keygate
+if [ "$(readlink "$bin/cargo-credential-keygate" 2>/dev/null)" = "$cargo_target" ]; then
+  echo "unchanged: $bin/cargo-credential-keygate -> $cargo_target"
 else
-  ln -sfn keygate "$bin/cargo-credential-keygate"
-  echo "linked: $bin/cargo-credential-keygate -> keygate"
+  ln -sfn "$cargo_target" "$bin/cargo-credential-keygate"
+  echo "linked: $bin/cargo-credential-keygate -> $cargo_target"
 fi
 
 # Docker, podman, skopeo and buildah run docker-credential-keygate for the

@@ -6,6 +6,9 @@
 # programs directly, as cargo and git start them (no cargo or git around
 # them), interleaved (bench/interleave.c), on the file store:
 #
+#   cargo-credential-keygate --cargo-plugin
+#                               the same through the front program, as
+#                               install.sh links cargo's conventional name
 #   keygate --cargo-plugin      hello, one `get` for `read`, the answer
 #   git-credential-keygate get  git's quick path (the front program)
 #   keygate get                 git's `get` answered by keygate itself
@@ -64,10 +67,16 @@ printf '{"v":1,"registry":{"index-url":"sparse+%s/api/packages/acme/cargo/","nam
 printf 'protocol=https\nhost=git.example.com\n\n' >"$T/git-req"
 (umask 077 && printf 'username=oauth2\npassword=%s\n' "$TOKEN" >"$T/floor-answer")
 
-# Every row once, untimed: each must hand out the seeded token.
+# cargo's conventional name, linked to the front as install.sh links it.
+ln -s "$KEYGATE_FRONT" "$T/tools/cargo-credential-keygate"
+
+# Every row once, untimed: each must hand out the seeded token, the front
+# byte for byte as keygate.
 out=$(clean "$KEYGATE_BIN" --cargo-plugin <"$T/cargo-req")
 grep -qF "\"token\":\"Bearer $TOKEN\"" <<<"$out" || die "keygate --cargo-plugin did not answer the seeded token"
 grep -qF '"cache":"expires"' <<<"$out" || die "keygate --cargo-plugin answered no expiry"
+front_out=$(clean "$T/tools/cargo-credential-keygate" --cargo-plugin <"$T/cargo-req")
+[ "$front_out" = "$out" ] || die "the front program's cargo answer differs from keygate's"
 for program in "$KEYGATE_FRONT" "$KEYGATE_BIN"; do
   clean "$program" get <"$T/git-req" | grep -qxF "password=$TOKEN" || die "$program get did not answer the seeded token"
 done
@@ -75,6 +84,9 @@ say "every row answers the seeded token; timing $RUNS rounds (after $WARMUP)"
 
 SPEC="$T/spec"
 {
+  printf 'row cargo-credential-keygate --cargo-plugin (front)\nstdin %s\n' "$T/cargo-req"
+  printf 'env %s\n' "${BASE_ENV[@]}"
+  printf 'arg %s\narg --cargo-plugin\n' "$T/tools/cargo-credential-keygate"
   printf 'row keygate --cargo-plugin\nstdin %s\n' "$T/cargo-req"
   printf 'env %s\n' "${BASE_ENV[@]}"
   printf 'arg %s\narg --cargo-plugin\n' "$KEYGATE_BIN"

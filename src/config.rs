@@ -618,19 +618,20 @@ pub fn set_key_command(server: &str, key: Key, blank: &str) -> String {
 
 static ENV_CLIENT_SECRET: OnceLock<Option<Secret>> = OnceLock::new();
 
-/// Moves `KEYGATE_CLIENT_SECRET` out of the process environment into
-/// memory, so no process keygate starts (git, a browser) inherits it. Call
-/// it first thing in `main`, before any thread starts (see
-/// [`crate::sys::take_env_var`]).
-pub fn take_secret_from_env() {
-    let secret = crate::sys::take_env_var("KEYGATE_CLIENT_SECRET").map(Secret::new);
-    let _ = ENV_CLIENT_SECRET.set(secret);
+/// Where a client secret may come from instead of the git config.
+pub const CLIENT_SECRET_ENV: &str = "KEYGATE_CLIENT_SECRET";
+
+/// Keeps `KEYGATE_CLIENT_SECRET`'s value, taken out of the process
+/// environment first thing in `main` (see [`crate::sys::take_env_vars`]),
+/// so no process keygate starts (git, a browser) inherits it.
+pub fn keep_secret_from_env(value: Option<String>) {
+    let _ = ENV_CLIENT_SECRET.set(value.map(Secret::new));
 }
 
 fn env_client_secret() -> Option<Secret> {
     match ENV_CLIENT_SECRET.get() {
         Some(taken) => taken.clone(),
-        None => std::env::var("KEYGATE_CLIENT_SECRET")
+        None => std::env::var(CLIENT_SECRET_ENV)
             .ok()
             .filter(|v| !v.is_empty())
             .map(Secret::new),

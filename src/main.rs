@@ -94,7 +94,7 @@ enum Command {
     Man { dir: std::path::PathBuf },
     /// cargo's credential provider: `keygate --cargo-plugin`, as cargo runs it
     #[command(skip)]
-    CargoPlugin,
+    CargoPlugin(cargo::Start),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -105,12 +105,14 @@ enum Tool {
 
 fn main() -> ExitCode {
     // First thing in main, before any thread is started.
-    config::take_secret_from_env();
+    let [client_secret, cargo_read] =
+        keygate::sys::take_env_vars([config::CLIENT_SECRET_ENV, cargo::HANDED_OVER_ENV]);
+    config::keep_secret_from_env(client_secret);
     commands::init_logging();
     if let Some(face) = docker_face() {
         return exit_code(&face);
     }
-    let command = protocol_verb().unwrap_or_else(|| Cli::parse().command);
+    let command = protocol_verb(cargo_read).unwrap_or_else(|| Cli::parse().command);
     let result = run(command);
     if let Err(error) = &result {
         report(error);
@@ -153,13 +155,19 @@ fn report(error: &CommandError) {
 /// operation: recognised without building clap's whole command tree,
 /// which is a tenth of a cached `get`'s instructions. And `keygate
 /// --cargo-plugin`, as cargo runs a credential provider (the arguments
-/// configured after the program come inside its request), under any name.
-fn protocol_verb() -> Option<Command> {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == cargo::PLUGIN_FLAG)
-    {
-        return Some(Command::CargoPlugin);
+/// configured after the program come inside its request), under any name;
+/// with `--hello-sent` as the front program hands a conversation over,
+/// `cargo_read` being what it read of it.
+fn protocol_verb(cargo_read: Option<String>) -> Option<Command> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|arg| arg == cargo::PLUGIN_FLAG) {
+        let start = match args.next() {
+            Some(arg) if arg == cargo::HELLO_SENT_FLAG => cargo::Start::HandedOver {
+                read: cargo_read.unwrap_or_default().into_bytes(),
+            },
+            _ => cargo::Start::Hello,
+        };
+        return Some(Command::CargoPlugin(start));
     }
     Operation::from_args(std::env::args_os().skip(1)).map(|operation| match operation {
         Operation::Get => Command::Get,
@@ -248,7 +256,7 @@ fn run(command: Command) -> Result<Outcome, CommandError> {
         }
         Command::Proxy(options) => keygate::proxy::run(options, &config)?,
         Command::Man { dir } => man::write_pages(Cli::command(), &dir, stdout())?,
-        Command::CargoPlugin => cargo::provider(&config, reach, stdin(), stdout())?,
+        Command::CargoPlugin(start) => cargo::provider(&config, reach, start, stdin(), stdout())?,
     }
     Ok(Outcome::Done)
 }

@@ -7,13 +7,21 @@
 //! alone is half of a cached `get`'s instructions). What it cannot answer
 //! from the file store or the kernel cache, it hands to the `keygate`
 //! beside it, with the same arguments, environment and terminal.
+//!
+//! It has two more faces: Docker's `get` (as `docker-credential-keygate`)
+//! and cargo's credential provider (`--cargo-plugin`, as
+//! `cargo-credential-keygate`), which cargo starts for nearly every
+//! registry request when tokens are short-lived.
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 
+use keygate::cargo_credential;
+use keygate::commands::cargo;
 use keygate::commands::docker::{self, PROGRAM as DOCKER_PROGRAM};
+use keygate::config::GitConfig;
 use keygate::docker_credential::{self, Verb};
 use keygate::helper::{self, Operation, Quick};
 
@@ -22,6 +30,12 @@ use keygate::helper::{self, Operation, Quick};
 fn main() -> ExitCode {
     if run_as(DOCKER_PROGRAM) {
         return docker_get();
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == cargo::PLUGIN_FLAG)
+    {
+        return cargo_provider();
     }
     let front = Operation::for_front(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let Some(operation) = front else {
@@ -82,6 +96,112 @@ fn docker_get() -> ExitCode {
     }
 }
 
+/// What the front reads of one cargo request before it hands the
+/// conversation over unanswered: cargo's requests are a few hundred bytes,
+/// and what was read travels in keygate's environment.
+const CARGO_LINE_LIMIT: usize = 32 * 1024;
+
+/// cargo's credential-provider protocol: the hello, then each request
+/// answered here while it is a `get` with a fresh cached token or one for
+/// a registry keygate does not handle. At the first other request the rest
+/// of the conversation is keygate's, told that the hello was said and
+/// given what was read of the request (see [`hand_cargo_over`]).
+#[allow(clippy::disallowed_methods)]
+fn cargo_provider() -> ExitCode {
+    // cargo gives no second argument: anything more is keygate's to judge.
+    let plain = std::env::args_os().nth(2).is_none();
+    if !plain || !helper::front_may_answer(|name| std::env::var_os(name)) {
+        return keygate(None);
+    }
+    let mut output = io::stdout().lock();
+    if let Err(error) = cargo_credential::write_hello(&mut output) {
+        return cannot_answer(&error.to_string());
+    }
+    let mut stdin = io::stdin().lock();
+    let mut read = Vec::new();
+    let mut config = None;
+    loop {
+        let Some(end) = read_cargo_line(&mut stdin, &mut read) else {
+            return hand_cargo_over(&read);
+        };
+        if end == 0 {
+            return ExitCode::SUCCESS;
+        }
+        let Ok(line) = std::str::from_utf8(&read[..end]) else {
+            return hand_cargo_over(&read);
+        };
+        if line.trim().is_empty() {
+            read.drain(..end);
+            continue;
+        }
+        if config.is_none() {
+            config = GitConfig::load().ok();
+        }
+        let Some(config) = &config else {
+            return hand_cargo_over(&read);
+        };
+        match cargo::serve_quickly(config, line, &mut output) {
+            Ok(cargo::Quick::Served) => {
+                read.drain(..end);
+            }
+            Ok(cargo::Quick::NeedsKeygate) => return hand_cargo_over(&read),
+            Err(error) => return cannot_answer(&error.to_string()),
+        }
+    }
+}
+
+/// Reads into `read` until it holds a whole line, and says where that
+/// line ends: 0 once cargo closed its end with nothing left, the end of
+/// the input for a last line without a newline. `None` for what the front
+/// leaves to keygate: a line longer than [`CARGO_LINE_LIMIT`] or a failed
+/// read. Whatever cargo sent after the line stays in `read`.
+fn read_cargo_line(stdin: &mut impl Read, read: &mut Vec<u8>) -> Option<usize> {
+    let mut chunk = [0; 8 * 1024];
+    loop {
+        if let Some(newline) = read.iter().position(|&byte| byte == b'\n') {
+            return Some(newline + 1);
+        }
+        if read.len() >= CARGO_LINE_LIMIT {
+            return None;
+        }
+        match stdin.read(&mut chunk) {
+            Ok(0) => return Some(read.len()),
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// keygate in our place for the rest of cargo's conversation: `keygate
+/// --cargo-plugin --hello-sent`, with what the front `read` of stdin in
+/// its environment and the rest of stdin its own, so later requests reach
+/// it too. What cannot be an environment variable (a NUL byte, text that
+/// is not UTF-8: no request cargo sends) is its stdin instead, and the
+/// conversation ends after it.
+fn hand_cargo_over(read: &[u8]) -> ExitCode {
+    let Some((mut command, program)) = keygate_command() else {
+        return ExitCode::FAILURE;
+    };
+    command.arg(cargo::HELLO_SENT_FLAG);
+    match std::str::from_utf8(read) {
+        Ok(text) if !text.contains('\0') => {
+            command.env(cargo::HANDED_OVER_ENV, text);
+            run_in_our_place(command, &program)
+        }
+        _ => {
+            command.env_remove(cargo::HANDED_OVER_ENV);
+            hand_over(command, &program, read)
+        }
+    }
+}
+
+/// The answer could not be written: nobody is left to read another.
+fn cannot_answer(error: &str) -> ExitCode {
+    eprintln!("keygate: {}", keygate::text::escape_line(error));
+    ExitCode::FAILURE
+}
+
 /// git's request: its lines up to the blank line that ends it, or to the
 /// end of the input.
 fn read_request(into: &mut Vec<u8>) -> io::Result<()> {
@@ -98,13 +218,25 @@ fn read_request(into: &mut Vec<u8>) -> io::Result<()> {
 /// arguments, environment, stdout, stderr and terminal. `request`, what
 /// was already read of stdin, is its stdin; without one it takes ours.
 fn keygate(request: Option<&[u8]>) -> ExitCode {
+    let Some((command, program)) = keygate_command() else {
+        return ExitCode::FAILURE;
+    };
+    match request {
+        None => run_in_our_place(command, &program),
+        Some(request) => hand_over(command, &program, request),
+    }
+}
+
+/// The `keygate` beside this program with our arguments, or `None` once
+/// the reason it cannot be found is said.
+fn keygate_command() -> Option<(Command, PathBuf)> {
     let program = match keygate_beside_us() {
         Ok(program) => program,
         Err(error) => {
             eprintln!(
                 "keygate: cannot find where git-credential-keygate is installed ({error}); reinstall keygate"
             );
-            return ExitCode::FAILURE;
+            return None;
         }
     };
     let mut command = Command::new(&program);
@@ -114,10 +246,7 @@ fn keygate(request: Option<&[u8]>) -> ExitCode {
     if run_as(DOCKER_PROGRAM) {
         std::os::unix::process::CommandExt::arg0(&mut command, DOCKER_PROGRAM);
     }
-    match request {
-        None => run_in_our_place(command, &program),
-        Some(request) => hand_over(command, &program, request),
-    }
+    Some((command, program))
 }
 
 /// keygate in our place, with `request` as all of its stdin.

@@ -7,7 +7,7 @@
 //! gets for that origin, from the same session (one refresh for every
 //! caller), presented as the proxy presents it (`keygate.<url>.authType`).
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -16,7 +16,7 @@ use url::Url;
 use super::{CommandError, Outcome, Reach, account, url_username};
 use crate::cargo_credential::{self, Action, Answer, Refusal, Request};
 use crate::config::{self, GitConfig, Provider};
-use crate::session::quick::Account;
+use crate::session::quick::{self, Account, Decision};
 use crate::session::{self, Lookup, Session, present};
 use crate::store;
 use crate::text::shell_command;
@@ -29,16 +29,46 @@ pub const PLUGIN_FLAG: &str = "--cargo-plugin";
 /// the program: `["/abs/path/keygate", "cargo"]`.
 pub const PROVIDER_ARG: &str = "cargo";
 
+/// The second argument with which the front program hands a conversation
+/// over (`keygate --cargo-plugin --hello-sent`): it has said hello
+/// already, and cargo would take a second hello for a broken answer.
+/// cargo itself never gives a second argument.
+pub const HELLO_SENT_FLAG: &str = "--hello-sent";
+
+/// What the front program read of cargo's input before handing over:
+/// keygate reads it before the rest of its stdin, so the conversation goes
+/// on where the front left it. keygate takes it out of its environment
+/// first thing (see [`crate::sys::take_env_vars`]).
+pub const HANDED_OVER_ENV: &str = "KEYGATE_CARGO_READ";
+
+/// Where `keygate --cargo-plugin` starts the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// From the beginning: keygate says hello (as cargo runs it).
+    Hello,
+    /// Where the front program left it: after its hello, with `read`
+    /// (the start of the request it could not answer) read from stdin.
+    HandedOver { read: Vec<u8> },
+}
+
 /// `keygate --cargo-plugin`: says hello, then answers each request on
 /// `input` until cargo closes it. An error goes back to cargo as an
 /// answer, after which keygate still exits 0, as cargo expects.
 pub fn provider(
     config: &GitConfig,
     reach: Reach<'_>,
-    mut input: impl BufRead,
+    start: Start,
+    input: impl BufRead,
     mut output: impl Write,
 ) -> Result<(), CommandError> {
-    cargo_credential::write_hello(&mut output)?;
+    let read = match start {
+        Start::Hello => {
+            cargo_credential::write_hello(&mut output)?;
+            Vec::new()
+        }
+        Start::HandedOver { read } => read,
+    };
+    let mut input = io::Cursor::new(read).chain(input);
     let mut line = String::new();
     loop {
         line.clear();
@@ -54,6 +84,59 @@ pub fn provider(
         };
         cargo_credential::write_answer(&mut output, &answer)?;
     }
+}
+
+/// What [`serve_quickly`] did with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Quick {
+    /// cargo has its answer: a fresh token, or `url-not-supported`.
+    Served,
+    /// Only the whole of keygate can answer.
+    NeedsKeygate,
+}
+
+/// One request as the front program answers it (see
+/// `src/bin/git-credential-keygate.rs`): a `get` with a fresh token from
+/// the file store or the kernel cache, or `url-not-supported` for a
+/// registry keygate does not handle, both as keygate answers them.
+/// Anything else, errors included, is keygate's to answer.
+///
+/// # Errors
+///
+/// The answer could not be written.
+pub fn serve_quickly(
+    config: &GitConfig,
+    line: &str,
+    output: impl Write,
+) -> Result<Quick, CommandError> {
+    let Ok(request) = Request::read(line) else {
+        return Ok(Quick::NeedsKeygate);
+    };
+    let Some(url) = registry_url(&request.registry.index_url) else {
+        cargo_credential::write_answer(output, &Err(Refusal::UrlNotSupported))?;
+        return Ok(Quick::Served);
+    };
+    let username = url_username(&url);
+    let get = matches!(request.action, Action::Get(_)) && check_args(&request.args).is_ok();
+    // Only a `get` may look at the stores; any request learns here whether
+    // the registry is keygate's at all.
+    let decision = if get {
+        quick::answer_url(config, &url, username.as_deref())
+    } else {
+        quick::route_url(config, &url, username.as_deref())
+    };
+    let answer = match decision {
+        Ok(Decision::NotOurs) => Err(Refusal::UrlNotSupported),
+        Ok(Decision::Fresh(fresh)) if get => {
+            match present::cargo_answer(&fresh.provider, &fresh.record) {
+                Some(answer) => Ok(answer),
+                None => return Ok(Quick::NeedsKeygate),
+            }
+        }
+        _ => return Ok(Quick::NeedsKeygate),
+    };
+    cargo_credential::write_answer(output, &answer)?;
+    Ok(Quick::Served)
 }
 
 /// The answer to one request.
@@ -262,7 +345,7 @@ pub fn setup(
     if !valid_name(&name) {
         return Err(CargoSetupError::BadName { name }.into());
     }
-    let program = std::env::current_exe().map_err(CargoSetupError::NoExe)?;
+    let program = provider_program(&std::env::current_exe().map_err(CargoSetupError::NoExe)?);
     let program = program.to_string_lossy().into_owned();
     let path = config_path(&cargo_home()?);
     let configured = Provider::resolve(config, &url)?.is_some();
@@ -336,6 +419,105 @@ fn report_text(report: &SetupReport) -> String {
     out.lines()
         .map(|line| crate::text::escape_line(line) + "\n")
         .collect()
+}
+
+/// cargo-credential-keygate's name, beside keygate where install.sh links it.
+const CONVENTIONAL_PROGRAM: &str = "cargo-credential-keygate";
+
+/// The program cargo is told to run: the `cargo-credential-keygate`
+/// beside keygate (`exe`) where there is one, since install.sh points it
+/// at the front program, which answers a cached token without starting
+/// keygate; else keygate itself. The link's own path, so that a later
+/// install.sh choosing another target needs no new setup.
+fn provider_program(exe: &Path) -> PathBuf {
+    let name = format!("{CONVENTIONAL_PROGRAM}{}", std::env::consts::EXE_SUFFIX);
+    let beside = exe.with_file_name(name);
+    if beside.is_file() {
+        beside
+    } else {
+        exe.to_owned()
+    }
+}
+
+/// Whether cargo running `program` runs keygate: keygate, its front
+/// program, or cargo's conventional name for it.
+pub(crate) fn names_keygate(program: &str) -> bool {
+    Path::new(program)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .is_some_and(|stem| {
+            ["keygate", CONVENTIONAL_PROGRAM, "git-credential-keygate"].contains(&stem)
+        })
+}
+
+/// cargo's user configuration as `keygate doctor` reads it.
+pub(crate) struct CargoConfig {
+    pub file: PathBuf,
+    pub registries: Vec<ConfiguredRegistry>,
+    /// `[registry] global-credential-providers` lists keygate.
+    pub global_names_keygate: bool,
+}
+
+/// A `[registries.NAME]` table.
+pub(crate) struct ConfiguredRegistry {
+    pub name: String,
+    pub index: String,
+    /// The index URL keygate's configuration is matched against.
+    pub url: Option<Url>,
+    /// The program of its `credential-provider`, when it has one.
+    pub program: Option<String>,
+}
+
+/// The registries in cargo's own configuration file (`$CARGO_HOME`'s; a
+/// project's `.cargo/config.toml` may add more), or `None` when there is
+/// none cargo could read.
+pub(crate) fn configured_registries() -> Option<CargoConfig> {
+    use toml_edit::{DocumentMut, Item, Value};
+
+    let file = config_path(&cargo_home().ok()?);
+    let document: DocumentMut = read_config(&file).ok()?.parse().ok()?;
+    // `"path args"` or `["path", "args"]`: the program is the first word.
+    let program = |item: &Item| match item.as_value()? {
+        Value::String(line) => line.value().split(' ').next().map(str::to_owned),
+        Value::Array(words) => words.get(0)?.as_str().map(str::to_owned),
+        _ => None,
+    };
+    let registries = document
+        .get("registries")
+        .and_then(Item::as_table_like)
+        .map(|table| {
+            table
+                .iter()
+                .filter_map(|(name, entry)| {
+                    let entry = entry.as_table_like()?;
+                    let index = entry.get("index")?.as_str()?.to_owned();
+                    Some(ConfiguredRegistry {
+                        name: name.to_owned(),
+                        url: registry_url(&index),
+                        index,
+                        program: entry.get("credential-provider").and_then(program),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let global_names_keygate = document
+        .get("registry")
+        .and_then(|registry| registry.get("global-credential-providers"))
+        .and_then(Item::as_array)
+        .is_some_and(|providers| {
+            providers.iter().any(|provider| {
+                provider
+                    .as_str()
+                    .and_then(|line| line.split(' ').next())
+                    .is_some_and(names_keygate)
+            })
+        });
+    Some(CargoConfig {
+        file,
+        registries,
+        global_names_keygate,
+    })
 }
 
 /// `git.example.com` → `git-example-com`: cargo names registries with
@@ -596,6 +778,29 @@ mod tests {
             "/opt/keygate",
         );
         assert!(matches!(garbage, Err(CargoSetupError::Parse { .. })));
+    }
+
+    #[test]
+    fn cargo_runs_the_conventional_program_beside_keygate_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("keygate");
+        assert_eq!(provider_program(&exe), exe);
+        let conventional = exe.with_file_name(format!(
+            "{CONVENTIONAL_PROGRAM}{}",
+            std::env::consts::EXE_SUFFIX
+        ));
+        std::fs::write(&conventional, "").unwrap();
+        assert_eq!(provider_program(&exe), conventional);
+    }
+
+    #[test]
+    fn keygate_is_recognised_under_each_of_its_names() {
+        assert!(names_keygate("/home/you/.local/bin/keygate"));
+        assert!(names_keygate("cargo-credential-keygate"));
+        assert!(names_keygate("/opt/bin/git-credential-keygate"));
+        assert!(names_keygate("C:/keygate/keygate.exe"));
+        assert!(!names_keygate("cargo:token"));
+        assert!(!names_keygate("/usr/bin/cargo-credential-libsecret"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::session::quick::{self, Decision};
 use crate::session::{Lookup, Session, present};
 use crate::store;
 use crate::text::escape_line;
+pub(crate) use auth_files::HELPER;
 use auth_files::{AuthFileError, Edit, Reader};
 
 /// The program's name: what clients run for `credHelpers` value `keygate`.
@@ -342,8 +343,22 @@ pub fn setup(
     })
 }
 
+/// The `credHelpers` entries for `host` in the files clients read, each
+/// with its file: for `keygate doctor`.
+pub(crate) fn helper_entries(host: &str) -> Vec<(std::path::PathBuf, String)> {
+    auth_files::runtime()
+        .into_iter()
+        .chain(auth_files::lasting().unwrap_or_default())
+        .filter_map(|file| {
+            let document = auth_files::read(&file.path).ok()?;
+            let helper = document.get("credHelpers")?.get(host)?.as_str()?.to_owned();
+            Some((file.path, helper))
+        })
+        .collect()
+}
+
 /// Whether a program of that name is on PATH, as clients look it up.
-fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     let name = format!("{program}{}", std::env::consts::EXE_SUFFIX);
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(&name).is_file()))

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use url::Url;
 
+mod packages;
+
 use super::{CommandError, Outcome};
 use crate::config::{self, GitConfig, Provider, StoreKind};
 use crate::gitconfig::split_key;
@@ -132,6 +134,7 @@ fn run_checks(config: &GitConfig, url: Option<&Url>) -> Vec<Check> {
     checks.push(token_store(config, url, provider.as_ref()));
     if let Some(url) = url {
         checks.extend(servers(config, url, provider.as_ref()));
+        checks.extend(packages::checks(config, url));
     }
     checks.extend(proxy());
     checks

@@ -28,7 +28,7 @@ pub(crate) use private::{
     check_private_dir, create_new_private, create_private_dir, open_private, publish_once,
     read_own, read_private, write_private_atomically,
 };
-pub use process::{raise_open_file_limit, take_env_var, terminated, termination};
+pub use process::{raise_open_file_limit, take_env_vars, terminated, termination};
 pub use terminal::{Keys, terminal_columns};
 
 /// Whether install.sh installs `git-credential-keygate` as a program of

@@ -91,33 +91,39 @@ pub fn termination() -> impl Future<Output = ()> {
     std::future::pending::<()>()
 }
 
-/// Takes `name` out of this process's environment, so that no process
-/// keygate starts (git, a browser) inherits it, and returns its value.
+/// Takes `names` out of this process's environment, so that no process
+/// keygate starts (git, a browser) inherits them, and returns their
+/// values (an empty one as `None`).
 ///
 /// # Safety, kept here
 ///
 /// Changing the environment races with any other thread reading it (Rust
 /// 2024 makes `remove_var` unsafe for that reason). Windows guards its
 /// environment itself, so removal is always sound there. On Linux the
-/// variable is removed only while the kernel counts one thread in this
+/// variables are removed only while the kernel counts one thread in this
 /// process. Elsewhere there is no cheap count: keygate calls this as the
 /// first line of `main`, before it starts any thread, and a [`Once`]
 /// makes sure no later call removes anything.
 ///
 /// [`Once`]: std::sync::Once
-pub fn take_env_var(name: &str) -> Option<String> {
+pub fn take_env_vars<const N: usize>(names: [&str; N]) -> [Option<String>; N] {
     static FIRST_CALL: std::sync::Once = std::sync::Once::new();
-    let value = std::env::var(name).ok().filter(|v| !v.is_empty());
-    if value.is_some() {
+    let values = names.map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    if values.iter().any(Option::is_some) {
         FIRST_CALL.call_once(|| {
             if only_thread() {
-                // SAFETY: no other thread exists to read the environment
-                // meanwhile (see above), or the platform guards it.
-                unsafe { std::env::remove_var(name) };
+                for (name, value) in names.iter().zip(&values) {
+                    if value.is_some() {
+                        // SAFETY: no other thread exists to read the
+                        // environment meanwhile (see above), or the
+                        // platform guards it.
+                        unsafe { std::env::remove_var(name) };
+                    }
+                }
             }
         });
     }
-    value
+    values
 }
 
 /// Whether removing an environment variable now is sound: Windows guards

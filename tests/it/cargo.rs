@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{KEYGATE, Options, World, credential_field, ok, read_jsonl, text};
+use crate::common::{HELPER, KEYGATE, Options, World, credential_field, ok, read_jsonl, text};
 
 /// The cargo and rustc of the toolchain running these tests: the rustup
 /// proxies would look for their toolchains under the test's HOME.
@@ -29,7 +29,7 @@ fn toolchain() -> (PathBuf, PathBuf) {
 
 /// The registry keygate serves: on the git server, whose keygate section
 /// (and account) it shares.
-fn index(world: &World) -> String {
+pub(crate) fn index(world: &World) -> String {
     format!("sparse+{}/cargo/index/", world.git_url)
 }
 
@@ -42,7 +42,7 @@ fn static_index(world: &World) -> String {
 
 const STATIC_TOKEN: &str = "static-registry-token";
 
-struct Cargo {
+pub(crate) struct Cargo {
     home: PathBuf,
     cargo: PathBuf,
     rustc: PathBuf,
@@ -52,9 +52,15 @@ struct Cargo {
 impl Cargo {
     /// A cargo home whose config has crates.io replaced by an empty
     /// directory, and `keygate setup cargo` run for the registry as `kg`.
-    fn new(world: &World) -> Self {
+    pub(crate) fn new(world: &World) -> Self {
+        Self::in_home(world, "cargo-home")
+    }
+
+    /// [`Cargo::new`] with its home in the directory `name`: cargo
+    /// processes sharing a home wait for each other's package cache lock.
+    pub(crate) fn in_home(world: &World, name: &str) -> Self {
         let (cargo, rustc) = toolchain();
-        let home = world.dir.path().join("cargo-home");
+        let home = world.dir.path().join(name);
         let nowhere = world.dir.path().join("no-crates-io");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&nowhere).unwrap();
@@ -92,7 +98,7 @@ impl Cargo {
         command
     }
 
-    fn command(&self, world: &World, project: &Path, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, world: &World, project: &Path, args: &[&str]) -> Command {
         let mut command = self.env(world.command(&self.cargo));
         command.args(args).current_dir(project);
         command
@@ -107,11 +113,49 @@ impl Cargo {
     fn config(&self) -> String {
         std::fs::read_to_string(self.home.join("config.toml")).unwrap()
     }
+
+    /// The registry's provider made `cargo-credential-keygate` on PATH, a
+    /// link to the front program, as install.sh installs it and `keygate
+    /// setup cargo` then names it.
+    pub(crate) fn through_front(&self, world: &World) {
+        let conventional = front_on_path(world);
+        let config = self.config().replace(
+            &provider_line(&configured_provider()),
+            &provider_line(&conventional),
+        );
+        assert!(config.contains(&provider_line(&conventional)), "{config}");
+        std::fs::write(self.home.join("config.toml"), config).unwrap();
+    }
+}
+
+/// `cargo-credential-keygate` in the world's PATH: a link to the front
+/// program, as install.sh links it.
+fn front_on_path(world: &World) -> PathBuf {
+    let conventional = world.bin.join("cargo-credential-keygate");
+    if !conventional.exists() {
+        std::os::unix::fs::symlink(HELPER, &conventional).unwrap();
+    }
+    conventional
+}
+
+/// The program `keygate setup cargo` names: the `cargo-credential-keygate`
+/// install.sh links beside keygate (under `.ci/run`), else keygate.
+fn configured_provider() -> PathBuf {
+    let keygate = std::fs::canonicalize(KEYGATE).unwrap();
+    let beside = keygate.with_file_name("cargo-credential-keygate");
+    if beside.is_file() { beside } else { keygate }
+}
+
+fn provider_line(program: &Path) -> String {
+    format!(
+        "credential-provider = [\"{}\", \"cargo\"]\n",
+        program.display()
+    )
 }
 
 /// A binary crate printing what its registry dependencies say: `deps` are
 /// `(crate, registry)`.
-fn project(world: &World, name: &str, deps: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn project(world: &World, name: &str, deps: &[(&str, &str)]) -> PathBuf {
     let dir = world.dir.path().join(name);
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let mut manifest = format!(
@@ -133,7 +177,7 @@ fn project(world: &World, name: &str, deps: &[(&str, &str)]) -> PathBuf {
 }
 
 /// The git server's request log, cargo's registries only.
-fn registry_requests(world: &World) -> Vec<Value> {
+pub(crate) fn registry_requests(world: &World) -> Vec<Value> {
     read_jsonl(&world.certs.join("git-requests.jsonl"))
         .into_iter()
         .filter(|r| r["registry"].is_string() || r["path"].as_str().is_some_and(is_registry_path))
@@ -144,7 +188,7 @@ fn is_registry_path(path: &str) -> bool {
     path.starts_with("/cargo/") || path.starts_with("/static/")
 }
 
-fn fingerprint(token: &str) -> String {
+pub(crate) fn fingerprint(token: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(token.as_bytes());
     digest
@@ -174,7 +218,7 @@ fn assert_no_secret(output: &Output, secrets: &[String], what: &str) {
 }
 
 /// One request as cargo sends it, answered by `program --cargo-plugin`.
-fn provider(world: &World, program: &str, request: &Value) -> Output {
+fn provider(world: &World, program: &Path, request: &Value) -> Output {
     let mut child = world
         .command(program)
         .arg("--cargo-plugin")
@@ -225,9 +269,9 @@ fn cargo_builds_and_publishes_with_the_token_git_uses() {
     );
     assert!(
         cargo.config().contains(&format!(
-            "[registries.kg]\nindex = \"{}\"\ncredential-provider = [\"{}\", \"cargo\"]\n",
+            "[registries.kg]\nindex = \"{}\"\n{}",
             index(&world),
-            std::fs::canonicalize(KEYGATE).unwrap().display()
+            provider_line(&configured_provider())
         )),
         "{}",
         cargo.config()
@@ -320,28 +364,28 @@ fn a_registry_keygate_does_not_serve_goes_to_cargos_next_provider() {
     let cargo = Cargo::new(&world);
     ok(&world.keygate(&["login", &world.repo_url()]));
 
-    // The answer cargo falls through on, and exit 0.
-    let output = provider(&world, KEYGATE, &read_request(&static_index(&world)));
-    assert_eq!(
-        answer(&output),
-        serde_json::json!({"Err": {"kind": "url-not-supported"}})
-    );
-    assert_eq!(text(&output.stderr), "");
+    // The answer cargo falls through on, and exit 0, from keygate and
+    // from the front program alike.
+    let front = front_on_path(&world);
+    for program in [Path::new(KEYGATE), &front] {
+        let output = provider(&world, program, &read_request(&static_index(&world)));
+        assert_eq!(
+            answer(&output),
+            serde_json::json!({"Err": {"kind": "url-not-supported"}})
+        );
+        assert_eq!(text(&output.stderr), "");
+    }
 
-    // Both registries through the global providers, keygate first (cargo
-    // tries the last listed first); the static one gets cargo's own token.
-    let mut config = cargo.config();
-    config = config.replace(
-        &format!(
-            "credential-provider = [\"{}\", \"cargo\"]\n",
-            std::fs::canonicalize(KEYGATE).unwrap().display()
-        ),
-        "",
-    );
+    // Both registries through the global providers, keygate's front
+    // first (cargo tries the last listed first); the static one gets
+    // cargo's own token, the other keygate's, both answered by the front.
+    let mut config = cargo
+        .config()
+        .replace(&provider_line(&configured_provider()), "");
     config += &format!(
         "\n[registries.static]\nindex = \"{}\"\n\n[registry]\nglobal-credential-providers = [\"cargo:token\", \"{} cargo\"]\n",
         static_index(&world),
-        KEYGATE
+        front.display()
     );
     std::fs::write(cargo.home.join("config.toml"), config).unwrap();
     world.set_env("CARGO_REGISTRIES_STATIC_TOKEN", STATIC_TOKEN);
@@ -436,10 +480,25 @@ fn an_index_a_manifest_names_on_the_forges_origin_gets_no_token() {
 /// one after the stored token went stale gets a refreshed one.
 #[test]
 fn a_token_going_stale_in_the_middle_of_a_fetch_is_refreshed_once() {
+    stale_in_the_middle_of_a_fetch(false);
+}
+
+/// As install.sh installs it: the front program answers the requests
+/// while the stored token is fresh and hands the stale one to keygate,
+/// which must not say hello a second time (cargo would fail on it).
+#[test]
+fn through_the_front_program_a_token_going_stale_mid_fetch_is_refreshed_once() {
+    stale_in_the_middle_of_a_fetch(true);
+}
+
+fn stale_in_the_middle_of_a_fetch(through_front: bool) {
     let world = World::start(Options {
         access_token_ttl: 40,
     });
     let cargo = Cargo::new(&world);
+    if through_front {
+        cargo.through_front(&world);
+    }
     ok(&world.keygate(&["login", &world.repo_url()]));
     let first = world.stored_account()["access_token"]
         .as_str()
@@ -550,9 +609,9 @@ fn cargo_login_and_logout_are_keygates() {
     assert_eq!(file["accounts"].as_array().map(Vec::len), Some(0), "{file}");
 }
 
-/// git's `get` and cargo's at the same stale instant (keygate under its
-/// own name and as `cargo-credential-keygate`): one refresh, one token
-/// for all of them.
+/// git's `get` and cargo's at the same stale instant (keygate itself and
+/// the front program as `cargo-credential-keygate`): one refresh, one
+/// token for all of them, and one hello to each cargo.
 #[test]
 fn sixteen_callers_across_git_and_cargo_at_expiry_refresh_once() {
     let world = World::start(Options::default());
@@ -560,9 +619,9 @@ fn sixteen_callers_across_git_and_cargo_at_expiry_refresh_once() {
     ok(&world.keygate(&["login", &world.repo_url()]));
     world.expire_stored_token();
 
-    // cargo's conventional name on PATH, as install.sh links it.
-    let conventional = world.bin.join("cargo-credential-keygate");
-    std::os::unix::fs::symlink(KEYGATE, &conventional).unwrap();
+    // cargo's conventional name on PATH, as install.sh links it: the
+    // front program, which hands the stale token's request to keygate.
+    let conventional = front_on_path(&world);
     let git_input = format!("url={}\n\n", world.repo_url());
     let mut cargo_line = serde_json::to_vec(&read_request(&index(&world))).unwrap();
     cargo_line.push(b'\n');

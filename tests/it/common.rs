@@ -143,7 +143,7 @@ impl QuickPathAlone {
         let fake = "#!/bin/sh\n\
                     dir=$(dirname \"$0\")\n\
                     n=$(ls \"$dir\" | grep -c '^call\\.')\n\
-                    { printf '%s\\n' \"$*\"; cat; } > \"$dir/call.$n\"\n\
+                    { printf '%s\\n' \"$*\"; printf '%s' \"${KEYGATE_CARGO_READ-}\"; cat; } > \"$dir/call.$n\"\n\
                     echo password=from-keygate\n\
                     exit \"${FAKE_KEYGATE_EXIT:-0}\"\n";
         ok(&run_with_input(write_fake, fake.as_bytes()));
@@ -160,7 +160,8 @@ impl QuickPathAlone {
         run_with_input(self.command(world, args), input.as_bytes())
     }
 
-    /// Each call of the stand-in keygate: its arguments, a newline, its stdin.
+    /// Each call of the stand-in keygate: its arguments, a newline, its
+    /// input (what the front handed over in `KEYGATE_CARGO_READ`, then stdin).
     pub fn keygate_calls(&self) -> Vec<String> {
         let mut calls = Vec::new();
         while let Ok(call) = std::fs::read_to_string(self.dir.join(format!("call.{}", calls.len())))

@@ -26,9 +26,9 @@ const DOCKER_HELPER: &str = match option_env!("KEYGATE_DOCKER_HELPER_BIN") {
 const NOT_FOUND: &str = "credentials not found in native keychain\n";
 
 /// The registry and its token server, stopped on drop.
-struct Registry {
+pub(crate) struct Registry {
     /// `127.0.0.1:PORT`: the key in `credHelpers`, the host in image names.
-    host: String,
+    pub(crate) host: String,
     events: PathBuf,
     log: PathBuf,
     token_server_log: PathBuf,
@@ -107,19 +107,19 @@ impl Registry {
         }
     }
 
-    fn image(&self, name: &str) -> String {
+    pub(crate) fn image(&self, name: &str) -> String {
         format!("docker://{}/{name}", self.host)
     }
 
     /// Every token request the token server answered or refused.
-    fn token_requests(&self) -> Vec<Value> {
+    pub(crate) fn token_requests(&self) -> Vec<Value> {
         read_jsonl(&self.events)
     }
 }
 
 /// A started world whose registry shares the git server's login, with
 /// `docker-credential-keygate` on PATH and a private runtime directory.
-fn world_with_registry(options: Options) -> (World, Registry) {
+pub(crate) fn world_with_registry(options: Options) -> (World, Registry) {
     let mut world = World::start(options);
     std::os::unix::fs::symlink(DOCKER_HELPER, world.bin.join("docker-credential-keygate")).unwrap();
     let run = world.dir.path().join("run");
@@ -140,7 +140,7 @@ fn configure_registry(world: &World, registry: &Registry) {
     ));
 }
 
-fn skopeo(world: &World, args: &[&str]) -> Output {
+pub(crate) fn skopeo(world: &World, args: &[&str]) -> Output {
     world
         .command("skopeo")
         .arg("--insecure-policy")
@@ -160,7 +160,7 @@ fn local_image(world: &World) -> String {
     format!("oci:{}:latest", dir.display())
 }
 
-fn push(world: &World, registry: &Registry, name: &str) -> Output {
+pub(crate) fn push(world: &World, registry: &Registry, name: &str) -> Output {
     let source = local_image(world);
     skopeo(world, &["copy", &source, &registry.image(name)])
 }

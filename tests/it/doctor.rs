@@ -333,3 +333,110 @@ fn a_helper_program_that_hangs_is_given_up_on() {
     assert!(program.contains(&found.display().to_string()), "{out}");
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 }
+
+/// A registry's URL: a line for the container clients' `credHelpers`
+/// entry and one per cargo registry on that server, none for what is
+/// elsewhere.
+#[test]
+fn a_registry_url_gets_lines_for_container_clients_and_cargo() {
+    let server = closed_port_url();
+    let world = offline_for(&server);
+    let host = server.trim_start_matches("http://").to_owned();
+    let docker = world.home.join(".docker/config.json");
+    std::fs::create_dir_all(docker.parent().unwrap()).unwrap();
+    let write_helper = |helper: &str| {
+        std::fs::write(
+            &docker,
+            serde_json::json!({"credHelpers": {host.clone(): helper, "elsewhere.test": "keygate"}})
+                .to_string(),
+        )
+        .unwrap();
+    };
+    write_helper("keygate");
+    std::os::unix::fs::symlink(
+        crate::common::HELPER,
+        world.bin.join("docker-credential-keygate"),
+    )
+    .unwrap();
+    let cargo_home = world.home.join(".cargo");
+    std::fs::create_dir_all(&cargo_home).unwrap();
+    std::fs::write(
+        cargo_home.join("config.toml"),
+        format!(
+            "[registries.kg]\nindex = \"sparse+{server}/cargo/index/\"\ncredential-provider = [\"{}\", \"cargo\"]\n\n\
+             [registries.gone]\nindex = \"sparse+{server}/gone/index/\"\ncredential-provider = \"/nowhere/keygate cargo\"\n\n\
+             [registries.token]\nindex = \"sparse+{server}/token/index/\"\ncredential-provider = \"cargo:token\"\n\n\
+             [registries.bare]\nindex = \"sparse+{server}/bare/index/\"\n\n\
+             [registries.other]\nindex = \"sparse+https://elsewhere.test/index/\"\ncredential-provider = \"cargo:token\"\n",
+            crate::common::KEYGATE
+        ),
+    )
+    .unwrap();
+
+    let verdicts = |output: &Output| -> Vec<(String, String, String)> {
+        let checks: Value = serde_json::from_slice(&output.stdout).unwrap();
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == "docker" || c["name"] == "cargo")
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["verdict"].as_str().unwrap().to_owned(),
+                    c["detail"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let checked = verdicts(&doctor(&world, &["--json", &server]));
+    let names: Vec<_> = checked
+        .iter()
+        .map(|(name, verdict, _)| format!("{name} {verdict}"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "docker ok",
+            "cargo ok",
+            "cargo fail",
+            "cargo warn",
+            "cargo warn"
+        ],
+        "{checked:#?}"
+    );
+    assert!(
+        checked[0]
+            .2
+            .contains(&format!("credHelpers[{host}] is keygate"))
+    );
+    assert!(checked[1].2.starts_with("registry kg "), "{checked:#?}");
+    assert!(
+        checked[2]
+            .2
+            .contains("/nowhere/keygate, which is not there")
+    );
+    assert!(
+        checked[3]
+            .2
+            .contains("\"cargo:token\": cargo never asks keygate")
+    );
+    assert!(checked[4].2.contains("registry bare"), "{checked:#?}");
+
+    // Another helper for the registry: podman and skopeo never ask keygate.
+    write_helper("gcloud");
+    let output = doctor(&world, &[&server]);
+    let said = text(&output.stdout);
+    let docker_line = line(&said, "docker");
+    assert!(docker_line.starts_with("WARN"), "{said}");
+    assert!(docker_line.contains("docker-credential-gcloud"), "{said}");
+    assert!(
+        said.contains(&format!("fix: keygate setup docker {host}")),
+        "{said}"
+    );
+
+    // A git host with neither: no such lines.
+    std::fs::remove_file(&docker).unwrap();
+    std::fs::remove_dir_all(&cargo_home).unwrap();
+    assert_eq!(verdicts(&doctor(&world, &["--json", &server])), []);
+}

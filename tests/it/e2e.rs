@@ -540,6 +540,13 @@ fn install_script_is_idempotent_and_registers_the_helper() {
         std::fs::read_link(&docker).unwrap(),
         std::path::Path::new("git-credential-keygate")
     );
+    // cargo's conventional provider: the front program too, which answers
+    // cargo's `get` for a cached token.
+    let cargo = prefix.join("bin/cargo-credential-keygate");
+    assert_eq!(
+        std::fs::read_link(&cargo).unwrap(),
+        std::path::Path::new("git-credential-keygate")
+    );
     // Seven programs and settings, four completions, and the manual pages.
     let pages = ["man1", "man5"]
         .iter()

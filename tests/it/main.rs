@@ -42,6 +42,7 @@ mod man;
 // Run by .ci/package only, against the installed Debian package.
 #[cfg(target_os = "linux")]
 mod package;
+mod packages;
 mod proxy;
 mod proxy_attacks;
 mod quick;

@@ -176,3 +176,120 @@ fn through_real_git_a_stale_token_reaches_real_keygate() {
     assert!(said.contains("keygate: "), "{said}");
     assert!(said.contains("the stored refresh token is kept"), "{said}");
 }
+
+/// cargo's request for `index` (a sparse index URL), as one line.
+fn cargo_request(index: &str, rest: &str) -> String {
+    format!(
+        "{{\"v\":1,\"registry\":{{\"index-url\":\"{index}\",\"name\":\"kg\"}},{rest},\"args\":[\"cargo\"]}}\n"
+    )
+}
+
+const CARGO_HELLO: &str = "{\"v\":[1]}\n";
+
+fn cargo_read(index: &str) -> String {
+    cargo_request(index, r#""kind":"get","operation":"read""#)
+}
+
+fn keygate_cargo(world: &World, input: &str) -> std::process::Output {
+    let mut command = world.command(common::KEYGATE);
+    command.arg("--cargo-plugin");
+    common::run_with_input(command, input.as_bytes())
+}
+
+#[test]
+fn cargo_gets_a_fresh_token_and_url_not_supported_alone_exactly_as_keygate_answers() {
+    let world = world_with_token(3600);
+    let quick = QuickPathAlone::new(&world);
+    // One conversation: a read, a registry keygate does not serve, a
+    // blank line, a publish.
+    let input = [
+        cargo_read(&format!("sparse+{SERVER}/api/cargo/")),
+        cargo_read("sparse+https://elsewhere.test/index/"),
+        "\n".to_owned(),
+        cargo_request(
+            &format!("sparse+{SERVER}/api/cargo/"),
+            r#""kind":"get","operation":"publish","name":"a","vers":"1.0.0","cksum":"ab""#,
+        ),
+    ]
+    .concat();
+    let answered = quick.run(&world, &["--cargo-plugin"], &input);
+    ok(&answered);
+    let out = text(&answered.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0], CARGO_HELLO.trim_end());
+    assert!(lines[1].contains("\"token\":\"Basic "), "{out}");
+    assert!(lines[1].contains("\"cache\":\"expires\""), "{out}");
+    assert_eq!(lines[2], r#"{"Err":{"kind":"url-not-supported"}}"#);
+    assert_eq!(lines[3], lines[1]);
+    assert_eq!(answered.stdout, keygate_cargo(&world, &input).stdout);
+    assert_eq!(text(&answered.stderr), "");
+    assert_eq!(quick.keygate_calls(), Vec::<String>::new());
+}
+
+#[test]
+fn what_the_front_cannot_answer_cargo_goes_to_keygate_after_the_one_hello() {
+    let world = world_with_token(-60);
+    let quick = QuickPathAlone::new(&world);
+    let stale = cargo_read(&format!("sparse+{SERVER}/api/cargo/"));
+    let logout = cargo_request(&format!("sparse+{SERVER}/api/cargo/"), r#""kind":"logout""#);
+    let input = [
+        cargo_read("sparse+https://elsewhere.test/index/"),
+        stale.clone(),
+        logout.clone(),
+    ]
+    .concat();
+    let answered = quick.run(&world, &["--cargo-plugin"], &input);
+    ok(&answered);
+    // The front's hello and answer, then keygate's: no second hello.
+    assert_eq!(
+        text(&answered.stdout),
+        format!(
+            "{CARGO_HELLO}{{\"Err\":{{\"kind\":\"url-not-supported\"}}}}\npassword=from-keygate\n"
+        )
+    );
+    // keygate is told the hello was said, and gets the rest of the
+    // conversation from the request the front could not answer on.
+    assert_eq!(
+        quick.keygate_calls(),
+        vec![format!("--cargo-plugin --hello-sent\n{stale}{logout}")]
+    );
+}
+
+#[test]
+fn cargo_input_that_cannot_travel_in_the_environment_is_keygates_stdin() {
+    let world = world_with_token(3600);
+    let quick = QuickPathAlone::new(&world);
+    let garbage = "{\"v\":1,\0}\n";
+    let answered = quick.run(&world, &["--cargo-plugin"], garbage);
+    ok(&answered);
+    assert_eq!(
+        text(&answered.stdout),
+        format!("{CARGO_HELLO}password=from-keygate\n")
+    );
+    assert_eq!(
+        quick.keygate_calls(),
+        vec![format!("--cargo-plugin --hello-sent\n{garbage}")]
+    );
+}
+
+#[test]
+fn cargo_with_logging_or_other_arguments_is_keygates_from_the_start() {
+    let mut world = world_with_token(3600);
+    let quick = QuickPathAlone::new(&world);
+    let read = cargo_read(&format!("sparse+{SERVER}/api/cargo/"));
+    let odd = quick.run(&world, &["--cargo-plugin", "extra"], &read);
+    ok(&odd);
+    world.set_env("KEYGATE_LOG", "debug");
+    let logged = quick.run(&world, &["--cargo-plugin"], &read);
+    ok(&logged);
+    // keygate says the hello itself: the front said nothing.
+    assert_eq!(text(&logged.stdout), "password=from-keygate\n");
+    assert_eq!(
+        quick.keygate_calls(),
+        vec![
+            format!("--cargo-plugin extra\n{read}"),
+            format!("--cargo-plugin\n{read}")
+        ]
+    );
+}

@@ -192,6 +192,9 @@ fn client_secret_from_the_environment_is_not_inherited_or_logged() {
     let mut world = World::start(Options::default());
     world.set_env("KEYGATE_LOG", "trace");
     world.set_env("KEYGATE_CLIENT_SECRET", "leak-canary-client-secret");
+    // What the front program hands keygate of cargo's conversation (a
+    // `cargo login` token, say) is taken out at the same moment.
+    world.set_env("KEYGATE_CARGO_READ", "leak-canary-cargo-read");
     // keygate-test is a public client with the code grant: the
     // environment's secret is for client credentials and stays unused.
     let login = world.keygate(&["login", &world.repo_url()]);
@@ -202,6 +205,10 @@ fn client_secret_from_the_environment_is_not_inherited_or_logged() {
     assert!(
         !launch.contains("leak-canary-client-secret"),
         "the browser inherited the secret"
+    );
+    assert!(
+        !launch.contains("leak-canary-cargo-read"),
+        "the browser inherited what cargo sent"
     );
     assert!(
         !text(&login.stderr).contains("leak-canary-client-secret"),
