@@ -6,20 +6,27 @@ pub mod interaction;
 pub mod present;
 pub mod quick;
 
-use std::cell::{LazyCell, OnceCell};
-use std::fs::{File, TryLockError};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod error;
+mod issuer;
+mod leave;
+mod lock;
+mod login_notice;
 
-use sha2::{Digest, Sha256};
+use std::cell::{LazyCell, OnceCell};
+use std::path::PathBuf;
 
 use crate::clock::Clock;
 use crate::config::{Grant, Provider, Redirect};
 use crate::http::{HttpClient, HttpError};
-use crate::oauth::register::{self, Forgotten};
 use crate::oauth::{self, Browser, Handover, OAuthError, PasteWhen, TokenSet};
 use crate::secret::Secret;
-use crate::store::{self, AccountKey, Issuer, StoreError, TokenRecord, TokenStore, unix_now};
+use crate::store::{self, AccountKey, Issuer, TokenRecord, TokenStore, unix_now};
+
+pub use error::SessionError;
+use issuer::{issued_for, issued_to, issuer_of};
+pub use leave::Revocation;
+pub use login_notice::utc_date;
+use login_notice::warn_if_login_ends_soon;
 
 /// `keygate login URL`, quoted for the shell: the URL is the one git or the
 /// person gave, and its host may hold `$(…)`.
@@ -27,83 +34,8 @@ pub fn login_command(url: &str) -> String {
     crate::text::shell_command(&["keygate".into(), "login".into(), url.into()])
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    OAuth(OAuthError),
-    #[error(
-        "no token for {server} and {reason}; run `{}` in a terminal first",
-        login_command(server)
-    )]
-    LoginRequired { server: String, reason: String },
-    #[error(
-        "the refresh token for {server} was rejected ({cause}) and {reason}; run `{}` in a terminal",
-        login_command(server)
-    )]
-    RefreshRejected {
-        server: String,
-        cause: OAuthError,
-        reason: String,
-    },
-    #[error(
-        "the refresh token for {server} {why} and {reason}; run `{}` in a terminal",
-        login_command(server)
-    )]
-    RefreshDead {
-        server: String,
-        why: String,
-        reason: String,
-    },
-    #[error(
-        "refreshing the token for {server} failed: {cause}; the stored refresh token is kept, try again later"
-    )]
-    RefreshFailed { server: String, cause: OAuthError },
-    #[error("cannot take the refresh lock {path}: {source}")]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "another keygate process has held the lock for {server} for {waited:?}, probably waiting for a browser login; finish or cancel it, then retry"
-    )]
-    Busy { server: String, waited: Duration },
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    /// What another process's CI exchange met while this one waited.
-    #[error("{said} (met by another keygate process a moment ago, so not tried again)")]
-    FailedMeanwhile { said: String },
-    /// A person was asked to authorize, and the login failed.
-    #[error("{cause}; to try again, run `{command}`")]
-    LoginFailed { command: String, cause: OAuthError },
-}
-
-impl SessionError {
-    /// Whether a person took part in the login that failed: git should
-    /// then stop rather than ask them for a password.
-    pub fn asked_a_person(&self) -> bool {
-        matches!(self, SessionError::LoginFailed { .. })
-    }
-
-    /// Whether the person cancelled the login (Ctrl-C).
-    pub fn is_cancelled(&self) -> bool {
-        matches!(
-            self,
-            SessionError::LoginFailed {
-                cause: OAuthError::Cancelled,
-                ..
-            }
-        )
-    }
-}
-
 /// A server's `expires_in` beyond ten years is not believed.
 const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
-/// How long before the refresh token dies `get` starts saying so.
-const NOTICE_WINDOW_SECS: u64 = 7 * 24 * 3600;
-/// And how often it says it.
-const NOTICE_EVERY_SECS: u64 = 24 * 3600;
 
 /// How a code-grant login reaches its person.
 enum Way<'a> {
@@ -278,50 +210,6 @@ fn servable_at(
     Some(record)
 }
 
-/// Who issues `provider`'s tokens, to `client_id`: the configured client,
-/// or the one registered at the issuer. From the configuration alone:
-/// checking a cached token must not need the issuer's metadata or a
-/// registered client. `None` for a provider that names no token endpoint
-/// and no issuer, which never obtains tokens.
-fn issuer_of(provider: &Provider, client_id: &str) -> Option<Issuer> {
-    let client_id = client_id.to_owned();
-    match (&provider.endpoints.token_url, &provider.endpoints.issuer) {
-        (Some(token_url), _) => Some(Issuer::Endpoint {
-            token_url: token_url.to_string(),
-            client_id,
-        }),
-        (None, Some(issuer)) => Some(Issuer::Discovered {
-            issuer: issuer.clone(),
-            client_id,
-        }),
-        (None, None) => None,
-    }
-}
-
-/// Whether `record`'s tokens were issued where `provider` gets them; a
-/// client registered at the issuer is compared once known ([`issued_to`]).
-/// Records written before records named their issuer are accepted.
-fn issued_for(provider: &Provider, record: &TokenRecord) -> bool {
-    record.issuer.as_ref().is_none_or(|recorded| {
-        issuer_of(provider, &provider.client.client_id).is_some_and(|here| recorded.matches(&here))
-    })
-}
-
-/// Whether `record`'s tokens went to the client `completed` (the provider
-/// ready for the network) uses: the configuration cannot name a client
-/// registered at the issuer, so [`issued_for`] lets any pass. A record
-/// that names no client (written before they did, an empty id then meaning
-/// a registered one) passed on its issuer alone, and its tokens go back to
-/// that issuer, whose server binds them to their client.
-fn issued_to(record: &TokenRecord, completed: &Provider) -> bool {
-    let recorded = record.issuer.as_ref().and_then(Issuer::client_id);
-    let ours = recorded.is_none_or(|id| id == completed.client.client_id);
-    if !ours {
-        tracing::debug!(server = %record.server, "stored tokens were issued to another client; not presenting them");
-    }
-    ours
-}
-
 /// A token a CI system minted and put in the environment variable named
 /// by `keygate.<url>.tokenEnv`: served as is, never stored.
 pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {
@@ -343,86 +231,7 @@ pub fn token_from_env(provider: &Provider) -> Option<TokenRecord> {
     })
 }
 
-/// What `logout` did at the server.
-#[derive(Debug)]
-pub enum Revocation {
-    /// Nothing was stored, or the server has no revocation endpoint.
-    NotAttempted,
-    Revoked,
-    /// The server refused or failed; the local copies are gone anyway.
-    Failed(OAuthError),
-}
-
 impl Session<'_> {
-    /// Revokes the account's tokens where the server allows it (RFC 7009),
-    /// then deletes the local copies whatever the server answered.
-    /// Returns what happened at the server and whether anything was stored.
-    pub fn logout(&self) -> Result<(Revocation, bool), SessionError> {
-        let _lock = self.lock()?;
-        let Some(record) = self.store.load(&self.key)? else {
-            return Ok((Revocation::NotAttempted, false));
-        };
-        let unknown_endpoint = self.provider.endpoints.revoke_url.is_none()
-            && self.provider.endpoints.issuer.is_none();
-        let revocation = if unknown_endpoint || !self.issued_here(&record) {
-            Revocation::NotAttempted
-        } else {
-            let outcome = self.block_on(async {
-                let http = self.http().map_err(OAuthError::from)?;
-                // Leaving is no reason to register a client.
-                let provider = oauth::complete(self.provider, self.store, &http, false).await?;
-                if !issued_to(&record, &provider) {
-                    return Ok(false);
-                }
-                oauth::revoke(
-                    &provider,
-                    &http,
-                    record.refresh_token.as_ref(),
-                    record.access_token.as_ref(),
-                )
-                .await
-            })?;
-            match outcome {
-                Ok(true) => Revocation::Revoked,
-                Ok(false) => Revocation::NotAttempted,
-                Err(error) => Revocation::Failed(error),
-            }
-        };
-        let deleted = self.store.delete(&self.key)?;
-        Ok((revocation, deleted))
-    }
-
-    /// Deletes the client keygate registered for this server: at the
-    /// server (RFC 7592) where it offers that, and in the store. The
-    /// client's management URI is checked against where the issuer
-    /// registers clients now; without its metadata nothing is sent there.
-    pub fn forget_client(&self) -> Result<Forgotten, SessionError> {
-        let provider = self.provider;
-        if register::load(provider, self.store)
-            .map_err(OAuthError::from)?
-            .is_none()
-        {
-            return Ok(Forgotten::NothingStored);
-        }
-        let forgotten = self.block_on(async {
-            let http = self.http().map_err(OAuthError::from)?;
-            let endpoint = match provider.endpoints.issuer.as_deref() {
-                Some(issuer) => match oauth::discovery::metadata(&http, issuer).await {
-                    Ok(metadata) => metadata.registration_url(),
-                    Err(error) => {
-                        tracing::debug!(%error, "no metadata to check the client URI against");
-                        None
-                    }
-                },
-                None => None,
-            };
-            register::forget(provider, self.store, &http, endpoint.as_ref())
-                .await
-                .map_err(OAuthError::from)
-        })??;
-        Ok(forgotten)
-    }
-
     /// A record holding an access token that is fresh now, refreshing or
     /// logging in first if needed. `lookup` says where the first look,
     /// without the lock, goes.
@@ -832,258 +641,17 @@ impl Session<'_> {
             .map_err(SessionError::Runtime)?;
         Ok(runtime.block_on(work))
     }
-
-    /// An exclusive lock per account, shared by every keygate process of
-    /// this user; released when the returned file is dropped.
-    ///
-    /// The holder may be waiting for a person (a browser login), so a
-    /// process that may not ask one waits only as long as a refresh by
-    /// another process can take.
-    fn lock(&self) -> Result<File, SessionError> {
-        let dir = self.locks_dir()?;
-        let path = dir.join(format!("{}.lock", lock_name(&self.key)));
-        let lock_error = |source| SessionError::Lock {
-            path: path.clone(),
-            source,
-        };
-        crate::sys::create_private_dir(&dir).map_err(lock_error)?;
-        let file = crate::sys::open_private(&path, false).map_err(lock_error)?;
-        if !matches!(*self.interaction, Interaction::Forbidden(_)) {
-            file.lock().map_err(lock_error)?;
-            return Ok(file);
-        }
-        // Room for another process's refresh: connect, answer, save.
-        let patience = self.provider.policy.http_timeout.saturating_mul(2) + Duration::from_secs(5);
-        let deadline = Instant::now() + patience;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(SessionError::Busy {
-                        server: self.key.server.clone(),
-                        waited: patience,
-                    });
-                }
-                Err(TryLockError::Error(source)) => return Err(lock_error(source)),
-            }
-        }
-    }
-}
-
-impl Session<'_> {
-    fn locks_dir(&self) -> Result<PathBuf, SessionError> {
-        Ok(match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => store::data_dir()?,
-        }
-        .join("locks"))
-    }
-
-    /// Where a failed CI exchange is noted, beside the account's lock.
-    fn exchange_failure_note(&self) -> Option<PathBuf> {
-        self.provider.client.ci_identity.as_ref()?;
-        let dir = self.locks_dir().ok()?;
-        Some(dir.join(format!("{}.failed", lock_name(&self.key))))
-    }
-
-    /// Notes, with the lock held, that this process's CI exchange failed
-    /// and how: the processes waiting for the lock say so rather than
-    /// present the id token again. The words name the server and the
-    /// token's claims, never the token.
-    fn note_exchange_failure(&self, error: &SessionError) {
-        let Some(path) = self.exchange_failure_note() else {
-            return;
-        };
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let note = format!("{at}\n{error}");
-        if let Err(error) = crate::sys::write_private_atomically(&path, note.as_bytes()) {
-            tracing::debug!(%error, "cannot note the failed exchange");
-        }
-    }
-
-    /// What a CI exchange met after `since`, if one failed.
-    fn exchange_failed_since(&self, since: std::time::SystemTime) -> Option<String> {
-        let path = self.exchange_failure_note()?;
-        let note = std::fs::read_to_string(path).ok()?;
-        let (at, said) = note.split_once('\n')?;
-        let at = std::time::UNIX_EPOCH + Duration::from_millis(at.parse().ok()?);
-        (at >= since).then(|| said.to_owned())
-    }
-}
-
-/// In the last week of the refresh token's life, says once a day when
-/// a new login will be needed. Costs one comparison otherwise: the
-/// day's note is read only inside that week.
-fn warn_if_login_ends_soon(key: &AccountKey, record: &TokenRecord, now: u64) {
-    let Some(ends) = record.refresh_token_expires_at else {
-        return;
-    };
-    if ends > now.saturating_add(NOTICE_WINDOW_SECS)
-        || ends <= now
-        || record.refresh_token_rejected.is_some()
-    {
-        return;
-    }
-    let Ok(dir) = store::data_dir().map(|d| d.join("notices")) else {
-        return;
-    };
-    let path = dir.join(format!("{}.last", lock_name(key)));
-    let last = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if last.is_some_and(|last| now < last.saturating_add(NOTICE_EVERY_SECS)) {
-        return;
-    }
-    // Noted first: a notice that cannot be remembered is not repeated
-    // on every git command either.
-    if crate::sys::create_private_dir(&dir)
-        .and_then(|()| crate::sys::write_private_atomically(&path, now.to_string().as_bytes()))
-        .is_err()
-    {
-        return;
-    }
-    crate::text::notice(&format!(
-        "the login for {} ends {} (its refresh token expires then); run `{}` before that to keep git working without a prompt",
-        key.label(),
-        describe_instant(ends, now),
-        login_command(&key.login_url())
-    ));
-}
-
-/// A file name for `key`'s lock and notes that reveals nothing of the account.
-fn lock_name(key: &AccountKey) -> String {
-    let digest = Sha256::digest(key.label().as_bytes());
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// "in 3 days (2026-12-05 14:00 UTC)".
-fn describe_instant(at: u64, now: u64) -> String {
-    let left = at.saturating_sub(now);
-    let relative = match left {
-        s if s >= 2 * 86_400 => format!("in {} days", s / 86_400),
-        s if s >= 7200 => format!("in {} hours", s / 3600),
-        s => format!("in {} minutes", s / 60),
-    };
-    format!("{relative} ({})", utc_date(at))
-}
-
-/// `YYYY-MM-DD HH:MM UTC` for Unix seconds (Howard Hinnant's
-/// days-to-civil algorithm; no calendar crate for one line).
-pub fn utc_date(at: u64) -> String {
-    let days = i64::try_from(at / 86_400).unwrap_or(0);
-    let secs = at % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
-}
-
-/// A store failure met while reading a registered client is
-/// [`SessionError::Store`], like every other.
-impl From<OAuthError> for SessionError {
-    fn from(error: OAuthError) -> Self {
-        match error {
-            OAuthError::Registration(error) => match *error {
-                oauth::register::RegisterError::Store(error) => SessionError::Store(error),
-                error => SessionError::OAuth(OAuthError::Registration(Box::new(error))),
-            },
-            error => SessionError::OAuth(error),
-        }
-    }
-}
-
-impl From<HttpError> for SessionError {
-    fn from(error: HttpError) -> Self {
-        SessionError::OAuth(OAuthError::Http(error))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn provider(settings: &str) -> Provider {
+    pub(super) fn provider(settings: &str) -> Provider {
         let config = crate::config::GitConfig::parse_z(settings.as_bytes());
         Provider::resolve(&config, &url::Url::parse("https://g.example/").unwrap())
             .unwrap()
             .unwrap()
-    }
-
-    /// The regression of issue 19: a registered client's tokens were
-    /// recorded as `{"token_url": ISSUER, "client_id": ""}`.
-    #[test]
-    fn a_registered_clients_id_is_recorded_with_its_issuer() {
-        let registered = provider("keygate.https://g.example.issuer\nhttps://a.example\0");
-        assert_eq!(
-            issuer_of(&registered, "registered-1"),
-            Some(Issuer::Discovered {
-                issuer: "https://a.example".into(),
-                client_id: "registered-1".into()
-            })
-        );
-        let configured = provider(
-            "keygate.https://g.example.tokenurl\nhttps://a.example/token\0\
-             keygate.https://g.example.clientid\napp\0",
-        );
-        assert_eq!(
-            issuer_of(&configured, &configured.client.client_id),
-            Some(Issuer::Endpoint {
-                token_url: "https://a.example/token".into(),
-                client_id: "app".into()
-            })
-        );
-    }
-
-    #[test]
-    fn records_of_every_form_are_checked_against_the_configuration() {
-        let registered = provider("keygate.https://g.example.issuer\nhttps://a.example\0");
-        let with = |issuer: Option<Issuer>| TokenRecord {
-            issuer,
-            ..store::test_record("https://g.example", "t")
-        };
-        let issued_to = |client: &str| {
-            with(Some(Issuer::Discovered {
-                issuer: "https://a.example".into(),
-                client_id: client.into(),
-            }))
-        };
-        assert!(issued_for(&registered, &with(None)));
-        assert!(issued_for(&registered, &issued_to("registered-1")));
-        let lost_client = with(Some(Issuer::Unlabelled {
-            url: Some("https://a.example".into()),
-            client_id: String::new(),
-        }));
-        assert!(issued_for(&registered, &lost_client));
-        let elsewhere = with(Some(Issuer::Discovered {
-            issuer: "https://b.example".into(),
-            client_id: "registered-1".into(),
-        }));
-        assert!(!issued_for(&registered, &elsewhere));
-
-        // A client configured for the issuer takes only its own tokens.
-        let configured = provider(
-            "keygate.https://g.example.issuer\nhttps://a.example\0\
-             keygate.https://g.example.clientid\napp\0",
-        );
-        assert!(issued_for(&configured, &issued_to("app")));
-        assert!(!issued_for(&configured, &issued_to("registered-1")));
-        assert!(!issued_for(&configured, &lost_client));
     }
 
     /// A session over a file store in a temp dir, a canned token endpoint
@@ -1352,12 +920,5 @@ mod tests {
             assert_eq!(f.saved(), f.stored());
             assert_eq!(f.endpoint.take_sent().len(), garbage.len() + 1);
         }
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(utc_date(1_796_000_000), "2026-11-30 00:53 UTC");
     }
 }
