@@ -11,7 +11,7 @@ use url::Url;
 use crate::gitconfig::split_key;
 use crate::secret::Secret;
 
-mod baked;
+use super::baked;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -224,7 +224,7 @@ pub(crate) fn winning_subsection(config: &GitConfig, section: &str, url: &Url) -
 /// Ordered as git's urlmatch ranks candidates: host match, then path
 /// length, then whether a user name matched.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Specificity {
+pub(super) struct Specificity {
     host_exact: bool,
     host_len: usize,
     path_len: usize,
@@ -234,7 +234,7 @@ struct Specificity {
 /// Matches a config URL (`https://*.example.com:8443/org`) against a
 /// request URL: scheme and port must agree, host exactly or by `*` per
 /// label, path as a prefix at a `/` boundary, user only if given.
-fn match_url(pattern: &str, url: &Url) -> Option<Specificity> {
+pub(super) fn match_url(pattern: &str, url: &Url) -> Option<Specificity> {
     let pattern = Url::parse(pattern).ok()?;
     if pattern.scheme() != url.scheme() {
         return None;
@@ -1211,7 +1211,7 @@ mod tests {
             let url_reads = code.matches(r#"for_url("keygate""#).count();
             let allowed = match name.as_str() {
                 // Provider::resolve, whose lookup takes a `Key`.
-                "src/config.rs" => 1,
+                "src/config/resolve.rs" => 1,
                 // setup compares what it is about to write (`Key`s) with
                 // what is there.
                 "src/commands/setup.rs" => 1,
@@ -1221,7 +1221,7 @@ mod tests {
                 url_reads, allowed,
                 "{name}: reads keygate.<url>.* outside `Key`"
             );
-            if name == "src/config.rs" {
+            if name == "src/config/resolve.rs" {
                 assert!(!code.contains(r#"get(""#), "{name}: a lookup by string");
             }
         }
