@@ -5,7 +5,7 @@
 
 use url::Url;
 
-use super::{Specificity, match_url};
+use super::matching::{Specificity, match_url};
 
 /// One `[keygate "URL"]` section of the packager's file.
 pub(super) struct Baked {

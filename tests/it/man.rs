@@ -71,7 +71,7 @@ fn every_man_page_renders_without_warnings() {
 
 /// keygate-config(5)'s KEYS section lists every key the code reads
 /// (`Key::ALL`, which every read goes through: see
-/// `config::tests::keygate_keys_are_read_only_through_key`) and no other,
+/// `config::keys::tests::keygate_keys_are_read_only_through_key`) and no other,
 /// each with its meaning and, where it has one, its default.
 #[test]
 fn config_page_lists_exactly_the_keys_the_code_reads() {
