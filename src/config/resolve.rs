@@ -294,6 +294,8 @@ impl Provider {
 /// What a `tokensFrom` must name.
 const SHARED_LOGIN: &str =
     "an https:// URL keygate has a login of its own for (not another tokensFrom)";
+const SHARED_LOGIN_NO_USER: &str =
+    "the forge's URL without a user name: a shared login is the forge's default account";
 
 /// The provider of the URL a host's `tokensFrom` names, handing out its
 /// tokens under this host's own `username` and `authType` when set. One
@@ -308,6 +310,12 @@ fn resolve_shared(
     let url = Url::parse(source).map_err(|_| refused())?;
     if crate::http::check_endpoint(&url).is_err() {
         return Err(refused());
+    }
+    // The account comes from the asking host's request, never from here:
+    // `https://alice@forge` would silently hand out the default account's
+    // tokens, so it is refused rather than half obeyed.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(Key::TokensFrom, source, SHARED_LOGIN_NO_USER));
     }
     let Some(mut provider) = Provider::resolve_at(config, &url, false, baked::for_url(&url))?
     else {
@@ -423,7 +431,8 @@ mod tests {
               keygate.https://registry.example.com.tokensfrom\nhttps://git.example.com\0\
               keygate.https://registry.example.com.username\nregistry-user\0\
               keygate.https://loop.example.com.tokensfrom\nhttps://registry.example.com\0\
-              keygate.https://nowhere.example.com.tokensfrom\nhttps://unknown.example.com\0",
+              keygate.https://nowhere.example.com.tokensfrom\nhttps://unknown.example.com\0\
+              keygate.https://someone.example.com.tokensfrom\nhttps://alice@git.example.com\0",
         );
         let resolve = |url: &str| Provider::resolve(&config, &Url::parse(url).unwrap());
         let shared = resolve("https://registry.example.com/v2/")
@@ -438,8 +447,13 @@ mod tests {
             "oauth2",
             "the forge keeps its own"
         );
-        // One step only, and to a URL keygate knows.
-        for refused in ["https://loop.example.com", "https://nowhere.example.com"] {
+        // One step only, to a URL keygate knows, and without naming an
+        // account it would not serve.
+        for refused in [
+            "https://loop.example.com",
+            "https://nowhere.example.com",
+            "https://someone.example.com",
+        ] {
             assert!(
                 matches!(resolve(refused), Err(ConfigError::Invalid { .. })),
                 "{refused}"
