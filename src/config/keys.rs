@@ -83,7 +83,7 @@ keys! {
     Username: Url "username", default "the preset's, else the one git asks for, else oauth2",
         "User name handed to git (and to Docker's clients) with the token.";
     TokensFrom: Url "tokensFrom", default "",
-        "Another URL whose login this host shares: its client, endpoints, scopes and tokens, so one login and one refresh serve both (a container registry and its forge: https://gitlab.com for registry.gitlab.com). The forge's token is then sent to this host. Only this host's username and authType still apply.";
+        "Another URL whose login this host shares: its client, endpoints, scopes and tokens, so one login and one refresh serve both (a container registry and its forge: https://gitlab.com for registry.gitlab.com). The forge's token is then sent to this host. Only this host's username and authType still apply. The URL names no user: a shared login is the forge's default account.";
     RefreshMargin: Url "refreshMargin", default "300",
         "Seconds: a token counts as stale when less than the smaller of this and a quarter of its lifetime is left.";
     LoginTimeout: Url "loginTimeout", default "300",
