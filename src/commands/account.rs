@@ -9,8 +9,8 @@ use crate::config::{self, GitConfig, Provider};
 use crate::helper::{self, Context, Operation};
 use crate::oauth::register::Forgotten;
 use crate::secret::Secret;
-use crate::session::{self, Interaction, Revocation};
-use crate::store::{self, AccountKey, TokenRecord};
+use crate::session::{self, Interaction, Revocation, Session};
+use crate::store::{self, AccountKey, TokenRecord, TokenStore};
 use crate::text::escape_line;
 
 /// git's credential protocol on `input` and `output`.
@@ -34,17 +34,28 @@ pub fn login(
     config: &GitConfig,
     raw_url: &str,
     reach: Reach<'_>,
-    mut notices: impl Write,
+    notices: impl Write,
 ) -> Result<(), CommandError> {
     let (provider, url) = provider_for(config, raw_url)?;
     let store = store::open_for(config)?;
     let session = session(config, &provider, &url, store.as_ref(), reach.for_person());
     let record = session.login()?;
+    say_logged_in(notices, &session, &record, store.as_ref())
+}
+
+/// The one line a login ends with: whose tokens, how long they last,
+/// where they are kept.
+pub(super) fn say_logged_in(
+    mut notices: impl Write,
+    session: &Session<'_>,
+    record: &TokenRecord,
+    store: &dyn TokenStore,
+) -> Result<(), CommandError> {
     writeln!(
         notices,
         "keygate: logged in to {} ({}), tokens kept in the {} store",
         session.key.label(),
-        super::status::describe_expiry(&record),
+        super::status::describe_expiry(record),
         store.kind()
     )?;
     Ok(())

@@ -206,15 +206,7 @@ fn login(
     let session =
         Session::for_account(config, &account, store.as_ref(), move || reach.for_person());
     let record = session.fresh_token(Lookup::Whole)?;
-    let mut notices = io::stderr();
-    writeln!(
-        notices,
-        "keygate: logged in to {} ({}), tokens kept in the {} store",
-        session.key.label(),
-        super::status::describe_expiry(&record),
-        store.kind()
-    )?;
-    Ok(())
+    account::say_logged_in(io::stderr(), &session, &record, store.as_ref())
 }
 
 /// The URL keygate's configuration is matched against: the index URL

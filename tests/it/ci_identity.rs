@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{self, Options, World, credential_field, ok, text};
+use crate::common::{self, Options, World, ok, text};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -28,12 +28,18 @@ fn info<'a>(world: &'a World, key: &str) -> &'a str {
     world.oidc[key].as_str().unwrap()
 }
 
-/// What GitHub Actions gives a job with `permissions: id-token: write`.
-fn in_github_actions(world: &mut World, request_url: &str) {
-    let token = info(world, "ci_request_token").to_owned();
+/// A CI job in GitHub Actions with `permissions: id-token: write`: what
+/// Actions gives it, with the test server's endpoint named by
+/// `request_endpoint` (`ci_actions_url`, or `ci_hang_url` that never
+/// answers) as its token request URL.
+fn github_actions_world(request_endpoint: &str) -> World {
+    let mut world = ci_world(600);
+    let request_url = info(&world, request_endpoint).to_owned();
+    let token = info(&world, "ci_request_token").to_owned();
     world.set_env("GITHUB_ACTIONS", "true");
-    world.set_env("ACTIONS_ID_TOKEN_REQUEST_URL", request_url);
+    world.set_env("ACTIONS_ID_TOKEN_REQUEST_URL", &request_url);
     world.set_env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &token);
+    world
 }
 
 /// The global git config: keygate the only helper, `[keygate "GIT"]` with
@@ -164,9 +170,7 @@ fn run_bounded(mut command: Command) -> Output {
 
 #[test]
 fn token_exchange_from_github_actions_clones_and_pushes_and_keeps_no_id_token() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let mut world = github_actions_world("ci_actions_url");
     configure(
         &world,
         "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n\tscopes = git\n",
@@ -277,9 +281,7 @@ fn jwt_bearer_with_a_gitlab_id_tokens_variable_clones_and_pushes() {
 
 #[test]
 fn a_client_assertion_to_an_entra_like_federated_credential_clones_and_pushes() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let world = github_actions_world("ci_actions_url");
     let entra = info(&world, "entra_token_endpoint").to_owned();
     configure_with_token_url(
         &world,
@@ -337,9 +339,7 @@ fn a_client_assertion_to_an_entra_like_federated_credential_clones_and_pushes() 
 
 #[test]
 fn a_stale_token_is_exchanged_again_with_a_fresh_id_token_each_time() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let world = github_actions_world("ci_actions_url");
     configure(
         &world,
         "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n\tidToken = github\n",
@@ -394,9 +394,7 @@ fn a_stale_token_is_exchanged_again_with_a_fresh_id_token_each_time() {
 
 #[test]
 fn refused_id_tokens_fail_once_in_one_line_naming_server_grant_source_and_fix() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let mut world = github_actions_world("ci_actions_url");
     let token_url = info(&world, "token_endpoint").to_owned();
     let expired = mint(&world, "ttl=-120");
     let foreign = mint(
@@ -457,9 +455,7 @@ fn refused_id_tokens_fail_once_in_one_line_naming_server_grant_source_and_fix() 
 
 #[test]
 fn a_ci_that_does_not_answer_is_bounded_by_the_timeout() {
-    let mut world = ci_world(600);
-    let hang_url = info(&world, "ci_hang_url").to_owned();
-    in_github_actions(&mut world, &hang_url);
+    let world = github_actions_world("ci_hang_url");
     configure(
         &world,
         "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n\ttimeout = 2\n",
@@ -526,9 +522,7 @@ fn write_script(path: &std::path::Path, body: &str) {
 
 #[test]
 fn thirty_two_parallel_fetches_at_expiry_cause_one_exchange() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let world = github_actions_world("ci_actions_url");
     configure(
         &world,
         "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n",
@@ -536,14 +530,7 @@ fn thirty_two_parallel_fetches_at_expiry_cause_one_exchange() {
     ok(&world.keygate(&["token", &world.repo_url()]));
     world.expire_stored_token();
 
-    let passwords: Vec<String> = world
-        .parallel_fills(32)
-        .iter()
-        .map(|output| {
-            ok(output);
-            credential_field(output, "password").expect("a password")
-        })
-        .collect();
+    let passwords = world.parallel_passwords(32);
     assert_eq!(
         exchanges(&world, TOKEN_EXCHANGE).len(),
         2,
@@ -557,9 +544,7 @@ fn thirty_two_parallel_fetches_at_expiry_cause_one_exchange() {
 
 #[test]
 fn the_proxy_injects_an_exchanged_token() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let world = github_actions_world("ci_actions_url");
     configure(
         &world,
         "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n",
@@ -576,9 +561,7 @@ fn the_proxy_injects_an_exchanged_token() {
 
 #[test]
 fn setup_in_ci_writes_the_exchange_grant_the_server_lists() {
-    let mut world = ci_world(600);
-    let actions_url = info(&world, "ci_actions_url").to_owned();
-    in_github_actions(&mut world, &actions_url);
+    let world = github_actions_world("ci_actions_url");
     std::fs::write(
         world.gitconfig_path(),
         format!(
@@ -626,9 +609,7 @@ fn setup_in_ci_writes_the_exchange_grant_the_server_lists() {
 
 #[test]
 fn parallel_fetches_that_wait_on_a_failing_exchange_do_not_try_again() {
-    let mut world = ci_world(600);
-    let hang_url = info(&world, "ci_hang_url").to_owned();
-    in_github_actions(&mut world, &hang_url);
+    let world = github_actions_world("ci_hang_url");
     configure(
         &world,
         "\tclientId = keygate-ci-exchange\n\tgrant = token_exchange\n\ttimeout = 2\n",

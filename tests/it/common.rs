@@ -452,6 +452,18 @@ impl World {
             .collect()
     }
 
+    /// [`World::parallel_fills`] that must all succeed: the password each
+    /// was given.
+    pub fn parallel_passwords(&self, count: usize) -> Vec<String> {
+        self.parallel_fills(count)
+            .iter()
+            .map(|output| {
+                ok(output);
+                credential_field(output, "password").expect("a password")
+            })
+            .collect()
+    }
+
     pub fn credential(&self, action: &str, input: &str) -> Output {
         let mut command = self.command("git");
         command.args(["credential", action]);

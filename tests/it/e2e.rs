@@ -101,14 +101,7 @@ fn sixty_four_concurrent_fills_at_expiry_cause_one_refresh() {
     ok(&world.keygate(&["login", &world.repo_url()]));
     world.expire_stored_token();
 
-    let passwords: Vec<String> = world
-        .parallel_fills(64)
-        .iter()
-        .map(|output| {
-            ok(output);
-            credential_field(output, "password").expect("a password")
-        })
-        .collect();
+    let passwords = world.parallel_passwords(64);
     assert_eq!(
         world.token_requests("refresh_token"),
         1,
