@@ -12,6 +12,8 @@ pub mod auth_files;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+use serde::Serialize;
+
 use super::{CommandError, Outcome, Reach};
 use crate::config::{self, GitConfig, Key, Provider};
 use crate::docker_credential::{
@@ -253,6 +255,45 @@ pub struct SetupArgs {
     /// Show what would be written; write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `keygate setup docker` did.
+#[derive(Debug, Serialize)]
+pub struct SetupReport {
+    /// The `credHelpers` key: the registry's host (and port).
+    pub registry: String,
+    pub files: Vec<AuthFileReport>,
+    /// keygate's settings for the registry, when it has some.
+    pub configured: Option<Configured>,
+    pub next_steps: Vec<String>,
+}
+
+/// One auth file a client reads, and what setup did to it.
+#[derive(Debug, Serialize)]
+pub struct AuthFileReport {
+    pub path: std::path::PathBuf,
+    /// Who reads it: `Docker`, or `podman, skopeo, buildah`.
+    pub readers: &'static str,
+    /// `unchanged` (already keygate), `set`, or `would-set` (`--dry-run`).
+    pub state: &'static str,
+    /// The helper the entry named before, when another.
+    pub was: Option<String>,
+    /// A password saved for the registry (`auths`), unused once
+    /// `credHelpers` names keygate.
+    pub saved_login: bool,
+}
+
+/// How keygate serves the registry.
+#[derive(Debug, Serialize)]
+pub struct Configured {
+    pub server: String,
+    /// The forge whose login it shares (`tokensFrom`), if any.
+    pub login_of: Option<String>,
+    /// The user name clients are given with the token.
+    pub username: String,
 }
 
 /// `keygate setup docker <registry>`: points the registry's `credHelpers`
@@ -269,38 +310,37 @@ pub fn setup(
     let host = protocol::registry_host(&url);
     let server = config::origin_of(&url);
     let server = server.as_str().trim_end_matches('/');
-    let mut steps = Vec::new();
+    let mut report = SetupReport {
+        registry: host.clone(),
+        files: Vec::new(),
+        configured: None,
+        next_steps: Vec::new(),
+    };
 
-    let would = if args.dry_run { "would " } else { "" };
     for file in auth_files::lasting()? {
         let readers = match file.reader {
             Reader::Docker => "Docker",
             Reader::Containers => "podman, skopeo, buildah",
         };
-        let path = format!("{} ({readers})", file.path.display());
-        match auth_files::point_at_keygate(&file.path, &host, args.dry_run)? {
-            Edit::Unchanged => {
-                writeln!(output, "unchanged: {path}: credHelpers[{host}] is keygate")?
-            }
-            Edit::Added => writeln!(output, "{would}set: {path}: credHelpers[{host}] = keygate")?,
-            Edit::Replaced(before) => writeln!(
-                output,
-                "{would}set: {path}: credHelpers[{host}] = keygate (was {})",
-                escape_line(&before)
-            )?,
-        }
+        let set = if args.dry_run { "would-set" } else { "set" };
+        let (state, was) = match auth_files::point_at_keygate(&file.path, &host, args.dry_run)? {
+            Edit::Unchanged => ("unchanged", None),
+            Edit::Added => (set, None),
+            Edit::Replaced(before) => (set, Some(before)),
+        };
         let document = auth_files::read(&file.path).unwrap_or_default();
-        if auth_files::has_saved_login(&document, &host) {
-            writeln!(
-                output,
-                "note: {path} still holds a saved password for {host} (auths), unused now that credHelpers names keygate; delete that entry to be rid of it"
-            )?;
-        }
+        report.files.push(AuthFileReport {
+            saved_login: auth_files::has_saved_login(&document, &host),
+            path: file.path,
+            readers,
+            state,
+            was,
+        });
     }
     if let Some(file) = auth_files::runtime()
         && auth_files::read(&file.path).is_ok_and(|d| auth_files::has_saved_login(&d, &host))
     {
-        steps.push(format!(
+        report.next_steps.push(format!(
             "podman, skopeo and buildah use the login saved in {} before keygate: run `podman logout {host}`",
             file.path.display()
         ));
@@ -309,38 +349,81 @@ pub fn setup(
     match Provider::resolve(config, &url) {
         Ok(Some(provider)) => {
             let shared = provider.server.as_str().trim_end_matches('/');
-            let login = if shared == server {
-                String::new()
-            } else {
-                format!(", sharing the login of {shared}")
-            };
-            writeln!(
-                output,
-                "keygate: configured for {server}{login}; clients get user name {}",
-                provider.wire_username(None)
-            )?;
+            report.configured = Some(Configured {
+                server: server.to_owned(),
+                login_of: (shared != server).then(|| shared.to_owned()),
+                username: provider.wire_username(None),
+            });
         }
-        Ok(None) => steps.push(format!(
+        Ok(None) => report.next_steps.push(format!(
             "configure keygate for {server}: to share a forge's login, `{}` (and add the registry's scopes to the forge's `scopes`); else its own client, `{}` and `{}`; see docs/containers.md",
             config::set_key_command(server, Key::TokensFrom, "https://forge.example.com"),
             config::set_key_command(server, Key::ClientId, "<id>"),
             config::set_key_command(server, Key::Issuer, "<issuer URL>"),
         )),
-        Err(error) => steps.push(format!("fix keygate's settings for {server}: {error}")),
+        Err(error) => report
+            .next_steps
+            .push(format!("fix keygate's settings for {server}: {error}")),
     }
     if !on_path(PROGRAM) {
-        steps.push(format!(
+        report.next_steps.push(format!(
             "put {PROGRAM} on PATH: install.sh installs it beside keygate"
         ));
     }
-    for step in &steps {
-        writeln!(output, "left to you: {}", escape_line(step))?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut output, &report)?;
+        writeln!(output)?;
+    } else {
+        output.write_all(report_text(&report).as_bytes())?;
     }
-    Ok(if steps.is_empty() {
+    output.flush()?;
+    Ok(if report.next_steps.is_empty() {
         Outcome::Done
     } else {
         Outcome::StepsLeft
     })
+}
+
+/// The report as lines for a person. What came from the files (another
+/// helper's name) or the configuration cannot drive the terminal.
+fn report_text(report: &SetupReport) -> String {
+    let host = &report.registry;
+    let mut out = String::new();
+    for file in &report.files {
+        let path = format!("{} ({})", file.path.display(), file.readers);
+        out += &match (file.state, &file.was) {
+            ("unchanged", _) => format!("unchanged: {path}: credHelpers[{host}] is keygate\n"),
+            (state, was) => {
+                let would = if state == "would-set" { "would " } else { "" };
+                let was = was
+                    .as_ref()
+                    .map(|before| format!(" (was {})", escape_line(before)))
+                    .unwrap_or_default();
+                format!("{would}set: {path}: credHelpers[{host}] = keygate{was}\n")
+            }
+        };
+        if file.saved_login {
+            out += &format!(
+                "note: {path} still holds a saved password for {host} (auths), unused now that credHelpers names keygate; delete that entry to be rid of it\n"
+            );
+        }
+    }
+    if let Some(configured) = &report.configured {
+        let login = configured
+            .login_of
+            .as_ref()
+            .map(|shared| format!(", sharing the login of {shared}"))
+            .unwrap_or_default();
+        out += &escape_line(&format!(
+            "keygate: configured for {}{login}; clients get user name {}",
+            configured.server, configured.username
+        ));
+        out.push('\n');
+    }
+    for step in &report.next_steps {
+        out += &format!("left to you: {}\n", escape_line(step));
+    }
+    out
 }
 
 /// The `credHelpers` entries for `host` in the files clients read, each

@@ -511,4 +511,26 @@ fn setup_keeps_every_other_entry_and_names_what_is_left() {
     );
     let unchanged: Value = serde_json::from_str(&read(&docker)).unwrap();
     assert_eq!(unchanged, expected, "a dry run writes nothing");
+
+    // The same report for scripts; the second run finds it done.
+    let again = world.keygate(&["setup", "docker", "--json", "registry.example.com"]);
+    assert_eq!(again.status.code(), Some(3));
+    let json: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(json["registry"], "registry.example.com", "{json}");
+    let docker_file = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["readers"] == "Docker")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(docker_file["state"], "unchanged", "{json}");
+    assert_eq!(docker_file["saved_login"], true, "{json}");
+    assert!(json["configured"].is_null(), "{json}");
+    let steps = json["next_steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("tokensFrom")),
+        "{json}"
+    );
 }
