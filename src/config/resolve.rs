@@ -594,14 +594,19 @@ mod tests {
         let identity = p.client.ci_identity.unwrap();
         assert_eq!(identity.source, IdTokenSource::Auto);
         assert!(!identity.client_assertion);
+        // Absolute as the platform spells it: `/var/…` names no drive on
+        // Windows, so it would depend on the current one.
+        let absolute = if cfg!(windows) {
+            r"C:\ci\tokens\ci"
+        } else {
+            "/var/run/secrets/tokens/ci"
+        };
+        let file = format!("file:{absolute}");
         for (raw, source) in [
             ("github", IdTokenSource::Github),
             ("buildkite", IdTokenSource::Buildkite),
             ("env:GITLAB_OIDC", IdTokenSource::Env("GITLAB_OIDC".into())),
-            (
-                "file:/var/run/secrets/tokens/ci",
-                IdTokenSource::File("/var/run/secrets/tokens/ci".into()),
-            ),
+            (file.as_str(), IdTokenSource::File(absolute.into())),
         ] {
             let p = resolve(&[
                 ("keygate.https://ci.example.grant", "jwt_bearer"),
