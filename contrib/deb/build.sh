@@ -88,6 +88,16 @@ mkdir -p "$doc/docs"
 cp "$source/README.md" "$doc/"
 cp "$source"/docs/*.md "$doc/docs/"
 cp "$source/contrib/deb/copyright" "$doc/copyright"
+# The static PIE has no program interpreter, which lintian takes for a
+# shared library without its prerequisites.
+mkdir -p "$usr/share/lintian/overrides"
+cat > "$usr/share/lintian/overrides/keygate" <<'OVERRIDES'
+# Not an upload to Debian's archive: there is no ITP bug to close.
+keygate: initial-upload-closes-no-bugs [usr/share/doc/keygate/changelog.Debian.gz:1]
+# Static PIEs (install.sh's build): no program interpreter by design.
+keygate: shared-library-lacks-prerequisites [usr/bin/keygate]
+keygate: shared-library-lacks-prerequisites [usr/bin/git-credential-keygate]
+OVERRIDES
 
 # The binary's own version, so the package can never claim another.
 version="$("$usr/bin/keygate" --version | sed -n 's/^keygate //p')"
@@ -103,6 +113,17 @@ if ldd "$usr/bin/keygate" 2>/dev/null | grep -q '=>'; then
   depends="libc6 (>= ${glibc}), git"
 fi
 
+maintainer="${KEYGATE_DEB_MAINTAINER:-keygate packagers <keygate-packagers@invalid>}"
+# Debian wants a changelog in every binary package; this one says what
+# the package is built from.
+{
+  echo "keygate (${version}-${revision}) unstable; urgency=medium"
+  echo
+  echo "  * keygate ${version}, built from source by contrib/deb/build.sh."
+  echo
+  echo " -- ${maintainer}  $(date -R)"
+} | gzip -9n > "$doc/changelog.Debian.gz"
+
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
 chmod 0755 "$usr/bin/keygate" "$usr/bin/git-credential-keygate"
@@ -115,7 +136,7 @@ cat > "$root/DEBIAN/control" <<CONTROL
 Package: keygate
 Version: ${version}-${revision}
 Architecture: ${arch}
-Maintainer: ${KEYGATE_DEB_MAINTAINER:-keygate packagers <keygate-packagers@invalid>}
+Maintainer: ${maintainer}
 Installed-Size: ${installed_size}
 Depends: ${depends}
 Suggests: gnome-keyring
@@ -126,7 +147,10 @@ Description: git credential helper that keeps OAuth 2.0 tokens fresh
  keeps the tokens in the OS keychain (Secret Service) or a 0600 file,
  and hands git a fresh access token on every HTTPS operation, refreshing
  it before it expires. keygate proxy adds tokens for Composer, curl, npm
- and pip. Each user registers it with git: keygate setup URL.
+ and pip; docker-credential-keygate and cargo-credential-keygate answer
+ container tools and cargo in their own protocols; in CI it trades the
+ job's identity token for a git token. Each user registers it with git:
+ keygate setup URL.
 CONTROL
 chmod 0644 "$root/DEBIAN/control"
 

@@ -62,6 +62,12 @@ pub fn write_pages(
         dir.join(format!("{CONFIG_PAGE}.5")),
         config_page(&version).into_bytes(),
     ));
+    for program in &PROGRAMS {
+        pages.push((
+            dir.join(format!("{}.1", program.name)),
+            program_page(program, &version).into_bytes(),
+        ));
+    }
 
     for (path, page) in pages {
         std::fs::write(&path, page).map_err(|source| CommandError::WritePage {
@@ -121,6 +127,79 @@ pub fn config_page(version: &str) -> String {
     roff.control("SH", ["SEE ALSO"]).text([roman(
         "keygate(1), keygate-setup(1), git-config(1), gitcredentials(7)",
     )]);
+    roff.to_roff()
+}
+
+/// A name keygate answers under for another program's protocol: each
+/// gets a page, so `man` finds every program the package installs.
+struct Program {
+    name: &'static str,
+    summary: &'static str,
+    synopsis: &'static str,
+    description: &'static str,
+    see_also: &'static str,
+}
+
+const PROGRAMS: [Program; 3] = [
+    Program {
+        name: "git-credential-keygate",
+        summary: "the credential helper git runs for keygate",
+        synopsis: "get | store | erase",
+        description: "git runs it for credential.helper = keygate (or its absolute path, which keygate setup \
+             and install.sh register) with a request on stdin, as gitcredentials(7) describes. \
+             A small program: it answers a fresh token cached for the request's host itself \
+             and hands everything else (a stale token, a login, store, erase) to the keygate \
+             installed beside it, which answers exactly as keygate get, store and erase do.",
+        see_also: "keygate(1), keygate-get(1), gitcredentials(7), keygate-config(5)",
+    },
+    Program {
+        name: "docker-credential-keygate",
+        summary: "Docker's credential helper protocol, answered with keygate's tokens",
+        synopsis: "get | store | erase | list | version",
+        description: "Docker, podman, skopeo, buildah and crane run it for the registries whose credHelpers \
+             entry is keygate (keygate setup docker REGISTRY writes it). get reads the registry on \
+             stdin and answers ServerURL, Username and Secret as JSON, with the token git would get \
+             for that host (keygate.<url>.tokensFrom shares a forge's login); a registry keygate has \
+             no settings for is answered \"credentials not found in native keychain\", so the client \
+             goes on without. store keeps nothing; erase logs out; list names the registries set up \
+             for keygate that have a login.",
+        see_also: "keygate(1), keygate-setup(1), keygate-config(5)",
+    },
+    Program {
+        name: "cargo-credential-keygate",
+        summary: "cargo's credential provider, answered with keygate's tokens",
+        synopsis: "--cargo-plugin",
+        description: "cargo runs it, or keygate itself, for a registry whose credential-provider names it \
+             (keygate setup cargo INDEX-URL writes that), and speaks cargo's credential-provider \
+             protocol on stdin and stdout. A get is answered with the token git would get for the \
+             index URL's server, kept by cargo until it turns stale; login and logout are keygate's; \
+             a registry keygate has no settings for is answered url-not-supported, so cargo asks its \
+             next provider.",
+        see_also: "keygate(1), keygate-setup(1), keygate-config(5), cargo-login(1)",
+    },
+];
+
+/// The page of one of [`PROGRAMS`].
+fn program_page(program: &Program, version: &str) -> String {
+    let mut roff = Roff::new();
+    roff.control(
+        "TH",
+        [
+            program.name.to_ascii_uppercase().as_str(),
+            "1",
+            "",
+            &format!("keygate {version}"),
+            "keygate manual",
+        ],
+    )
+    .control("SH", ["NAME"])
+    .text([roman(format!("{} - {}", program.name, program.summary))])
+    .control("SH", ["SYNOPSIS"])
+    .text([bold(program.name), roman(" "), italic(program.synopsis)])
+    .control("SH", ["DESCRIPTION"])
+    .text([roman(program.description)])
+    .control("SH", ["SEE ALSO"])
+    .text([roman(program.see_also)]);
     roff.to_roff()
 }
 
