@@ -20,7 +20,8 @@ use keygate::helper::Operation;
     about = "OAuth 2.0 tokens for HTTPS git, kept fresh in the OS keychain",
     after_help = "Documentation: `man keygate-<command>`, `man 5 keygate-config` (every config key),\n\
                   README.md and the pages in docs/ (the source tree; /usr/share/doc/keygate\n\
-                  in the Debian package): configuration, forges, ci, proxy, troubleshooting.\n\
+                  in the Debian package): configuration, forges, login, ssh-and-wsl, ci,\n\
+                  ci-identity, proxy, containers, cargo, troubleshooting.\n\
                   Git still asks for a password? `keygate doctor <url>`."
 )]
 struct Cli {
@@ -67,7 +68,8 @@ enum Command {
     /// Exit code 3: a step is left to you (printed)
     #[command(
         after_help = "Every key: `man 5 keygate-config` and docs/configuration.md; \
-                      what to create on GitHub, GitLab and Bitbucket: docs/forges.md"
+                      what to create on GitHub, GitLab and Bitbucket: docs/forges.md; \
+                      registries: docs/containers.md, docs/cargo.md"
     )]
     Setup(setup::Args),
     /// Print environment settings for a tool, e.g. `keygate env composer <url>`

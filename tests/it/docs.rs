@@ -59,3 +59,40 @@ fn the_link_check_fails_on_a_missing_page_or_heading() {
     let output = check_links(dir.path(), &[]);
     assert!(output.status.success(), "{}", text(&output.stderr));
 }
+
+/// `keygate --help` and `keygate setup --help` send people to pages by
+/// name; each must be a page in docs/.
+#[test]
+fn the_pages_help_names_are_in_docs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut named = Vec::new();
+    for args in [&["--help"][..], &["setup", "--help"]] {
+        let output = Command::new(crate::common::KEYGATE)
+            .args(args)
+            .output()
+            .unwrap();
+        let help = text(&output.stdout);
+        // "in the Debian package): configuration, forges, …, troubleshooting."
+        if let Some((_, list)) = help.split_once("in the Debian package):") {
+            let list = list.split('.').next().unwrap_or_default();
+            named.extend(
+                list.split(',')
+                    .map(|page| format!("docs/{}.md", page.trim())),
+            );
+        }
+        // "… docs/configuration.md; …"
+        named.extend(
+            help.split_whitespace()
+                .map(|word| word.trim_end_matches([';', ',']))
+                .filter(|word| word.starts_with("docs/") && word.ends_with(".md"))
+                .map(str::to_owned),
+        );
+    }
+    assert!(named.len() > 10, "{named:?}");
+    for page in &named {
+        assert!(
+            root.join(page).is_file(),
+            "help names {page}, which is not a page"
+        );
+    }
+}
