@@ -112,7 +112,10 @@ pub fn serve_quickly(
     let Ok(request) = Request::read(line) else {
         return Ok(Quick::NeedsKeygate);
     };
-    let Some(url) = registry_url(&request.registry.index_url) else {
+    // As keygate answers it: see `answer` for why an unnamed registry
+    // never gets a token.
+    let url = registry_url(&request.registry.index_url).filter(|_| request.registry.name.is_some());
+    let Some(url) = url else {
         cargo_credential::write_answer(output, &Err(Refusal::UrlNotSupported))?;
         return Ok(Quick::Served);
     };

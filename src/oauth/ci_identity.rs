@@ -329,9 +329,16 @@ fn from_file(path: &Path) -> Result<String, CiIdentityError> {
     let mut text = String::new();
     std::fs::File::open(path)
         .map_err(error)?
-        .take(MAX_TOKEN_BYTES)
+        .take(MAX_TOKEN_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(error)?;
+    // Cut short, a JWT can still look like one and be sent, only for the
+    // server to refuse its signature.
+    if text.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(error(std::io::Error::other(format!(
+            "it is larger than {MAX_TOKEN_BYTES} bytes, which no id token is"
+        ))));
+    }
     Ok(text)
 }
 
@@ -536,6 +543,12 @@ mod tests {
         let other = JWT.replace("c2ln", "b3RoZXI");
         std::fs::write(&path, &other).unwrap();
         assert_eq!(fetch_now().unwrap().secret().expose(), other);
+        // A file too big for an id token is refused, not cut to a JWT-like
+        // prefix and sent.
+        let padded = format!("{JWT}{}", "A".repeat(MAX_TOKEN_BYTES as usize));
+        std::fs::write(&path, &padded).unwrap();
+        let too_big = fetch_now().unwrap_err().to_string();
+        assert!(too_big.contains("larger than"), "{too_big}");
     }
 
     #[test]

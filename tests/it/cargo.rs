@@ -475,6 +475,30 @@ fn an_index_a_manifest_names_on_the_forges_origin_gets_no_token() {
     assert_no_secret(&metadata, &secrets, "cargo metadata");
 }
 
+/// cargo names no registry for an index a manifest names by URL: keygate
+/// and its front program alike refuse it, a fresh stored token or not.
+#[test]
+fn an_unnamed_registry_gets_no_token_from_keygate_or_the_front() {
+    let world = World::start(Options::default());
+    let _cargo = Cargo::new(&world);
+    ok(&world.keygate(&["login", &world.repo_url()]));
+    let secrets = stored_tokens(&world);
+    let mut request = read_request(&index(&world));
+    request["registry"].as_object_mut().unwrap().remove("name");
+
+    let front = front_on_path(&world);
+    for program in [Path::new(KEYGATE), &front] {
+        let output = provider(&world, program, &request);
+        assert_eq!(
+            answer(&output),
+            serde_json::json!({"Err": {"kind": "url-not-supported"}}),
+            "{}",
+            program.display()
+        );
+        assert_no_secret(&output, &secrets, "an unnamed registry's answer");
+    }
+}
+
 /// cargo keeps a token in memory only while more than a minute is left,
 /// so with a 40-second token it starts keygate for every request: the
 /// one after the stored token went stale gets a refreshed one.
