@@ -55,7 +55,9 @@ fn describe_instant(at: u64, now: u64) -> String {
     let relative = match left {
         s if s >= 2 * 86_400 => format!("in {} days", s / 86_400),
         s if s >= 7200 => format!("in {} hours", s / 3600),
-        s => format!("in {} minutes", s / 60),
+        s if s >= 120 => format!("in {} minutes", s / 60),
+        s if s >= 60 => "in 1 minute".to_owned(),
+        _ => "in less than a minute".to_owned(),
     };
     format!("{relative} ({})", utc_date(at))
 }
@@ -90,5 +92,15 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc_date(1_796_000_000), "2026-11-30 00:53 UTC");
+    }
+
+    #[test]
+    fn instants_read_as_a_person_says_them() {
+        let at = |left: u64| describe_instant(1_796_000_000 + left, 1_796_000_000);
+        assert!(at(3 * 86_400).starts_with("in 3 days ("));
+        assert!(at(5 * 3600).starts_with("in 5 hours ("));
+        assert!(at(90 * 60).starts_with("in 90 minutes ("));
+        assert!(at(90).starts_with("in 1 minute ("), "{}", at(90));
+        assert!(at(30).starts_with("in less than a minute ("), "{}", at(30));
     }
 }
