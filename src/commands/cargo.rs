@@ -327,7 +327,7 @@ pub struct SetupReport {
 pub fn setup(
     config: &GitConfig,
     args: SetupArgs,
-    mut output: impl Write,
+    output: impl Write,
 ) -> Result<Outcome, CommandError> {
     let index = args.index_url.trim().to_owned();
     let url = registry_url(&index).ok_or_else(|| CargoSetupError::NotAnIndex {
@@ -371,18 +371,13 @@ pub fn setup(
             shell_command(&["keygate".into(), "setup".into(), server.into()])
         ));
     }
-    if args.json {
-        serde_json::to_writer_pretty(&mut output, &report)?;
-        writeln!(output)?;
-    } else {
-        output.write_all(report_text(&report).as_bytes())?;
-    }
-    output.flush()?;
-    Ok(if report.next_steps.is_empty() {
-        Outcome::Done
-    } else {
-        Outcome::StepsLeft
-    })
+    super::print_setup_report(
+        output,
+        args.json,
+        &report,
+        || report_text(&report),
+        &report.next_steps,
+    )
 }
 
 fn report_text(report: &SetupReport) -> String {

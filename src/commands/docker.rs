@@ -304,7 +304,7 @@ pub struct Configured {
 pub fn setup(
     config: &GitConfig,
     args: SetupArgs,
-    mut output: impl Write,
+    output: impl Write,
 ) -> Result<Outcome, CommandError> {
     let url = protocol::registry_url(&args.registry)?;
     let host = protocol::registry_host(&url);
@@ -370,18 +370,13 @@ pub fn setup(
             "put {PROGRAM} on PATH: install.sh installs it beside keygate"
         ));
     }
-    if args.json {
-        serde_json::to_writer_pretty(&mut output, &report)?;
-        writeln!(output)?;
-    } else {
-        output.write_all(report_text(&report).as_bytes())?;
-    }
-    output.flush()?;
-    Ok(if report.next_steps.is_empty() {
-        Outcome::Done
-    } else {
-        Outcome::StepsLeft
-    })
+    super::print_setup_report(
+        output,
+        args.json,
+        &report,
+        || report_text(&report),
+        &report.next_steps,
+    )
 }
 
 /// The report as lines for a person. What came from the files (another

@@ -39,6 +39,30 @@ pub enum Outcome {
     Failed,
 }
 
+/// Prints a `setup` report (of another tool's set-up) on `output`, as
+/// JSON for scripts or as `text` for a person; [`Outcome::StepsLeft`]
+/// when `next_steps` names any.
+fn print_setup_report(
+    mut output: impl std::io::Write,
+    json: bool,
+    report: &impl serde::Serialize,
+    text: impl FnOnce() -> String,
+    next_steps: &[String],
+) -> Result<Outcome, CommandError> {
+    if json {
+        serde_json::to_writer_pretty(&mut output, report)?;
+        writeln!(output)?;
+    } else {
+        output.write_all(text().as_bytes())?;
+    }
+    output.flush()?;
+    Ok(if next_steps.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::StepsLeft
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// Not echoed back: `https://user:TOKEN@host` typed by hand would land

@@ -276,6 +276,17 @@ fn cargo_builds_and_publishes_with_the_token_git_uses() {
         "{}",
         cargo.config()
     );
+    // Again, for a script: nothing left to write.
+    let again = cargo
+        .env(world.command(KEYGATE))
+        .args(["setup", "cargo", &index(&world), "--name", "kg", "--json"])
+        .output()
+        .unwrap();
+    ok(&again);
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["state"], "present", "{report}");
+    assert_eq!(report["registry"], "kg", "{report}");
+    assert_eq!(report["next_steps"], serde_json::json!([]), "{report}");
     world.set_env("KEYGATE_LOG", "keygate=trace");
     let app = project(&world, "app", &[("keygate-hello", "kg")]);
 
