@@ -112,10 +112,7 @@ pub fn serve_quickly(
     let Ok(request) = Request::read(line) else {
         return Ok(Quick::NeedsKeygate);
     };
-    // As keygate answers it: see `answer` for why an unnamed registry
-    // never gets a token.
-    let url = registry_url(&request.registry.index_url).filter(|_| request.registry.name.is_some());
-    let Some(url) = url else {
+    let Some(url) = servable_url(&request) else {
         cargo_credential::write_answer(output, &Err(Refusal::UrlNotSupported))?;
         return Ok(Quick::Served);
     };
@@ -144,16 +141,7 @@ pub fn serve_quickly(
 
 /// The answer to one request.
 fn answer(config: &GitConfig, reach: Reach<'_>, request: &Request) -> Result<Answer, Refusal> {
-    // cargo names every registry of its configuration; an index a
-    // manifest names by URL (`registry-index`, in anyone's git or path
-    // dependency) comes without a name. Its config.json, which may be
-    // anybody's file on the forge's origin, tells cargo where else to
-    // send the token (`dl`, `api`): only the person's own registries get
-    // one.
-    if request.registry.name.is_none() {
-        return Err(Refusal::UrlNotSupported);
-    }
-    let Some(url) = registry_url(&request.registry.index_url) else {
+    let Some(url) = servable_url(request) else {
         return Err(Refusal::UrlNotSupported);
     };
     let provider = match Provider::resolve(config, &url) {
@@ -212,8 +200,22 @@ fn login(
     account::say_logged_in(io::stderr(), &session, &record, store.as_ref())
 }
 
-/// The URL keygate's configuration is matched against: the index URL
-/// without cargo's `sparse+`. `None` for anything but http(s).
+/// The URL keygate's configuration is matched against for `request`, or
+/// `None` when keygate answers `url-not-supported` whatever it holds: the
+/// one rule for keygate and the small program alike.
+///
+/// cargo names every registry of its configuration; an index a manifest
+/// names by URL (`registry-index`, in anyone's git or path dependency)
+/// comes without a name. Its config.json, which may be anybody's file on
+/// the forge's origin, tells cargo where else to send the token (`dl`,
+/// `api`): only the person's own registries get one.
+fn servable_url(request: &Request) -> Option<Url> {
+    request.registry.name.as_ref()?;
+    registry_url(&request.registry.index_url)
+}
+
+/// The index URL without cargo's `sparse+`. `None` for anything but
+/// http(s).
 fn registry_url(index_url: &str) -> Option<Url> {
     let plain = index_url.strip_prefix("sparse+").unwrap_or(index_url);
     Url::parse(plain)
