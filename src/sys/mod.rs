@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 pub use private::Unsafe;
 pub(crate) use private::{
-    check_private_dir, create_new_private, create_private_dir, open_private, publish_once,
-    read_own, read_private, write_private_atomically,
+    check_private_dir, create_dirs_owner_only, create_new_private, create_private_dir,
+    open_private, publish_once, read_own, read_private, write_private_atomically,
 };
 pub use process::{raise_open_file_limit, take_env_vars, terminated, termination};
 pub use terminal::{Keys, terminal_columns};

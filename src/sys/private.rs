@@ -69,6 +69,25 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     platform::walk(dir, true)
 }
 
+/// Creates `dir` and what is missing above it as another program would
+/// for its own config (`~/.docker`, `~/.config/containers`): new
+/// directories are 0700, existing ones and their ancestors are left as
+/// they are, since they are that program's, not keygate's.
+pub(crate) fn create_dirs_owner_only(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
 /// Like [`create_private_dir`] for a directory that must already exist:
 /// `NotFound` when it does not.
 pub(crate) fn check_private_dir(dir: &Path) -> io::Result<()> {

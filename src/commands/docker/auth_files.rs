@@ -219,23 +219,9 @@ fn write(path: &Path, document: &Map<String, Value>) -> Result<(), AuthFileError
     bytes.push(b'\n');
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Private, as Docker makes ~/.docker: the files may hold passwords.
-        create_dir_private(dir).map_err(write_error)?;
+        crate::sys::create_dirs_owner_only(dir).map_err(write_error)?;
     }
     crate::sys::write_private_atomically(path, &bytes).map_err(write_error)
-}
-
-#[cfg(unix)]
-fn create_dir_private(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_dir_private(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 #[cfg(test)]
