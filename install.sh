@@ -96,6 +96,15 @@ install_program() { # install_program BUILT NAME
   fi
 }
 install_program "$built" keygate
+# Links bin/NAME to TARGET (beside it) unless it already is.
+link_program() { # link_program NAME TARGET
+  if [ "$(readlink "$bin/$1" 2>/dev/null)" = "$2" ]; then
+    echo "unchanged: $bin/$1 -> $2"
+  else
+    ln -sfn "$2" "$bin/$1"
+    echo "linked: $bin/$1 -> $2"
+  fi
+}
 # The quick path pays off where keygate is a static binary with a kernel
 # cache in front of the keychain (Linux). Elsewhere a get from the
 # keychain would start two programs instead of one: there
@@ -104,40 +113,22 @@ front="$(dirname "$built")/git-credential-keygate"
 if [ "$(uname -s)" = Linux ] && [ -f "$front" ] && [ ! -L "$front" ]; then
   install_program "$front" git-credential-keygate
   helper="$bin/git-credential-keygate"
-elif [ "$(readlink "$bin/git-credential-keygate" 2>/dev/null)" = "keygate" ]; then
-  echo "unchanged: $bin/git-credential-keygate -> keygate"
-  helper="$bin/keygate"
+  quick=git-credential-keygate
 else
-  ln -sfn keygate "$bin/git-credential-keygate"
-  echo "linked: $bin/git-credential-keygate -> keygate"
+  link_program git-credential-keygate keygate
   helper="$bin/keygate"
+  quick=keygate
 fi
 
 # cargo's conventional name for a provider found on PATH, and what
 # `keygate setup cargo` names: cargo runs it with --cargo-plugin for nearly
-# every registry request when tokens are short-lived, so it is the quick
-# program where there is one (which hands keygate what it cannot answer).
-cargo_target=keygate
-[ "$helper" = "$bin/git-credential-keygate" ] && cargo_target=git-credential-keygate
-if [ "$(readlink "$bin/cargo-credential-keygate" 2>/dev/null)" = "$cargo_target" ]; then
-  echo "unchanged: $bin/cargo-credential-keygate -> $cargo_target"
-else
-  ln -sfn "$cargo_target" "$bin/cargo-credential-keygate"
-  echo "linked: $bin/cargo-credential-keygate -> $cargo_target"
-fi
-
-# Docker, podman, skopeo and buildah run docker-credential-keygate for the
-# registries `keygate setup docker` points at keygate: the same program
-# under Docker's name (it answers by the name it runs under), the quick
-# one where there is one.
-docker_target=keygate
-[ "$helper" = "$bin/git-credential-keygate" ] && docker_target=git-credential-keygate
-if [ "$(readlink "$bin/docker-credential-keygate" 2>/dev/null)" = "$docker_target" ]; then
-  echo "unchanged: $bin/docker-credential-keygate -> $docker_target"
-else
-  ln -sfn "$docker_target" "$bin/docker-credential-keygate"
-  echo "linked: $bin/docker-credential-keygate -> $docker_target"
-fi
+# every registry request when tokens are short-lived. Docker, podman,
+# skopeo and buildah run docker-credential-keygate for the registries
+# `keygate setup docker` points at keygate. Both are the quick program
+# where there is one (it answers by the name it runs under, and hands
+# keygate what it cannot answer).
+link_program cargo-credential-keygate "$quick"
+link_program docker-credential-keygate "$quick"
 
 # Moves FILE.new over FILE unless they are the same; says which.
 replace_if_changed() { # replace_if_changed FILE
